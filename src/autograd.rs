@@ -1,0 +1,129 @@
+//! Reverse-mode autodiff on the host. Each op that has an input requiring grad records a
+//! `Node` (its inputs and a backward closure) on its output; `backward(loss)` orders the
+//! nodes reachable from the loss (the tape), walks them in reverse and accumulates every
+//! input's gradient, so a tensor used twice gets the sum of both contributions.
+
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+pub type BackwardFn = Box<dyn Fn(&Tensor) -> Result<Vec<Option<Tensor>>>>;
+
+pub struct Node {
+    pub op: &'static str,
+    pub inputs: Vec<Tensor>,
+    pub backward: BackwardFn,
+}
+
+thread_local! {
+    static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+}
+
+pub fn is_grad_enabled() -> bool {
+    GRAD_ENABLED.with(|g| g.get())
+}
+
+/// Runs `f` without recording the graph (inference, backward rules, optimizer steps).
+pub fn no_grad<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            GRAD_ENABLED.with(|g| g.set(self.0));
+        }
+    }
+    let _restore = Restore(GRAD_ENABLED.with(|g| g.replace(false)));
+    f()
+}
+
+/// Gradients of the leaves that require grad, by tensor id.
+#[derive(Default)]
+pub struct Gradients {
+    map: HashMap<usize, Tensor>,
+}
+
+impl Gradients {
+    pub fn get(&self, t: &Tensor) -> Option<&Tensor> {
+        self.map.get(&t.id())
+    }
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// Tensors reachable from `root` through nodes, inputs before the ops that use them.
+fn tape(root: &Tensor) -> Vec<Tensor> {
+    let mut order = Vec::new();
+    let mut seen = HashSet::new();
+    // Iterative post-order DFS: deep generators would overflow a recursive walk's stack
+    // only in theory, but the explicit stack keeps it obviously bounded.
+    let mut stack: Vec<(Tensor, bool)> = vec![(root.clone(), false)];
+    while let Some((t, expanded)) = stack.pop() {
+        if expanded {
+            order.push(t);
+            continue;
+        }
+        if !seen.insert(t.id()) {
+            continue;
+        }
+        stack.push((t.clone(), true));
+        if let Some(node) = t.node() {
+            for i in node.inputs.iter().filter(|i| i.requires_grad()) {
+                if !seen.contains(&i.id()) {
+                    stack.push((i.clone(), false));
+                }
+            }
+        }
+    }
+    order
+}
+
+/// Back-propagates from `loss` (seeded with ones) and returns the leaves' gradients.
+pub fn backward(loss: &Tensor) -> Result<Gradients> {
+    if !loss.requires_grad() {
+        return Err(Error::Invalid("backward: the loss does not depend on any tensor that requires grad".into()));
+    }
+    let seed = Tensor::full(loss.gpu(), loss.shape(), 1.0)?;
+    backward_with(loss, seed)
+}
+
+/// Back-propagates `grad` (the gradient of some scalar w.r.t. `output`).
+pub fn backward_with(output: &Tensor, grad: Tensor) -> Result<Gradients> {
+    grad.expect_shape("backward", output.shape())?;
+    no_grad(|| {
+        let order = tape(output);
+        let mut grads: HashMap<usize, Tensor> = HashMap::new();
+        grads.insert(output.id(), grad);
+        let mut leaves = Gradients::default();
+        for t in order.iter().rev() {
+            let Some(g) = grads.remove(&t.id()) else { continue };
+            let Some(node) = t.node() else {
+                leaves.map.insert(t.id(), g);
+                continue;
+            };
+            let input_grads = (node.backward)(&g)?;
+            if input_grads.len() != node.inputs.len() {
+                return Err(Error::Invalid(format!("{}: backward returned {} gradients for {} inputs", node.op, input_grads.len(), node.inputs.len())));
+            }
+            for (input, gi) in node.inputs.iter().zip(input_grads) {
+                let Some(gi) = gi else { continue };
+                if !input.requires_grad() {
+                    continue;
+                }
+                if gi.shape() != input.shape() {
+                    return Err(Error::shape(node.op, format!("gradient {:?} for input {:?}", gi.shape(), input.shape())));
+                }
+                let acc = match grads.remove(&input.id()) {
+                    Some(prev) => crate::ops::elementwise::add(&prev, &gi)?,
+                    None => gi,
+                };
+                grads.insert(input.id(), acc);
+            }
+        }
+        Ok(leaves)
+    })
+}

@@ -1,0 +1,319 @@
+//! Adapter choice and the `Gpu` context that owns the device, the pool, the pipeline cache
+//! and the recorder.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use super::pipelines::{Kernel, PipelineCache};
+use super::pool::{size_class, PoolState, PoolStats, PooledBuffer};
+use super::recorder::{Arg, Command, Recorder, PARAMS_SLOT};
+use crate::error::{Error, Result};
+
+/// One adapter as `mr2ct devices` lists it.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub index: usize,
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub max_buffer_size: u64,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub timestamp_query: bool,
+}
+
+fn instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    if std::env::var_os("WGPU_BACKEND").is_none() {
+        desc.backends = wgpu::Backends::PRIMARY;
+    }
+    wgpu::Instance::new(desc)
+}
+
+/// Real GPUs first (discrete, then integrated, then virtual), the CPU adapter last.
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+fn sorted_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    adapters.sort_by_key(|a| rank(a.get_info().device_type));
+    adapters
+}
+
+fn summary(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
+    let info = a.get_info();
+    let limits = a.limits();
+    AdapterSummary {
+        index,
+        name: info.name,
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: info.driver,
+        driver_info: info.driver_info,
+        max_buffer_size: limits.max_buffer_size,
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+        max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+        max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+        timestamp_query: a.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+    }
+}
+
+/// Every adapter wgpu finds, in the order `Gpu::new` prefers them.
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    sorted_adapters(&instance()).iter().enumerate().map(|(i, a)| summary(i, a)).collect()
+}
+
+/// The compute context: device and queue, buffer pool, pipeline cache, recorder.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: AdapterSummary,
+    pub limits: wgpu::Limits,
+    pool: Rc<RefCell<PoolState>>,
+    pipelines: RefCell<PipelineCache>,
+    recorder: RefCell<Recorder>,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gpu {
+    /// Opens the preferred adapter, or the one named by `selector` (an index from
+    /// `mr2ct devices` or part of the adapter's name), or by the env var `MR2CT_ADAPTER`.
+    pub fn new(selector: Option<&str>) -> Result<Rc<Gpu>> {
+        let instance = instance();
+        let adapters = sorted_adapters(&instance);
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter(
+                "wgpu found no Vulkan/Metal/DX12 adapter; on Debian install the CPU adapter with `apt-get install mesa-vulkan-drivers`".into(),
+            ));
+        }
+        let env = std::env::var("MR2CT_ADAPTER").ok().filter(|s| !s.trim().is_empty());
+        let selector = selector.map(str::to_owned).or(env);
+        let index = match &selector {
+            None => 0,
+            Some(sel) => {
+                let sel = sel.trim();
+                let by_index = sel.parse::<usize>().ok().filter(|i| *i < adapters.len());
+                let by_name = || adapters.iter().position(|a| a.get_info().name.to_lowercase().contains(&sel.to_lowercase()));
+                by_index.or_else(by_name).ok_or_else(|| {
+                    let names: Vec<String> = adapters.iter().enumerate().map(|(i, a)| format!("{i}: {}", a.get_info().name)).collect();
+                    Error::NoAdapter(format!("no adapter matches {sel:?}; available: {}", names.join(", ")))
+                })?
+            }
+        };
+        let adapter = &adapters[index];
+        let summary = summary(index, adapter);
+        // The defaults cap storage bindings at 128 MiB; batch-128 activations need more, so
+        // ask for everything the adapter offers.
+        let limits = adapter.limits();
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("mr2ct"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::Gpu(format!("requesting a device from {}: {e}", summary.name)))?;
+        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.to_string().lines().next().unwrap_or("unknown wgpu error").to_owned());
+            }
+        }));
+        let align = limits.min_uniform_buffer_offset_alignment as u64;
+        let recorder = Recorder::new(&device, align, 1024);
+        Ok(Rc::new(Gpu {
+            device,
+            queue,
+            adapter: summary,
+            limits,
+            pool: Rc::default(),
+            pipelines: RefCell::default(),
+            recorder: RefCell::new(recorder),
+            errors,
+        }))
+    }
+
+    /// A buffer of at least `bytes` bytes from the pool. Its contents are undefined.
+    pub fn alloc(&self, bytes: u64) -> Result<PooledBuffer> {
+        let bytes = bytes.max(4);
+        let class = size_class(bytes);
+        let max_binding = self.limits.max_storage_buffer_binding_size as u64;
+        if bytes > max_binding {
+            return Err(Error::Limit { what: "a storage buffer binding".into(), value: bytes, limit: max_binding });
+        }
+        if class > self.limits.max_buffer_size {
+            return Err(Error::Limit { what: "a buffer".into(), value: class, limit: self.limits.max_buffer_size });
+        }
+        let mut pool = self.pool.borrow_mut();
+        let buffer = match pool.take(class) {
+            Some(b) => b,
+            None => {
+                let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+                let b = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("mr2ct tensor"),
+                    size: class,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                if let Some(e) = pollster::block_on(scope.pop()) {
+                    return Err(Error::Gpu(format!("out of device memory allocating {class} bytes: {e}")));
+                }
+                pool.created(class);
+                b
+            }
+        };
+        Ok(PooledBuffer::new(buffer, class, bytes, self.pool.clone()))
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.borrow().stats
+    }
+
+    /// Frees the pool's idle buffers.
+    pub fn trim_pool(&self) {
+        self.pool.borrow_mut().trim();
+    }
+
+    pub fn pipelines_compiled(&self) -> usize {
+        self.pipelines.borrow().compiled
+    }
+
+    pub fn submits(&self) -> u64 {
+        self.recorder.borrow().submits
+    }
+
+    /// Records one dispatch of `kernel` with `params` (a `#[repr(C)]` struct matching the
+    /// shader's binding-0 uniform) and storage bindings 1.. in `args` order.
+    pub fn dispatch(&self, kernel: Kernel, params: &[u8], args: &[Arg], workgroups: [u32; 3]) -> Result<()> {
+        if params.len() as u64 > PARAMS_SLOT {
+            return Err(Error::Invalid(format!("{}: parameters of {} bytes exceed the {PARAMS_SLOT}-byte slot", kernel.entry, params.len())));
+        }
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        if workgroups.iter().any(|&w| w > max) {
+            return Err(Error::Limit { what: format!("workgroups of {}.{}", kernel.shader.name, kernel.entry), value: *workgroups.iter().max().unwrap_or(&0) as u64, limit: max as u64 });
+        }
+        if workgroups.contains(&0) {
+            return Ok(());
+        }
+        if self.recorder.borrow().is_full() {
+            self.flush()?;
+        }
+        let signature: Vec<bool> = args.iter().map(|a| matches!(a, Arg::Read(..))).collect();
+        let (pipeline, layout) = self.pipelines.borrow_mut().get(&self.device, &kernel, &signature);
+        let mut rec = self.recorder.borrow_mut();
+        // Uniform bindings need a size that is a multiple of 16.
+        let mut padded = params.to_vec();
+        padded.resize(params.len().div_ceil(16).max(1) * 16, 0);
+        let offset = rec.push_params(&padded);
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &rec.arena,
+                offset,
+                size: std::num::NonZeroU64::new(padded.len() as u64),
+            }),
+        }];
+        for (i, a) in args.iter().enumerate() {
+            let (buffer, size) = match a {
+                Arg::Read(b, s) | Arg::Write(b, s) => (*b, *s),
+            };
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset: 0, size: std::num::NonZeroU64::new(size.max(4)) }),
+            });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.entry),
+            layout: &layout.bind_group,
+            entries: &entries,
+        });
+        rec.commands.push(Command::Dispatch { pipeline, bind_group, workgroups });
+        rec.dispatches += 1;
+        Ok(())
+    }
+
+    /// Records a copy between buffers (ordered with the recorded dispatches).
+    pub fn copy(&self, src: &wgpu::Buffer, src_offset: u64, dst: &wgpu::Buffer, dst_offset: u64, size: u64) {
+        self.recorder.borrow_mut().commands.push(Command::Copy { src: src.clone(), src_offset, dst: dst.clone(), dst_offset, size });
+    }
+
+    /// Records zero-filling the first `size` bytes of a buffer.
+    pub fn clear(&self, buffer: &wgpu::Buffer, size: u64) {
+        self.recorder.borrow_mut().commands.push(Command::Clear { buffer: buffer.clone(), size: size.div_ceil(4) * 4 });
+    }
+
+    /// Submits everything recorded so far (no wait).
+    pub fn flush(&self) -> Result<()> {
+        self.recorder.borrow_mut().flush(&self.device, &self.queue);
+        self.check_errors()
+    }
+
+    /// Uploads host data into `buffer`. Pending work is submitted first, because a queue
+    /// write lands before the next submission as a whole and could otherwise overwrite a
+    /// pooled buffer that recorded (not yet submitted) kernels still read.
+    pub fn upload(&self, buffer: &wgpu::Buffer, data: &[u8]) -> Result<()> {
+        self.flush()?;
+        self.queue.write_buffer(buffer, 0, data);
+        Ok(())
+    }
+
+    /// Reads `size` bytes of `buffer` back to the host: submits pending work and waits.
+    pub fn read(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        let size = size.div_ceil(4) * 4;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("mr2ct readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.copy(buffer, 0, &staging, 0, size);
+        self.flush()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+        rx.recv()
+            .map_err(|_| Error::Gpu("readback callback never ran".into()))?
+            .map_err(|e| Error::Gpu(format!("mapping a readback buffer: {e}")))?;
+        let bytes = staging.slice(..).get_mapped_range().map_err(|e| Error::Gpu(format!("reading a mapped buffer: {e}")))?.to_vec();
+        staging.unmap();
+        self.check_errors()?;
+        Ok(bytes)
+    }
+
+    /// Waits until the device has finished all submitted work.
+    pub fn synchronize(&self) -> Result<()> {
+        self.flush()?;
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+        self.check_errors()
+    }
+
+    fn check_errors(&self) -> Result<()> {
+        let mut errs = self.errors.lock().map_err(|_| Error::Gpu("error log poisoned".into()))?;
+        if errs.is_empty() {
+            return Ok(());
+        }
+        let msg = errs.join("; ");
+        errs.clear();
+        Err(Error::Gpu(msg))
+    }
+}

@@ -1,0 +1,19 @@
+//! mr2ct: synthetic CT from MRI with a CycleGAN, trained on a tensor engine of WGSL compute
+//! shaders run through wgpu (Vulkan, Metal, DX12; lavapipe on a CPU).
+//!
+//! Layers, each using only the ones below it: `gpu` (device, buffer pool, pipelines, recorder)
+//! -> `tensor` + `autograd` -> `ops` (forward and backward of every op) -> `nn` + `optim`.
+
+pub mod autograd;
+pub mod error;
+pub mod gpu;
+pub mod nn;
+pub mod ops;
+pub mod optim;
+pub mod shaders;
+pub mod tensor;
+
+pub use autograd::{backward, no_grad, Gradients};
+pub use error::{Error, Result};
+pub use gpu::Gpu;
+pub use tensor::Tensor;
