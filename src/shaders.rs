@@ -14,5 +14,7 @@ macro_rules! shader {
 
 shader!(ELEMENTWISE, "elementwise");
 shader!(ACTIVATION, "activation");
+shader!(NORM, "norm");
+shader!(PAD, "pad");
 
-pub static ALL: &[&Shader] = &[&ELEMENTWISE, &ACTIVATION];
+pub static ALL: &[&Shader] = &[&ELEMENTWISE, &ACTIVATION, &NORM, &PAD];

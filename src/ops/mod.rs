@@ -3,6 +3,8 @@
 
 pub mod activation;
 pub mod elementwise;
+pub mod norm;
+pub mod pad;
 
 use bytemuck::{Pod, Zeroable};
 

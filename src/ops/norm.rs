@@ -1,0 +1,272 @@
+//! BatchNorm2d and InstanceNorm2d, forward and backward.
+//!
+//! Both run the same kernels (shaders/norm.wgsl) over "groups" of elements: a channel across
+//! the batch for BatchNorm, one (n, c) plane for InstanceNorm. Per-group statistics are a
+//! `[groups, 4]` tensor (shift, dmean, invstd, biased var) computed by a deterministic
+//! two-pass workgroup reduction; the backward reduces (sum gy, sum gy * xhat) per group the
+//! same way and then applies the standard formula elementwise.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::gpu::{grid_1d, Kernel};
+use crate::shaders::NORM;
+use crate::tensor::Tensor;
+
+/// Mirrors `Params` in shaders/norm.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct NormParams {
+    outer: u32,
+    groups: u32,
+    hw: u32,
+    channels: u32,
+    count: u32,
+    numel: u32,
+    eps: f32,
+    momentum: f32,
+    train: u32,
+}
+
+/// The group layout of one norm call; see the module docs.
+#[derive(Clone, Copy)]
+struct Layout {
+    outer: usize,
+    groups: usize,
+    hw: usize,
+    channels: usize,
+    numel: usize,
+}
+
+impl Layout {
+    fn batch(s: &[usize]) -> Layout {
+        Layout { outer: s[0], groups: s[1], hw: s[2] * s[3], channels: s[1], numel: s.iter().product() }
+    }
+    fn instance(s: &[usize]) -> Layout {
+        Layout { outer: 1, groups: s[0] * s[1], hw: s[2] * s[3], channels: s[1], numel: s.iter().product() }
+    }
+    fn count(&self) -> usize {
+        self.outer * self.hw
+    }
+    fn params(&self, eps: f32, momentum: f32, train: bool) -> NormParams {
+        NormParams {
+            outer: self.outer as u32,
+            groups: self.groups as u32,
+            hw: self.hw as u32,
+            channels: self.channels as u32,
+            count: self.count() as u32,
+            numel: self.numel as u32,
+            eps,
+            momentum,
+            train: train as u32,
+        }
+    }
+}
+
+fn check_nchw(op: &'static str, x: &Tensor) -> Result<()> {
+    if x.shape().len() != 4 || x.numel() == 0 {
+        return Err(Error::shape(op, format!("expected a non-empty [N, C, H, W] input, got {:?}", x.shape())));
+    }
+    if x.numel() > u32::MAX as usize {
+        return Err(Error::shape(op, format!("{:?} has more than 2^32 elements", x.shape())));
+    }
+    Ok(())
+}
+
+fn check_per_channel(op: &'static str, what: &str, t: Option<&Tensor>, c: usize) -> Result<()> {
+    match t {
+        Some(t) if t.shape() != [c] => Err(Error::shape(op, format!("{what} must be [{c}] for {c} channels, got {:?}", t.shape()))),
+        _ => Ok(()),
+    }
+}
+
+/// The affine parameters as tensors: absent weight = ones, absent bias = zeros, so one kernel
+/// serves both (C values; negligible next to the activations).
+fn affine_or_identity(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, c: usize) -> Result<(Tensor, Tensor)> {
+    let w = match weight {
+        Some(w) => w.detach(),
+        None => Tensor::full(x.gpu(), &[c], 1.0)?,
+    };
+    let b = match bias {
+        Some(b) => b.detach(),
+        None => Tensor::zeros(x.gpu(), &[c])?,
+    };
+    Ok((w, b))
+}
+
+/// Per-group batch statistics `[groups, 4]` of x.
+fn group_stats(x: &Tensor, l: Layout, eps: f32) -> Result<Tensor> {
+    let stats = Tensor::uninit(x.gpu(), &[l.groups, 4])?;
+    x.gpu().dispatch(Kernel::new(&NORM, "norm_stats"), bytemuck::bytes_of(&l.params(eps, 0.0, true)), &[stats.write(), x.read()], grid_1d(l.groups, 1))?;
+    Ok(stats)
+}
+
+fn normalize(x: &Tensor, l: Layout, stats: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let y = Tensor::uninit(x.gpu(), x.shape())?;
+    x.gpu().dispatch(
+        Kernel::new(&NORM, "norm_forward"),
+        bytemuck::bytes_of(&l.params(0.0, 0.0, true)),
+        &[y.write(), x.read(), stats.read(), w.read(), b.read()],
+        grid_1d(l.numel, 256),
+    )?;
+    Ok(y)
+}
+
+/// What the backward of a norm call saved, and which gradients it owes.
+struct Saved {
+    x: Tensor,
+    stats: Tensor,
+    weight: Tensor,
+    layout: Layout,
+    train: bool,
+    want_x: bool,
+    want_weight: bool,
+    want_bias: bool,
+}
+
+impl Saved {
+    /// One gradient per input in order: x, then weight and bias where they were given.
+    fn backward(&self, gy: &Tensor, has_weight: bool, has_bias: bool) -> Result<Vec<Option<Tensor>>> {
+        let l = self.layout;
+        let gpu = gy.gpu();
+        let params = l.params(0.0, 0.0, self.train);
+        // (sum gy, sum gy * xhat) per group: the parameter gradients, and in training mode
+        // the two terms the input gradient subtracts.
+        let red = Tensor::uninit(gpu, &[l.groups, 2])?;
+        gpu.dispatch(
+            Kernel::new(&NORM, "norm_backward_reduce"),
+            bytemuck::bytes_of(&params),
+            &[red.write(), gy.read(), self.x.read(), self.stats.read()],
+            grid_1d(l.groups, 1),
+        )?;
+        let mut grads = Vec::with_capacity(3);
+        if self.want_x {
+            let gx = Tensor::uninit(gpu, gy.shape())?;
+            gpu.dispatch(
+                Kernel::new(&NORM, "norm_backward_input"),
+                bytemuck::bytes_of(&params),
+                &[gx.write(), gy.read(), self.x.read(), self.stats.read(), red.read(), self.weight.read()],
+                grid_1d(l.numel, 256),
+            )?;
+            grads.push(Some(gx));
+        } else {
+            grads.push(None);
+        }
+        if (has_weight && self.want_weight) || (has_bias && self.want_bias) {
+            let gw = Tensor::uninit(gpu, &[l.channels])?;
+            let gb = Tensor::uninit(gpu, &[l.channels])?;
+            gpu.dispatch(Kernel::new(&NORM, "norm_param_grads"), bytemuck::bytes_of(&params), &[gw.write(), gb.write(), red.read()], grid_1d(l.channels, 64))?;
+            if has_weight {
+                grads.push(Some(gw));
+            }
+            if has_bias {
+                grads.push(Some(gb));
+            }
+        } else {
+            grads.extend(std::iter::repeat_n(None, has_weight as usize + has_bias as usize));
+        }
+        Ok(grads)
+    }
+}
+
+fn record(y: Tensor, op: &'static str, x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, saved: Saved) -> Tensor {
+    let mut inputs = vec![x];
+    inputs.extend(weight);
+    inputs.extend(bias);
+    let (has_w, has_b) = (weight.is_some(), bias.is_some());
+    Tensor::from_op(y, op, &inputs, move |gy| saved.backward(gy, has_w, has_b))
+}
+
+/// BatchNorm2d. training=true: normalize with the batch statistics (biased variance) and update
+/// running_mean / running_var IN PLACE on the device (momentum, unbiased variance for the running
+/// update, exactly like PyTorch); training=false: normalize with the running statistics.
+///
+/// Backward: gradients to x, weight and bias; in training mode through the batch statistics.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm2d(
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    training: bool,
+    momentum: f32,
+    eps: f32,
+) -> Result<Tensor> {
+    const OP: &str = "batch_norm2d";
+    check_nchw(OP, x)?;
+    let c = x.shape()[1];
+    check_per_channel(OP, "weight", weight, c)?;
+    check_per_channel(OP, "bias", bias, c)?;
+    check_per_channel(OP, "running_mean", Some(running_mean), c)?;
+    check_per_channel(OP, "running_var", Some(running_var), c)?;
+    let l = Layout::batch(x.shape());
+    if training && l.count() < 2 {
+        return Err(Error::shape(OP, format!("training needs more than one value per channel, got input {:?}", x.shape())));
+    }
+    let gpu = x.gpu();
+    let stats = if training {
+        let stats = group_stats(x, l, eps)?;
+        gpu.dispatch(
+            Kernel::new(&NORM, "batch_norm_update_running"),
+            bytemuck::bytes_of(&l.params(eps, momentum, true)),
+            &[running_mean.write(), running_var.write(), stats.read()],
+            grid_1d(c, 64),
+        )?;
+        stats
+    } else {
+        // A snapshot: the backward must use the statistics of this forward even if the running
+        // buffers change before it runs.
+        let stats = Tensor::uninit(gpu, &[c, 4])?;
+        gpu.dispatch(
+            Kernel::new(&NORM, "batch_norm_eval_stats"),
+            bytemuck::bytes_of(&l.params(eps, momentum, false)),
+            &[stats.write(), running_mean.read(), running_var.read()],
+            grid_1d(c, 64),
+        )?;
+        stats
+    };
+    let (w, b) = affine_or_identity(x, weight, bias, c)?;
+    let y = normalize(x, l, &stats, &w, &b)?;
+    let saved = Saved {
+        x: x.detach(),
+        stats,
+        weight: w,
+        layout: l,
+        train: training,
+        want_x: x.requires_grad(),
+        want_weight: weight.is_some_and(Tensor::requires_grad),
+        want_bias: bias.is_some_and(Tensor::requires_grad),
+    };
+    Ok(record(y, OP, x, weight, bias, saved))
+}
+
+/// InstanceNorm2d without running statistics (PyTorch default), affine optional: each (n, c)
+/// plane is normalized with its own mean and biased variance.
+///
+/// Backward: gradients to x (through the plane statistics), weight and bias.
+pub fn instance_norm2d(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f32) -> Result<Tensor> {
+    const OP: &str = "instance_norm2d";
+    check_nchw(OP, x)?;
+    let c = x.shape()[1];
+    check_per_channel(OP, "weight", weight, c)?;
+    check_per_channel(OP, "bias", bias, c)?;
+    let l = Layout::instance(x.shape());
+    if l.hw < 2 {
+        return Err(Error::shape(OP, format!("needs more than one spatial element per plane, got input {:?}", x.shape())));
+    }
+    let stats = group_stats(x, l, eps)?;
+    let (w, b) = affine_or_identity(x, weight, bias, c)?;
+    let y = normalize(x, l, &stats, &w, &b)?;
+    let saved = Saved {
+        x: x.detach(),
+        stats,
+        weight: w,
+        layout: l,
+        train: true,
+        want_x: x.requires_grad(),
+        want_weight: weight.is_some_and(Tensor::requires_grad),
+        want_bias: bias.is_some_and(Tensor::requires_grad),
+    };
+    Ok(record(y, OP, x, weight, bias, saved))
+}
