@@ -14,5 +14,8 @@ macro_rules! shader {
 
 shader!(ELEMENTWISE, "elementwise");
 shader!(ACTIVATION, "activation");
+shader!(REDUCE, "reduce");
+shader!(LOSS, "loss");
+shader!(ADAM, "adam");
 
-pub static ALL: &[&Shader] = &[&ELEMENTWISE, &ACTIVATION];
+pub static ALL: &[&Shader] = &[&ELEMENTWISE, &ACTIVATION, &REDUCE, &LOSS, &ADAM];

@@ -3,6 +3,8 @@
 
 pub mod activation;
 pub mod elementwise;
+pub mod loss;
+pub mod reduce;
 
 use bytemuck::{Pod, Zeroable};
 
