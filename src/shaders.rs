@@ -16,5 +16,8 @@ shader!(ELEMENTWISE, "elementwise");
 shader!(ACTIVATION, "activation");
 shader!(NORM, "norm");
 shader!(PAD, "pad");
+shader!(REDUCE, "reduce");
+shader!(LOSS, "loss");
+shader!(ADAM, "adam");
 
-pub static ALL: &[&Shader] = &[&ELEMENTWISE, &ACTIVATION, &NORM, &PAD];
+pub static ALL: &[&Shader] = &[&ELEMENTWISE, &ACTIVATION, &NORM, &PAD, &REDUCE, &LOSS, &ADAM];

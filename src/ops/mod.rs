@@ -3,8 +3,10 @@
 
 pub mod activation;
 pub mod elementwise;
+pub mod loss;
 pub mod norm;
 pub mod pad;
+pub mod reduce;
 
 use bytemuck::{Pod, Zeroable};
 
