@@ -14,5 +14,6 @@ macro_rules! shader {
 
 shader!(ELEMENTWISE, "elementwise");
 shader!(ACTIVATION, "activation");
+shader!(CONV2D, "conv2d");
 
-pub static ALL: &[&Shader] = &[&ELEMENTWISE, &ACTIVATION];
+pub static ALL: &[&Shader] = &[&ELEMENTWISE, &ACTIVATION, &CONV2D];
