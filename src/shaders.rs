@@ -14,10 +14,11 @@ macro_rules! shader {
 
 shader!(ELEMENTWISE, "elementwise");
 shader!(ACTIVATION, "activation");
+shader!(CONV2D, "conv2d");
 shader!(NORM, "norm");
 shader!(PAD, "pad");
 shader!(REDUCE, "reduce");
 shader!(LOSS, "loss");
 shader!(ADAM, "adam");
 
-pub static ALL: &[&Shader] = &[&ELEMENTWISE, &ACTIVATION, &NORM, &PAD, &REDUCE, &LOSS, &ADAM];
+pub static ALL: &[&Shader] = &[&ELEMENTWISE, &ACTIVATION, &CONV2D, &NORM, &PAD, &REDUCE, &LOSS, &ADAM];

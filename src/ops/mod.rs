@@ -2,6 +2,8 @@
 //! records on the autograd graph. Kernels live in shaders/, one file per family.
 
 pub mod activation;
+pub mod conv;
+pub mod conv_transpose;
 pub mod elementwise;
 pub mod loss;
 pub mod norm;

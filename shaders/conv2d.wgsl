@@ -1,0 +1,445 @@
+// 2-D convolution as implicit GEMM: forward, input gradient, weight gradient, bias gradient,
+// and the two packing passes they read from. Transposed convolution (ops/conv_transpose.rs)
+// runs on the same three GEMM kernels: its forward is conv2d_backward_input, its input
+// gradient conv2d_forward, its weight gradient conv2d_backward_weight with the roles of input
+// and output gradient swapped.
+//
+// Bindings: 0 = params, then outputs, then inputs (in the order ops/conv.rs passes them).
+// Several entry points bind different views (f32 / vec4) at the same slot; naga checks
+// collisions per entry point, and no entry point uses two of them.
+//
+// Why the packing: lavapipe (llvmpipe) turns every storage load into a loop over the SIMD
+// lanes, so what costs is the number of load instructions, not the bytes. The GEMM kernels
+// therefore read only vec4s, along the reduction dimension from a channels-last copy of
+// the activation ("packed": [N, rows, cols, C4] with C4 = ceil(C / 4) vec4 channel groups,
+// zero border included so the inner loops need no bounds checks) and along the output
+// channels from a repacked weight ([tap][reduction channel][output channel vec4]), and keep a
+// register tile of TP pixels x TC channels (a few hundred FMAs per dozen loads). Tile sizes
+// are override constants so another adapter can get another shape.
+
+struct Params {
+    n: u32,        // batch
+    cin: u32,      // conv input channels
+    cout: u32,     // conv output channels
+    k: u32,        // square kernel size
+    h: u32,        // conv input height / width
+    w: u32,
+    oh: u32,       // conv output height / width
+    ow: u32,
+    stride: u32,
+    pad: u32,
+    has_bias: u32,
+    ctiles: u32,   // output-channel tiles of the register tile grid (grid y)
+    cin4: u32,     // vec4 channel groups of the packed input / of the packed output gradient
+    cout4: u32,
+    xh: u32,       // packed input rows / cols (pad included)
+    xw: u32,
+    gh: u32,       // packed output-gradient rows / cols (border included)
+    gw: u32,
+    gborder: u32,  // top/left zero border of the packed output gradient
+    rows_per_split: u32, // conv2d_backward_weight: output rows (n, oy) per split of the reduction
+    splits: u32,
+}
+
+struct PackParams {
+    total: u32,    // vec4s to write
+    c: u32,        // source channels
+    h: u32,        // source rows / cols
+    w: u32,
+    dh: u32,       // destination rows / cols
+    dw: u32,
+    dc4: u32,      // destination vec4 channel groups
+    off_h: u32,    // source row 0 lands at destination row off_h
+    off_w: u32,
+    // pack_weight: conv weight [cout, cin, k, k]
+    cout: u32,
+    cin: u32,
+    kk: u32,
+    rows: u32,     // reduction rows per tap (cin4 * 4 or cout4 * 4)
+    cols4: u32,    // output-channel vec4s per row
+    swap: u32,     // 0: rows = cin, cols = cout (forward); 1: rows = cout, cols = cin (input gradient)
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<uniform> pp: PackParams;
+
+// GEMM kernels: one f32 output, two vec4 inputs, the f32 bias.
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> act: array<vec4<f32>>;  // packed activation (x or grad_out)
+@group(0) @binding(3) var<storage, read> wpk: array<vec4<f32>>;  // packed weight / second packed activation
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+
+// Packing and reductions: vec4 or f32 output, f32 input.
+@group(0) @binding(1) var<storage, read_write> out4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> src: array<f32>;
+
+// Register tile: TP pixels x TC output channels per invocation (TC a multiple of 4), WG
+// invocations per workgroup. conv2d_backward_weight uses TCO x TCI (output x input channels).
+override TP: u32 = 8u;
+override TC: u32 = 16u;
+override TCO: u32 = 16u;
+override TCI: u32 = 8u;
+override WG: u32 = 64u;
+
+// Upper bounds of the tile constants (function-scope arrays need constant sizes).
+const MAXP: u32 = 16u;
+const MAXC4: u32 = 8u;
+const MAXCO: u32 = 32u;
+const MAXCI4: u32 = 8u;
+
+fn group_linear(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    // Grids longer than 65535 groups spill into z.
+    return wid.x + wid.z * nwg.x;
+}
+
+// y[n, co, oy, ox] = bias[co] + sum_{kh, kw, ci} x[n, ci, oy*s - pad + kh, ox*s - pad + kw] w[co, ci, kh, kw]
+// act = packed x [N, xh, xw, cin4] (pad included), wpk = [k*k][cin4*4][cout4] vec4 over co.
+// GEMM: M = N*OH*OW pixels (TP per invocation), N = Cout (TC per invocation, ctile = grid y),
+// K = k*k*cin4*4, walked as (kh, kw, vec4 of ci).
+@compute @workgroup_size(WG)
+fn conv2d_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let npix = p.n * p.oh * p.ow;
+    let ohw = p.oh * p.ow;
+    let p0 = (group_linear(wid, nwg) * WG + lid) * TP;
+    let c0 = wid.y * (TC / 4u);
+    // Lanes past the end compute on a clamped pixel and skip the store: no lane leaves
+    // early, so the loop below runs in uniform control flow.
+    var base: array<u32, MAXP>;
+    for (var i = 0u; i < TP; i++) {
+        let px = min(p0 + i, npix - 1u);
+        let nn = px / ohw;
+        let r = px - nn * ohw;
+        let oy = r / p.ow;
+        let ox = r - oy * p.ow;
+        base[i] = ((nn * p.xh + oy * p.stride) * p.xw + ox * p.stride) * p.cin4;
+    }
+    var col: array<u32, MAXC4>;
+    for (var q = 0u; q < TC / 4u; q++) {
+        col[q] = min(c0 + q, p.cout4 - 1u);
+    }
+    var acc: array<vec4<f32>, 128>;  // MAXP * MAXC4, zero-initialised
+    for (var kh = 0u; kh < p.k; kh++) {
+        for (var kw = 0u; kw < p.k; kw++) {
+            let toff = (kh * p.xw + kw) * p.cin4;
+            let wrow = (kh * p.k + kw) * p.cin4 * 4u;
+            for (var c = 0u; c < p.cin4; c++) {
+                var a: array<vec4<f32>, MAXP>;
+                for (var i = 0u; i < TP; i++) {
+                    a[i] = act[base[i] + toff + c];
+                }
+                let r0 = (wrow + c * 4u) * p.cout4;
+                for (var q = 0u; q < TC / 4u; q++) {
+                    let b0 = wpk[r0 + col[q]];
+                    let b1 = wpk[r0 + p.cout4 + col[q]];
+                    let b2 = wpk[r0 + 2u * p.cout4 + col[q]];
+                    let b3 = wpk[r0 + 3u * p.cout4 + col[q]];
+                    for (var i = 0u; i < TP; i++) {
+                        let ai = a[i];
+                        acc[i * MAXC4 + q] = fma(vec4<f32>(ai.x), b0, fma(vec4<f32>(ai.y), b1, fma(vec4<f32>(ai.z), b2, fma(vec4<f32>(ai.w), b3, acc[i * MAXC4 + q]))));
+                    }
+                }
+            }
+        }
+    }
+    for (var i = 0u; i < TP; i++) {
+        let px = p0 + i;
+        if (px < npix) {
+            let nn = px / ohw;
+            let r = px - nn * ohw;
+            let ob = nn * p.cout * ohw + r;
+            for (var q = 0u; q < TC / 4u; q++) {
+                let v = acc[i * MAXC4 + q];
+                for (var j = 0u; j < 4u; j++) {
+                    let co = (c0 + q) * 4u + j;
+                    if (co < p.cout) {
+                        var b = 0.0;
+                        if (p.has_bias != 0u) { b = bias[co]; }
+                        out[ob + co * ohw] = v[j] + b;
+                    }
+                }
+            }
+        }
+    }
+}
+
+// gx[n, ci, iy, ix] = sum_{co, kh, kw : oy*s - pad + kh = iy} gy[n, co, oy, ox] w[co, ci, kh, kw]
+// (+ bias[ci]: the epilogue of conv_transpose2d's forward).
+// act = packed grad_out [N, gh, gw, cout4] with a zero border of gborder rows/cols on top/left,
+// wpk = [k*k][cout4*4][cin4] vec4 over ci.
+// With stride s only taps kh = (iy + pad) mod s + s*j reach pixel iy, so input pixels are
+// split into s*s phases (ry, rx) = ((iy + pad) mod s, (ix + pad) mod s); a workgroup holds
+// one phase (grid y = phase * ctiles + ctile), its tap loops are uniform and no FMA is
+// spent on taps that miss. With qy = (iy + pad) / s the tap j reads oy = qy - j.
+@compute @workgroup_size(WG)
+fn conv2d_backward_input(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = p.stride;
+    let phase = wid.y / p.ctiles;
+    let ry = phase / s;
+    let rx = phase - ry * s;
+    let c0 = (wid.y - phase * p.ctiles) * (TC / 4u);
+    // Range of q with 0 <= q*s + r - pad < h.
+    let qy0 = select(0u, (p.pad - ry + s - 1u) / s, p.pad > ry);
+    let qx0 = select(0u, (p.pad - rx + s - 1u) / s, p.pad > rx);
+    let qy1 = select(0u, (p.h - 1u + p.pad - ry) / s + 1u, p.h - 1u + p.pad >= ry);
+    let qx1 = select(0u, (p.w - 1u + p.pad - rx) / s + 1u, p.w - 1u + p.pad >= rx);
+    if (qy1 <= qy0 || qx1 <= qx0) {
+        return;  // uniform: this phase has no pixels
+    }
+    let nqy = qy1 - qy0;
+    let nqx = qx1 - qx0;
+    let nq = nqy * nqx;
+    let npix = p.n * nq;
+    let p0 = (group_linear(wid, nwg) * WG + lid) * TP;
+    let jy = select(0u, (p.k - ry + s - 1u) / s, p.k > ry);
+    let jx = select(0u, (p.k - rx + s - 1u) / s, p.k > rx);
+    var base: array<u32, MAXP>;
+    for (var i = 0u; i < TP; i++) {
+        let px = min(p0 + i, npix - 1u);
+        let nn = px / nq;
+        let r = px - nn * nq;
+        let qy = qy0 + r / nqx;
+        let qx = qx0 + r % nqx;
+        base[i] = ((nn * p.gh + qy + p.gborder) * p.gw + qx + p.gborder) * p.cout4;
+    }
+    var col: array<u32, MAXC4>;
+    for (var q = 0u; q < TC / 4u; q++) {
+        col[q] = min(c0 + q, p.cin4 - 1u);
+    }
+    var acc: array<vec4<f32>, 128>;
+    for (var ty = 0u; ty < jy; ty++) {
+        for (var tx = 0u; tx < jx; tx++) {
+            let kh = ry + s * ty;
+            let kw = rx + s * tx;
+            // base - toff stays >= 0: the border is ceil(k / s) - 1 >= ty, tx.
+            let toff = (ty * p.gw + tx) * p.cout4;
+            let wrow = (kh * p.k + kw) * p.cout4 * 4u;
+            for (var c = 0u; c < p.cout4; c++) {
+                var a: array<vec4<f32>, MAXP>;
+                for (var i = 0u; i < TP; i++) {
+                    a[i] = act[base[i] - toff + c];
+                }
+                let r0 = (wrow + c * 4u) * p.cin4;
+                for (var q = 0u; q < TC / 4u; q++) {
+                    let b0 = wpk[r0 + col[q]];
+                    let b1 = wpk[r0 + p.cin4 + col[q]];
+                    let b2 = wpk[r0 + 2u * p.cin4 + col[q]];
+                    let b3 = wpk[r0 + 3u * p.cin4 + col[q]];
+                    for (var i = 0u; i < TP; i++) {
+                        let ai = a[i];
+                        acc[i * MAXC4 + q] = fma(vec4<f32>(ai.x), b0, fma(vec4<f32>(ai.y), b1, fma(vec4<f32>(ai.z), b2, fma(vec4<f32>(ai.w), b3, acc[i * MAXC4 + q]))));
+                    }
+                }
+            }
+        }
+    }
+    let hw = p.h * p.w;
+    for (var i = 0u; i < TP; i++) {
+        let px = p0 + i;
+        if (px < npix) {
+            let nn = px / nq;
+            let r = px - nn * nq;
+            let iy = (qy0 + r / nqx) * s + ry - p.pad;
+            let ix = (qx0 + r % nqx) * s + rx - p.pad;
+            let ob = nn * p.cin * hw + iy * p.w + ix;
+            for (var q = 0u; q < TC / 4u; q++) {
+                let v = acc[i * MAXC4 + q];
+                for (var j = 0u; j < 4u; j++) {
+                    let ci = (c0 + q) * 4u + j;
+                    if (ci < p.cin) {
+                        var b = 0.0;
+                        if (p.has_bias != 0u) { b = bias[ci]; }
+                        out[ob + ci * hw] = v[j] + b;
+                    }
+                }
+            }
+        }
+    }
+}
+
+// Partial weight gradient of one split of the reduction over output pixels:
+// part[split, kh*k + kw, co, ci] = sum_{(n, oy) in split, ox} gy[n, co, oy, ox] x[n, ci, oy*s - pad + kh, ox*s - pad + kw]
+// act = packed x (as in conv2d_forward), wpk = packed grad_out (as in conv2d_backward_input).
+// One invocation: one tap, TCO output x TCI input channels; consecutive lanes take
+// consecutive input-channel tiles of the same tap and output channels, so they share the
+// grad_out loads in cache. conv2d_reduce_weight sums the splits in a fixed order.
+@compute @workgroup_size(WG)
+fn conv2d_backward_weight(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let cit = (p.cin + TCI - 1u) / TCI;
+    let cot = (p.cout + TCO - 1u) / TCO;
+    let ntiles = p.k * p.k * cot * cit;
+    let t_raw = group_linear(wid, nwg) * WG + lid;
+    let t = min(t_raw, ntiles - 1u);
+    let tap = t / (cot * cit);
+    let r = t - tap * cot * cit;
+    let co_t = r / cit;
+    let ci_t = r - co_t * cit;
+    let kh = tap / p.k;
+    let kw = tap - kh * p.k;
+    let co4 = co_t * (TCO / 4u);
+    let ci4 = ci_t * (TCI / 4u);
+    var gcol: array<u32, 8>;  // MAXCO / 4
+    for (var q = 0u; q < TCO / 4u; q++) {
+        gcol[q] = min(co4 + q, p.cout4 - 1u);
+    }
+    var xcol: array<u32, MAXCI4>;
+    for (var q = 0u; q < TCI / 4u; q++) {
+        xcol[q] = min(ci4 + q, p.cin4 - 1u);
+    }
+    var acc: array<vec4<f32>, 256>;  // MAXCO * MAXCI4, zero-initialised
+    let row0 = wid.y * p.rows_per_split;
+    let row1 = min(row0 + p.rows_per_split, p.n * p.oh);
+    let xstep = p.stride * p.cin4;
+    for (var row = row0; row < row1; row++) {
+        let nn = row / p.oh;
+        let oy = row - nn * p.oh;
+        var xb = ((nn * p.xh + oy * p.stride + kh) * p.xw + kw) * p.cin4;
+        var gb = ((nn * p.gh + oy + p.gborder) * p.gw + p.gborder) * p.cout4;
+        for (var ox = 0u; ox < p.ow; ox++) {
+            var g: array<vec4<f32>, 8>;
+            for (var q = 0u; q < TCO / 4u; q++) {
+                g[q] = wpk[gb + gcol[q]];
+            }
+            var xv: array<vec4<f32>, MAXCI4>;
+            for (var q = 0u; q < TCI / 4u; q++) {
+                xv[q] = act[xb + xcol[q]];
+            }
+            for (var q = 0u; q < TCO / 4u; q++) {
+                let gq = g[q];
+                for (var e = 0u; e < TCI / 4u; e++) {
+                    let xe = xv[e];
+                    let a = (q * 4u) * MAXCI4 + e;
+                    acc[a] = fma(vec4<f32>(gq.x), xe, acc[a]);
+                    acc[a + MAXCI4] = fma(vec4<f32>(gq.y), xe, acc[a + MAXCI4]);
+                    acc[a + 2u * MAXCI4] = fma(vec4<f32>(gq.z), xe, acc[a + 2u * MAXCI4]);
+                    acc[a + 3u * MAXCI4] = fma(vec4<f32>(gq.w), xe, acc[a + 3u * MAXCI4]);
+                }
+            }
+            xb += xstep;
+            gb += p.cout4;
+        }
+    }
+    if (t_raw < ntiles) {
+        let ob = (wid.y * p.k * p.k + tap) * p.cout * p.cin;
+        for (var o = 0u; o < TCO; o++) {
+            let co = co4 * 4u + o;
+            if (co < p.cout) {
+                for (var e = 0u; e < TCI / 4u; e++) {
+                    let v = acc[o * MAXCI4 + e];
+                    for (var j = 0u; j < 4u; j++) {
+                        let ci = (ci4 + e) * 4u + j;
+                        if (ci < p.cin) {
+                            out[ob + co * p.cin + ci] = v[j];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// gw[co, ci, kh, kw] = sum over splits (in split order) of part[split, kh*k + kw, co, ci].
+@compute @workgroup_size(256)
+fn conv2d_reduce_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let kk = p.k * p.k;
+    let total = p.cout * p.cin * kk;
+    if (i < total) {
+        let tap = i % kk;
+        let cc = i / kk;  // co * cin + ci
+        var s = 0.0;
+        for (var sp = 0u; sp < p.splits; sp++) {
+            s += src[(sp * kk + tap) * p.cout * p.cin + cc];
+        }
+        out[i] = s;
+    }
+}
+
+// gb[c] = sum over n, y, x of gy[n, c, y, x]: one workgroup per channel, each lane a
+// strided partial sum, then a fixed-order tree in workgroup memory (deterministic, no atomics).
+// Params: n, cout = channels, oh * ow = plane size.
+var<workgroup> red: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn conv2d_backward_bias(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let c = wid.x + wid.y * nwg.x;
+    let hw = p.oh * p.ow;
+    var s = 0.0;
+    if (c < p.cout) {
+        for (var nn = 0u; nn < p.n; nn++) {
+            let b = (nn * p.cout + c) * hw;
+            for (var i = lid; i < hw; i += 256u) {
+                s += src[b + i];
+            }
+        }
+    }
+    red[lid] = s;
+    workgroupBarrier();
+    for (var half = 128u; half > 0u; half >>= 1u) {
+        if (lid < half) {
+            red[lid] += red[lid + half];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u && c < p.cout) {
+        out[c] = red[0];
+    }
+}
+
+// NCHW -> packed channels-last [N, dh, dw, dc4] vec4, source pixel (y, x) at (y + off_h,
+// x + off_w), zeros everywhere else (border and channels past c).
+@compute @workgroup_size(256)
+fn conv2d_pack_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= pp.total) {
+        return;
+    }
+    let c4 = i % pp.dc4;
+    let r = i / pp.dc4;
+    let dx = r % pp.dw;
+    let r2 = r / pp.dw;
+    let dy = r2 % pp.dh;
+    let nn = r2 / pp.dh;
+    let sy = i32(dy) - i32(pp.off_h);
+    let sx = i32(dx) - i32(pp.off_w);
+    var v = vec4<f32>(0.0);
+    if (sy >= 0 && sy < i32(pp.h) && sx >= 0 && sx < i32(pp.w)) {
+        let hw = pp.h * pp.w;
+        let sb = nn * pp.c * hw + u32(sy) * pp.w + u32(sx);
+        for (var j = 0u; j < 4u; j++) {
+            let ch = c4 * 4u + j;
+            if (ch < pp.c) {
+                v[j] = src[sb + ch * hw];
+            }
+        }
+    }
+    out4[i] = v;
+}
+
+// Conv weight [cout, cin, k, k] -> [k*k][rows][cols4] vec4, zero padded: swap = 0 gives
+// rows = ci, columns = co (conv2d_forward); swap = 1 gives rows = co, columns = ci
+// (conv2d_backward_input).
+@compute @workgroup_size(256)
+fn conv2d_pack_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= pp.total) {
+        return;
+    }
+    let c4 = i % pp.cols4;
+    let r = i / pp.cols4;
+    let row = r % pp.rows;
+    let tap = r / pp.rows;
+    var v = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        let colc = c4 * 4u + j;
+        var co = colc;
+        var ci = row;
+        if (pp.swap != 0u) {
+            co = row;
+            ci = colc;
+        }
+        if (co < pp.cout && ci < pp.cin) {
+            v[j] = src[(co * pp.cin + ci) * pp.kk + tap];
+        }
+    }
+    out4[i] = v;
+}

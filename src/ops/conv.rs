@@ -1,0 +1,371 @@
+//! conv2d (NCHW, square kernels, PyTorch semantics) and the GEMM kernels it shares with
+//! conv_transpose2d. Every helper here speaks in conv terms (`Geom`): input h x w with cin
+//! channels, output oh x ow with cout channels; conv_transpose2d is the same geometry read
+//! the other way round.
+//!
+//! Forward: pack x (channels-last, zero border), pack w, implicit GEMM with the bias in the
+//! epilogue. Backward: pack grad_out once, then the input gradient (phase-split GEMM), the
+//! weight gradient (split-K GEMM, splits summed in a fixed order) and the bias gradient
+//! (one workgroup per channel, tree reduction). No atomics anywhere: results repeat bit for bit.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::gpu::{grid_1d, Kernel};
+use crate::shaders::CONV2D;
+use crate::tensor::Tensor;
+
+/// Mirrors `Params` in shaders/conv2d.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Default)]
+struct ConvParams {
+    n: u32,
+    cin: u32,
+    cout: u32,
+    k: u32,
+    h: u32,
+    w: u32,
+    oh: u32,
+    ow: u32,
+    stride: u32,
+    pad: u32,
+    has_bias: u32,
+    ctiles: u32,
+    cin4: u32,
+    cout4: u32,
+    xh: u32,
+    xw: u32,
+    gh: u32,
+    gw: u32,
+    gborder: u32,
+    rows_per_split: u32,
+    splits: u32,
+}
+
+/// Mirrors `PackParams` in shaders/conv2d.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Default)]
+struct PackParams {
+    total: u32,
+    c: u32,
+    h: u32,
+    w: u32,
+    dh: u32,
+    dw: u32,
+    dc4: u32,
+    off_h: u32,
+    off_w: u32,
+    cout: u32,
+    cin: u32,
+    kk: u32,
+    rows: u32,
+    cols4: u32,
+    swap: u32,
+}
+
+/// Workgroup size of the GEMM kernels (override `WG`).
+const WG: usize = 64;
+/// Pixels per invocation of the forward and input-gradient kernels (override `TP`).
+const TP: usize = 8;
+/// The weight gradient aims for at least this many workgroups (splitting its reduction)...
+const WEIGHT_GRAD_MIN_GROUPS: usize = 64;
+/// ...but gives each split at least this many output pixels.
+const WEIGHT_GRAD_MIN_PIXELS: usize = 256;
+
+/// A convolution's shape in conv terms.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geom {
+    pub n: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub k: usize,
+    pub h: usize,
+    pub w: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl Geom {
+    fn cin4(&self) -> usize {
+        self.cin.div_ceil(4)
+    }
+    fn cout4(&self) -> usize {
+        self.cout.div_ceil(4)
+    }
+    /// Packed input: the padding becomes a zero border, so every tap of every output pixel
+    /// lies inside.
+    fn xh(&self) -> usize {
+        self.h + 2 * self.pad
+    }
+    fn xw(&self) -> usize {
+        self.w + 2 * self.pad
+    }
+    /// Packed output gradient: a top/left border for the taps j <= ceil(k/s) - 1 of
+    /// conv2d_backward_input, and enough rows below for its largest q = (h - 1 + pad) / s.
+    fn gborder(&self) -> usize {
+        self.k.div_ceil(self.stride) - 1
+    }
+    fn gh(&self) -> usize {
+        self.gborder() + self.oh.max((self.h - 1 + self.pad) / self.stride + 1)
+    }
+    fn gw(&self) -> usize {
+        self.gborder() + self.ow.max((self.w - 1 + self.pad) / self.stride + 1)
+    }
+
+    fn params(&self) -> ConvParams {
+        let u = |v: usize| v as u32;
+        ConvParams {
+            n: u(self.n),
+            cin: u(self.cin),
+            cout: u(self.cout),
+            k: u(self.k),
+            h: u(self.h),
+            w: u(self.w),
+            oh: u(self.oh),
+            ow: u(self.ow),
+            stride: u(self.stride),
+            pad: u(self.pad),
+            cin4: u(self.cin4()),
+            cout4: u(self.cout4()),
+            xh: u(self.xh()),
+            xw: u(self.xw()),
+            gh: u(self.gh()),
+            gw: u(self.gw()),
+            gborder: u(self.gborder()),
+            ..Default::default()
+        }
+    }
+}
+
+/// Shapes of a convolution's operands, checked, as a `Geom`.
+fn conv_geom(op: &'static str, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Geom> {
+    let (xs, ws) = (x.shape(), w.shape());
+    if xs.len() != 4 {
+        return Err(Error::shape(op, format!("input must be [N, C, H, W], got {xs:?}")));
+    }
+    if ws.len() != 4 || ws[2] != ws[3] {
+        return Err(Error::shape(op, format!("weight must be [Cout, Cin, K, K], got {ws:?}")));
+    }
+    if ws[1] != xs[1] {
+        return Err(Error::shape(op, format!("input {xs:?} has {} channels, weight {ws:?} expects {}", xs[1], ws[1])));
+    }
+    if xs.contains(&0) || ws.contains(&0) {
+        return Err(Error::shape(op, format!("empty operand: input {xs:?}, weight {ws:?}")));
+    }
+    if stride == 0 {
+        return Err(Error::shape(op, "stride must be at least 1"));
+    }
+    if let Some(b) = bias {
+        if b.shape() != [ws[0]] {
+            return Err(Error::shape(op, format!("bias {:?} for weight {ws:?} (expected [{}])", b.shape(), ws[0])));
+        }
+    }
+    let k = ws[2];
+    let (h, wd) = (xs[2], xs[3]);
+    if h + 2 * padding < k || wd + 2 * padding < k {
+        return Err(Error::shape(op, format!("input {xs:?} with padding {padding} is smaller than the {k}x{k} kernel: output size would be <= 0")));
+    }
+    Ok(Geom {
+        n: xs[0],
+        cin: xs[1],
+        cout: ws[0],
+        k,
+        h,
+        w: wd,
+        oh: (h + 2 * padding - k) / stride + 1,
+        ow: (wd + 2 * padding - k) / stride + 1,
+        stride,
+        pad: padding,
+    })
+}
+
+/// Workgroups for `groups` groups in x (spilling into z past 65535) and `y` in y.
+fn grid(groups: usize, y: usize) -> [u32; 3] {
+    let groups = groups.max(1);
+    if groups <= 65535 {
+        [groups as u32, y as u32, 1]
+    } else {
+        let z = groups.div_ceil(65535);
+        [groups.div_ceil(z) as u32, y as u32, z as u32]
+    }
+}
+
+/// Channels per invocation: the largest of 4, 8, 16 that the channel count fills.
+fn channel_tile(c: usize) -> usize {
+    if c <= 4 {
+        4
+    } else if c <= 8 {
+        8
+    } else {
+        16
+    }
+}
+
+fn pack(x: &Tensor, dh: usize, dw: usize, off_h: usize, off_w: usize) -> Result<Tensor> {
+    let s = x.shape();
+    let (n, c, h, w) = (s[0], s[1], s[2], s[3]);
+    let dc4 = c.div_ceil(4);
+    let total = n * dh * dw * dc4;
+    let out = Tensor::uninit(x.gpu(), &[total * 4])?;
+    let params = PackParams {
+        total: total as u32,
+        c: c as u32,
+        h: h as u32,
+        w: w as u32,
+        dh: dh as u32,
+        dw: dw as u32,
+        dc4: dc4 as u32,
+        off_h: off_h as u32,
+        off_w: off_w as u32,
+        ..Default::default()
+    };
+    x.gpu().dispatch(Kernel::new(&CONV2D, "conv2d_pack_input"), bytemuck::bytes_of(&params), &[out.write(), x.read()], grid_1d(total, 256))?;
+    Ok(out)
+}
+
+/// The conv input [n, cin, h, w] packed for conv2d_forward and conv2d_backward_weight.
+pub(crate) fn pack_x(g: &Geom, x: &Tensor) -> Result<Tensor> {
+    pack(x, g.xh(), g.xw(), g.pad, g.pad)
+}
+
+/// The conv output gradient [n, cout, oh, ow] packed for conv2d_backward_input and
+/// conv2d_backward_weight.
+pub(crate) fn pack_gy(g: &Geom, gy: &Tensor) -> Result<Tensor> {
+    pack(gy, g.gh(), g.gw(), g.gborder(), g.gborder())
+}
+
+/// A conv weight [cout, cin, k, k] as [k*k][reduction rows][output-channel vec4s].
+fn pack_weight(g: &Geom, w: &Tensor, for_input_grad: bool) -> Result<Tensor> {
+    let (rows, cols4) = if for_input_grad { (g.cout4() * 4, g.cin4()) } else { (g.cin4() * 4, g.cout4()) };
+    let total = g.k * g.k * rows * cols4;
+    let out = Tensor::uninit(w.gpu(), &[total * 4])?;
+    let params = PackParams {
+        total: total as u32,
+        cout: g.cout as u32,
+        cin: g.cin as u32,
+        kk: (g.k * g.k) as u32,
+        rows: rows as u32,
+        cols4: cols4 as u32,
+        swap: for_input_grad as u32,
+        ..Default::default()
+    };
+    w.gpu().dispatch(Kernel::new(&CONV2D, "conv2d_pack_weight"), bytemuck::bytes_of(&params), &[out.write(), w.read()], grid_1d(total, 256))?;
+    Ok(out)
+}
+
+/// y [n, cout, oh, ow] = conv(x) + bias, from x packed by `pack_x`; `w` in conv layout.
+pub(crate) fn forward(g: &Geom, xp: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let gpu = xp.gpu();
+    let wp = pack_weight(g, w, false)?;
+    let y = Tensor::uninit(gpu, &[g.n, g.cout, g.oh, g.ow])?;
+    let tc = channel_tile(g.cout);
+    let ctiles = g.cout.div_ceil(tc);
+    let mut params = g.params();
+    params.has_bias = bias.is_some() as u32;
+    params.ctiles = ctiles as u32;
+    let b = bias.unwrap_or(w);
+    let consts = [("TP", TP as f64), ("TC", tc as f64), ("WG", WG as f64)];
+    let groups = (g.n * g.oh * g.ow).div_ceil(TP).div_ceil(WG);
+    gpu.dispatch(
+        Kernel::new(&CONV2D, "conv2d_forward").with_constants(&consts),
+        bytemuck::bytes_of(&params),
+        &[y.write(), xp.read(), wp.read(), b.read()],
+        grid(groups, ctiles),
+    )?;
+    Ok(y)
+}
+
+/// gx [n, cin, h, w] (+ bias per input channel), from grad_out packed by `pack_gy`.
+pub(crate) fn backward_input(g: &Geom, gyp: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let gpu = gyp.gpu();
+    let wp = pack_weight(g, w, true)?;
+    let gx = Tensor::uninit(gpu, &[g.n, g.cin, g.h, g.w])?;
+    let tc = channel_tile(g.cin);
+    let ctiles = g.cin.div_ceil(tc);
+    let mut params = g.params();
+    params.has_bias = bias.is_some() as u32;
+    params.ctiles = ctiles as u32;
+    let b = bias.unwrap_or(w);
+    let consts = [("TP", TP as f64), ("TC", tc as f64), ("WG", WG as f64)];
+    // Each of the stride^2 phases holds at most ceil(h/s) x ceil(w/s) pixels per image.
+    let phase_pixels = g.n * g.h.div_ceil(g.stride) * g.w.div_ceil(g.stride);
+    let groups = phase_pixels.div_ceil(TP).div_ceil(WG);
+    gpu.dispatch(
+        Kernel::new(&CONV2D, "conv2d_backward_input").with_constants(&consts),
+        bytemuck::bytes_of(&params),
+        &[gx.write(), gyp.read(), wp.read(), b.read()],
+        grid(groups, g.stride * g.stride * ctiles),
+    )?;
+    Ok(gx)
+}
+
+/// gw [cout, cin, k, k] from x packed by `pack_x` and grad_out packed by `pack_gy`.
+pub(crate) fn backward_weight(g: &Geom, xp: &Tensor, gyp: &Tensor) -> Result<Tensor> {
+    let gpu = xp.gpu();
+    let tco = channel_tile(g.cout);
+    let tci = channel_tile(g.cin).min(8);
+    let tiles = g.k * g.k * g.cout.div_ceil(tco) * g.cin.div_ceil(tci);
+    let groups = tiles.div_ceil(WG);
+    // Split the reduction over output rows until the grid is wide enough; the split count
+    // depends on the shape only, so the summation order is fixed.
+    let rows = g.n * g.oh;
+    let max_splits = rows.div_ceil(WEIGHT_GRAD_MIN_PIXELS.div_ceil(g.ow)).max(1);
+    let want = WEIGHT_GRAD_MIN_GROUPS.div_ceil(groups).clamp(1, max_splits);
+    let rows_per_split = rows.div_ceil(want);
+    let splits = rows.div_ceil(rows_per_split);
+    let part = Tensor::uninit(gpu, &[splits * g.k * g.k * g.cout * g.cin])?;
+    let mut params = g.params();
+    params.rows_per_split = rows_per_split as u32;
+    params.splits = splits as u32;
+    let consts = [("TCO", tco as f64), ("TCI", tci as f64), ("WG", WG as f64)];
+    gpu.dispatch(
+        Kernel::new(&CONV2D, "conv2d_backward_weight").with_constants(&consts),
+        bytemuck::bytes_of(&params),
+        &[part.write(), xp.read(), gyp.read()],
+        grid(groups, splits),
+    )?;
+    let gw = Tensor::uninit(gpu, &[g.cout, g.cin, g.k, g.k])?;
+    gpu.dispatch(Kernel::new(&CONV2D, "conv2d_reduce_weight"), bytemuck::bytes_of(&params), &[gw.write(), part.read()], grid_1d(gw.numel(), 256))?;
+    Ok(gw)
+}
+
+/// gb [c] = sum of gy [n, c, h, w] over n, h, w.
+pub(crate) fn bias_grad(gy: &Tensor) -> Result<Tensor> {
+    let s = gy.shape();
+    let params = ConvParams { n: s[0] as u32, cout: s[1] as u32, oh: s[2] as u32, ow: s[3] as u32, ..Default::default() };
+    let gb = Tensor::uninit(gy.gpu(), &[s[1]])?;
+    // One workgroup per channel.
+    gy.gpu().dispatch(Kernel::new(&CONV2D, "conv2d_backward_bias"), bytemuck::bytes_of(&params), &[gb.write(), gy.read()], grid_1d(s[1] * 256, 256))?;
+    Ok(gb)
+}
+
+/// 2-D convolution: x [N, Cin, H, W], w [Cout, Cin, K, K], bias [Cout] ->
+/// [N, Cout, (H + 2p - K)/s + 1, (W + 2p - K)/s + 1]. Records gradients to x, w and bias.
+pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
+    let g = conv_geom("conv2d", x, w, bias, stride, padding)?;
+    let xp = pack_x(&g, x)?;
+    let y = forward(&g, &xp, w, bias)?;
+    let need = (x.requires_grad(), w.requires_grad(), bias.is_some_and(|b| b.requires_grad()));
+    let has_bias = bias.is_some();
+    let saved_w = w.detach();
+    let mut inputs = vec![x, w];
+    inputs.extend(bias);
+    Ok(Tensor::from_op(y, "conv2d", &inputs, move |gy| {
+        let gyp = if need.0 || need.1 { Some(pack_gy(&g, gy)?) } else { None };
+        let mut grads = vec![None, None];
+        if let Some(gyp) = &gyp {
+            if need.0 {
+                grads[0] = Some(backward_input(&g, gyp, &saved_w, None)?);
+            }
+            if need.1 {
+                grads[1] = Some(backward_weight(&g, &xp, gyp)?);
+            }
+        }
+        if has_bias {
+            grads.push(if need.2 { Some(bias_grad(gy)?) } else { None });
+        }
+        Ok(grads)
+    }))
+}
