@@ -5,8 +5,12 @@
 //! -> `tensor` + `autograd` -> `ops` (forward and backward of every op) -> `nn` + `optim`.
 
 pub mod autograd;
+pub mod cyclegan;
 pub mod error;
 pub mod gpu;
+pub mod io;
+pub mod metrics;
+pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;

@@ -1,1 +1,41 @@
-fn main(){}
+//! The mr2ct command line. Every error is printed on one line and exits non-zero.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+#[derive(Parser)]
+#[command(name = "mr2ct", version, about = "Synthetic CT from MRI with a CycleGAN on a WGSL tensor engine (wgpu: Vulkan, Metal, DX12, lavapipe)")]
+struct Cli {
+    /// Adapter to use: an index from `mr2ct devices` or part of its name (also MR2CT_ADAPTER).
+    #[arg(long, global = true, env = "MR2CT_ADAPTER")]
+    adapter: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every adapter wgpu finds, with backend, type, driver and the limits that matter.
+    Devices,
+    /// A tiny end-to-end check: a few CycleGAN steps of a narrow paper model on random data.
+    Smoke(cli::SmokeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let adapter = cli.adapter.as_deref();
+    let result = match cli.command {
+        Command::Devices => cli::devices(),
+        Command::Smoke(args) => cli::smoke(adapter, &args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mr2ct: error: {}", e.to_string().replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! The networks: the paper's FCN generator and DCGAN discriminator
+//! (../shared/reference-model.md), and the CycleGAN reference design (ResNet generator,
+//! PatchGAN discriminator).
+
+pub mod discriminator;
+pub mod generator;
+pub mod resnet;
+
+use crate::error::Result;
+use crate::nn::{Module, Named};
+use crate::tensor::Tensor;
+
+pub use discriminator::PaperDiscriminator;
+pub use generator::PaperGenerator;
+pub use resnet::{networks as resnet_networks, PatchDiscriminator, ResnetGenerator};
+
+/// A network as the trainer sees it.
+pub trait Network: Module {
+    /// `training`: batch statistics for BatchNorm (and running-statistics updates).
+    /// `frozen`: parameters take no gradient (gradients still flow to the input).
+    fn forward(&self, x: &Tensor, training: bool, frozen: bool) -> Result<Tensor>;
+}
+
+/// Named tensors of a network under a prefix (e.g. "G_AB").
+pub fn named(net: &dyn Network, prefix: &str) -> Vec<Named> {
+    net.named_tensors(prefix)
+}
