@@ -7,8 +7,10 @@
 //! - the image pixel module is checked before decoding: SamplesPerPixel 1, MONOCHROME1/2,
 //!   BitsAllocated 8/16/32, BitsStored in 1..=BitsAllocated, HighBit consistent, Rows x Columns
 //!   within `LoadOptions::max_pixels_per_slice`, frames within `max_voxels_per_file`;
-//! - native pixel data must be exactly Rows x Columns x frames x bytes long (one pad byte
-//!   allowed): shorter is truncation, longer means the size tags do not describe the data;
+//! - native pixel data must be at least Rows x Columns x frames x bytes long (shorter is
+//!   truncation); longer data is accepted only when the excess is one pad byte or all zeros
+//!   (trailing padding, with a warning); other excess means the size tags do not describe
+//!   the data and the file is refused;
 //! - compressed streams are checked against the tags before decoding: JPEG SOF and JPEG 2000
 //!   SIZ dimensions and component counts must match Rows/Columns/SamplesPerPixel, 12-bit DCT
 //!   JPEG (JPEG Extended, process 4) and arithmetic/hierarchical JPEG are reported as
@@ -35,7 +37,7 @@ use dicom_object::file::ReadPreamble;
 use dicom_object::{InMemDicomObject, OpenFileOptions};
 use dicom_pixeldata::PixelDecoder;
 
-use super::{Fail, LoadOptions, Modality, SeriesInfo, SkipKind, Slice, SliceGeometry, SliceSource};
+use super::{Fail, LoadOptions, Modality, SeriesInfo, SkipKind, Skipped, Slice, SliceGeometry, SliceSource};
 use crate::error::Result;
 
 type Tag = dicom_core::Tag;
@@ -79,6 +81,12 @@ pub fn read_dicom_file(path: &Path, opts: &LoadOptions) -> Result<DicomFile> {
 /// Like [`read_dicom_file`] with a modality rule (see [`Accept`]).
 pub fn read_dicom_file_as(path: &Path, opts: &LoadOptions, accept: Accept) -> Result<DicomFile> {
     read_dicom_inner(path, opts, accept).map_err(|f| f.into_error(path))
+}
+
+/// Like [`read_dicom_file_as`], but a failure comes back as a [`Skipped`] line with its
+/// category (what a directory scan records).
+pub fn try_read_dicom(path: &Path, opts: &LoadOptions, accept: Accept) -> std::result::Result<DicomFile, Skipped> {
+    read_dicom_inner(path, opts, accept).map_err(|f| f.into_skipped(path))
 }
 
 /// A readable name for the transfer syntaxes a user is likely to meet.
@@ -532,7 +540,11 @@ pub(crate) fn read_dicom_inner(path: &Path, opts: &LoadOptions, accept: Accept) 
     };
     let parsed = guarded(|| OpenFileOptions::new().read_preamble(ReadPreamble::Never).from_reader(&bytes[start..]))
         .map_err(|p| Fail::new(SkipKind::Corrupt, format!("DICOM parser crashed: {p}")))?;
-    let obj = parsed.map_err(|e| Fail::new(SkipKind::Corrupt, format!("cannot parse DICOM: {}", one_line(&e))))?;
+    let obj = parsed.map_err(|e| {
+        let msg = one_line(&e);
+        let truncated = msg.contains("fill whole buffer") || msg.contains("end of file") || msg.contains("UnexpectedEof");
+        Fail::new(SkipKind::Corrupt, format!("{}cannot parse DICOM: {msg}", if truncated { "file is truncated: " } else { "" }))
+    })?;
     drop(bytes);
     let ts = obj.meta().transfer_syntax().trim_matches(|c: char| c == '\0' || c == ' ').to_string();
     let sop_class = {
@@ -669,7 +681,14 @@ pub(crate) fn read_dicom_inner(path: &Path, opts: &LoadOptions, accept: Accept) 
                 format!("pixel data is truncated: {len} bytes, Rows x Columns x frames x bytes needs {expected}"),
             ));
         }
-        if len > expected + 1 {
+        let zero_tail = len > expected + 1
+            && match pd.value() {
+                dicom_core::DicomValue::Primitive(p) => p.to_bytes().get(expected..).is_some_and(|t| t.iter().all(|&b| b == 0)),
+                _ => false,
+            };
+        if zero_tail {
+            warnings.push(format!("pixel data has {} bytes of zero padding after the image; ignored", len - expected));
+        } else if len > expected + 1 {
             return Err(Fail::new(
                 SkipKind::Corrupt,
                 format!(
@@ -775,8 +794,18 @@ pub(crate) fn read_dicom_inner(path: &Path, opts: &LoadOptions, accept: Accept) 
     })
 }
 
-fn one_line(e: &dyn std::fmt::Display) -> String {
-    let s = e.to_string();
+/// The error and its sources on one line ("a: b: c"), at most 300 characters.
+fn one_line(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = c.source();
+    }
     let mut out: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if out.len() > 300 {
         out.truncate(300);

@@ -21,7 +21,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{Fail, LoadOptions, Modality, SeriesInfo, SkipKind, Slice, SliceGeometry, SliceSource, Volume, VolumeFormat};
+use super::{Fail, LoadOptions, Modality, SeriesInfo, SkipKind, Skipped, Slice, SliceGeometry, SliceSource, Volume, VolumeFormat};
 use crate::error::Result;
 
 /// Which header fields gave the voxel-to-world affine.
@@ -167,6 +167,11 @@ impl NiftiImage {
 /// Reads a NIfTI-1 file (.nii or .nii.gz). The error names the file and the reason.
 pub fn read_nifti(path: &Path, opts: &LoadOptions) -> Result<NiftiImage> {
     read_nifti_inner(path, opts).map_err(|f| f.into_error(path))
+}
+
+/// Like [`read_nifti`], but a failure comes back as a [`Skipped`] line with its category.
+pub fn try_read_nifti(path: &Path, opts: &LoadOptions) -> std::result::Result<NiftiImage, Skipped> {
+    read_nifti_inner(path, opts).map_err(|f| f.into_skipped(path))
 }
 
 fn corrupt(s: impl Into<String>) -> Fail {
