@@ -154,17 +154,17 @@ impl Anatomy {
             *h = (uni(rng, 0.0, 0.035), uni(rng, 0.0, std::f64::consts::TAU));
         }
         let layers = [
-            uni(rng, 1.5, 2.5),
-            uni(rng, 2.0, 4.0),
+            uni(rng, 2.0, 3.0),
+            uni(rng, 3.0, 5.0),
             uni(rng, 1.5, 2.5),
             uni(rng, 2.0, 4.0),
             uni(rng, 1.2, 2.0),
             uni(rng, 1.5, 3.0),
         ];
-        let vx = uni(rng, 5.0, 9.0);
+        let vx = uni(rng, 7.0, 11.0);
         let vy = uni(rng, -4.0, 6.0);
-        let vz = uni(rng, 12.0, 22.0);
-        let vr = [uni(rng, 3.5, 6.5), uni(rng, 16.0, 24.0), uni(rng, 7.0, 11.0)];
+        let vz = uni(rng, 10.0, 20.0);
+        let vr = [uni(rng, 4.5, 7.5), uni(rng, 20.0, 28.0), uni(rng, 9.0, 14.0)];
         let ventricles = vec![
             Ellipsoid { c: [vx, vy, vz], r: vr },
             Ellipsoid { c: [-vx, vy, vz], r: vr },
@@ -246,9 +246,16 @@ impl Anatomy {
         if self.deep_gm.iter().any(|e| e.contains(p)) {
             return Tissue::Grey;
         }
+        // Gyri: the cortex thickens and thins with a pattern over angle and height; where the
+        // pattern peaks, a CSF-filled sulcus cuts into it from the surface.
         let (f1, f2, ph) = self.gyri;
-        let gm = self.gm * (1.0 + 0.6 * (f1 * theta + f2 * z + ph).sin() * (0.7 * f1 * theta - f2 * z).cos());
-        if d - edge < gm {
+        let wave = (f1 * theta + f2 * z + ph).sin() * (0.7 * f1 * theta - f2 * z).cos();
+        let depth = d - edge;
+        if wave > 0.75 && depth < 2.5 * self.gm * (wave - 0.5) * 2.0 {
+            return Tissue::Csf;
+        }
+        let gm = self.gm * (1.0 + 0.6 * wave);
+        if depth < gm {
             Tissue::Grey
         } else {
             Tissue::White
