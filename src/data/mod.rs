@@ -376,11 +376,18 @@ impl fmt::Display for LoadSummary {
         }
         if !self.skipped.is_empty() {
             writeln!(f, "  skipped {} file(s): {}", self.skipped.len(), self.skip_counts_text())?;
-            for s in self.skipped.iter().take(5) {
-                writeln!(f, "    {s}")?;
+            // One example of each kind (at most 6 lines); `skipped` has them all.
+            let mut shown = 0;
+            for kind in self.skip_counts().keys() {
+                if let Some(s) = self.skipped.iter().find(|s| s.kind == *kind) {
+                    if shown < 6 {
+                        writeln!(f, "    {s}")?;
+                        shown += 1;
+                    }
+                }
             }
-            if self.skipped.len() > 5 {
-                writeln!(f, "    ... and {} more", self.skipped.len() - 5)?;
+            if self.skipped.len() > shown {
+                writeln!(f, "    ... and {} more", self.skipped.len() - shown)?;
             }
         }
         if !self.warnings.is_empty() {
