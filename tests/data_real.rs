@@ -50,7 +50,7 @@ fn files_under(root: &Path) -> Vec<PathBuf> {
                 stack.push(p);
             } else {
                 let n = p.file_name().unwrap().to_string_lossy().to_string();
-                let skip = [".txt", ".md", ".json", ".npy", ".py"].iter().any(|x| n.ends_with(x)) || n.starts_with("LICENSE") || n.starts_with("COPYING");
+                let skip = [".txt", ".md", ".json", ".npy", ".py"].iter().any(|x| n.ends_with(x)) || n.starts_with("LICENSE") || n.starts_with("COPYING") || n == "NOTICE";
                 if !skip {
                     out.push(p);
                 }

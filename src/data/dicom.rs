@@ -529,6 +529,47 @@ fn not_dicom_reason(bytes: &[u8]) -> String {
     }
 }
 
+/// The modality a file is read as under `accept`, or why it is refused.
+fn resolve_modality(accept: Accept, modality_tag: Option<&str>) -> std::result::Result<Option<Modality>, Fail> {
+    let tagged = modality_tag.and_then(Modality::from_tag);
+    Ok(match accept {
+        Accept::Any => tagged,
+        Accept::MrCt => match tagged {
+            Some(m) => Some(m),
+            None => {
+                return Err(Fail::new(
+                    SkipKind::OtherModality,
+                    format!("modality {} is neither MR nor CT", modality_tag.as_deref().unwrap_or("(missing)")),
+                ))
+            }
+        },
+        Accept::Forced(want) => match (tagged, modality_tag.as_deref()) {
+            (Some(m), _) if m == want => Some(m),
+            (Some(m), _) => {
+                return Err(Fail::new(SkipKind::OtherModality, format!("Modality is {m} but {want} was asked for")));
+            }
+            (None, None) | (None, Some("OT")) => Some(want),
+            (None, Some(other)) => {
+                return Err(Fail::new(SkipKind::OtherModality, format!("Modality is {other} but {want} was asked for")));
+            }
+        },
+    })
+}
+
+/// The series a file belongs to, from its header only (the pixel data is not read): the
+/// modality it is read as and its SeriesInstanceUID (else its folder). None when the header
+/// cannot be read or the modality is refused; a full read then gives the reason.
+pub(crate) fn header_key(path: &Path, accept: Accept) -> Option<(Modality, String)> {
+    let obj = guarded(|| OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(path)).ok()?.ok()?;
+    let m = resolve_modality(accept, text(&obj, tags::MODALITY).as_deref()).ok()??;
+    Some((m, series_key(text(&obj, tags::SERIES_INSTANCE_UID), path)))
+}
+
+/// Files are grouped into a series by SeriesInstanceUID, or by folder when it is missing.
+pub(crate) fn series_key(series_uid: Option<String>, path: &Path) -> String {
+    series_uid.unwrap_or_else(|| format!("folder:{}", path.parent().unwrap_or(Path::new("")).display()))
+}
+
 pub(crate) fn read_dicom_inner(path: &Path, opts: &LoadOptions, accept: Accept) -> std::result::Result<DicomFile, Fail> {
     let bytes = read_bytes(path, opts)?;
     let start = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
@@ -566,29 +607,8 @@ pub(crate) fn read_dicom_inner(path: &Path, opts: &LoadOptions, accept: Accept) 
         return Err(Fail::new(SkipKind::NotImage, what));
     }
 
+    let resolved = resolve_modality(accept, modality_tag.as_deref())?;
     let tagged = modality_tag.as_deref().and_then(Modality::from_tag);
-    let resolved = match accept {
-        Accept::Any => tagged,
-        Accept::MrCt => match tagged {
-            Some(m) => Some(m),
-            None => {
-                return Err(Fail::new(
-                    SkipKind::OtherModality,
-                    format!("modality {} is neither MR nor CT", modality_tag.as_deref().unwrap_or("(missing)")),
-                ))
-            }
-        },
-        Accept::Forced(want) => match (tagged, modality_tag.as_deref()) {
-            (Some(m), _) if m == want => Some(m),
-            (Some(m), _) => {
-                return Err(Fail::new(SkipKind::OtherModality, format!("Modality is {m} but {want} was asked for")));
-            }
-            (None, None) | (None, Some("OT")) => Some(want),
-            (None, Some(other)) => {
-                return Err(Fail::new(SkipKind::OtherModality, format!("Modality is {other} but {want} was asked for")));
-            }
-        },
-    };
 
     let mut warnings = Vec::new();
     if matches!(accept, Accept::Forced(_)) && tagged.is_none() {

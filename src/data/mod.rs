@@ -520,53 +520,90 @@ fn nifti_folder_modality(file: &Path, root: &Path) -> Option<Modality> {
 
 /// Reads every MR and CT image under `dir` (recursively) into volumes, with a summary of what
 /// was used and skipped. Errors only when `dir` itself cannot be read; an empty result is Ok
-/// (the caller decides whether that is fatal).
+/// (the caller decides whether that is fatal). Holds every volume in memory: for large trees
+/// use [`for_each_volume`].
 pub fn scan_volumes(dir: &Path, opts: &LoadOptions) -> Result<(Vec<Volume>, LoadSummary)> {
+    let mut volumes = Vec::new();
+    let summary = for_each_volume(dir, opts, |v, _| {
+        volumes.push(v);
+        Ok(())
+    })?;
+    Ok((volumes, summary))
+}
+
+/// Streams the volumes under `dir` to `f`, one at a time, so memory holds one decoded series
+/// (plus whatever `f` keeps). Two passes: file headers (up to the pixel data) group DICOM files
+/// into series; then each series is decoded, ordered and handed over. NIfTI files come first,
+/// in path order, then DICOM series in (modality, SeriesInstanceUID) order. An error from `f`
+/// stops the walk.
+pub fn for_each_volume(
+    dir: &Path,
+    opts: &LoadOptions,
+    mut f: impl FnMut(Volume, &mut LoadSummary) -> Result<()>,
+) -> Result<LoadSummary> {
     let mut summary = LoadSummary { root: dir.to_path_buf(), ..Default::default() };
     let files = walk(dir, &mut summary.skipped)?;
     summary.files_seen = files.len();
-    let mut dicom_files = Vec::new();
-    let mut volumes = Vec::new();
     let accept = match opts.force_modality {
         Some(m) => dicom::Accept::Forced(m),
         None => dicom::Accept::MrCt,
     };
-    for f in &files {
-        if is_nifti_name(f) {
-            let modality = opts.force_modality.or_else(|| nifti_folder_modality(f, dir));
+    let mut groups: BTreeMap<(Modality, String), Vec<PathBuf>> = BTreeMap::new();
+    let mut loose = Vec::new();
+    let mut hand_over = |v: Volume, summary: &mut LoadSummary| -> Result<()> {
+        match v.modality {
+            Modality::Mr => summary.mr_volumes += 1,
+            Modality::Ct => summary.ct_volumes += 1,
+        }
+        f(v, summary)
+    };
+    for file in &files {
+        if is_nifti_name(file) {
+            let modality = opts.force_modality.or_else(|| nifti_folder_modality(file, dir));
             let Some(modality) = modality else {
                 summary.skipped.push(Skipped {
-                    path: f.clone(),
+                    path: file.clone(),
                     kind: SkipKind::NoModality,
                     reason: "NIfTI file with no modality: put it under a folder named mr/ or ct/, or force the modality".into(),
                 });
                 continue;
             };
-            match nifti::read_nifti_inner(f, opts).and_then(|img| img.into_volume(modality)) {
+            match nifti::read_nifti_inner(file, opts).and_then(|img| img.into_volume(modality)) {
                 Ok(v) => {
                     summary.files_used += 1;
-                    summary.warnings.extend(v.warnings.iter().map(|w| format!("{}: {w}", f.display())));
-                    volumes.push(v);
+                    summary.warnings.extend(v.warnings.iter().map(|w| format!("{}: {w}", file.display())));
+                    hand_over(v, &mut summary)?;
                 }
-                Err(fail) => summary.skipped.push(fail.into_skipped(f)),
+                Err(fail) => summary.skipped.push(fail.into_skipped(file)),
             }
             continue;
         }
-        match dicom::read_dicom_inner(f, opts, accept) {
-            Ok(df) => dicom_files.push(df),
-            Err(fail) => summary.skipped.push(fail.into_skipped(f)),
+        match dicom::header_key(file, accept) {
+            Some(key) => groups.entry(key).or_default().push(file.clone()),
+            // Unreadable header or refused modality: the full read below gives the reason.
+            None => loose.push(file.clone()),
         }
     }
-    let (mut dvols, used) = group_series(dicom_files, &mut summary);
-    summary.files_used += used;
-    volumes.append(&mut dvols);
-    for v in &volumes {
-        match v.modality {
-            Modality::Mr => summary.mr_volumes += 1,
-            Modality::Ct => summary.ct_volumes += 1,
+    let batches = groups.into_values().chain(loose.into_iter().map(|p| vec![p]));
+    for paths in batches {
+        let mut decoded = Vec::new();
+        for p in &paths {
+            match dicom::read_dicom_inner(p, opts, accept) {
+                Ok(df) => decoded.push(df),
+                Err(fail) => summary.skipped.push(fail.into_skipped(p)),
+            }
+        }
+        if decoded.is_empty() {
+            continue;
+        }
+        let (vols, used) = group_series(decoded, &mut summary);
+        summary.files_used += used;
+        for v in vols {
+            hand_over(v, &mut summary)?;
         }
     }
-    Ok((volumes, summary))
+    summary.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(summary)
 }
 
 /// Groups decoded DICOM files into series (by SeriesInstanceUID, else by folder) and orders
@@ -576,11 +613,7 @@ fn group_series(files: Vec<dicom::DicomFile>, summary: &mut LoadSummary) -> (Vec
     let mut groups: BTreeMap<(Modality, String), Vec<dicom::DicomFile>> = BTreeMap::new();
     for f in files {
         let Some(m) = f.resolved else { continue };
-        let key = f
-            .info
-            .series_instance_uid
-            .clone()
-            .unwrap_or_else(|| format!("folder:{}", f.path.parent().unwrap_or(Path::new("")).display()));
+        let key = dicom::series_key(f.info.series_instance_uid.clone(), &f.path);
         groups.entry((m, key)).or_default().push(f);
     }
     let mut out = Vec::new();
@@ -772,10 +805,6 @@ pub fn load_training_set(dir: &Path, size: usize, opts: &LoadOptions) -> Result<
             root = t;
         }
     }
-    let (volumes, mut summary) = scan_volumes(&root, opts)?;
-    if let Some(n) = note {
-        summary.notes.push(n);
-    }
     let plane = size * size;
     let mut mr = Vec::new();
     let mut ct = Vec::new();
@@ -783,13 +812,14 @@ pub fn load_training_set(dir: &Path, size: usize, opts: &LoadOptions) -> Result<
     let mut ct_origin = Vec::new();
     let mut ct_sources = Vec::new();
     let mut mr_volumes = Vec::new();
-    for v in &volumes {
+    // One volume at a time: decoded, prepared, dropped; only the S x S slices are kept.
+    let mut summary = for_each_volume(&root, opts, |v, summary| {
         // A volume that cannot be scaled (constant MR) is skipped, not fatal.
-        let p = match prep::prepare_volume_inner(v, size, opts) {
+        let p = match prep::prepare_volume_inner(&v, size, opts) {
             Ok(p) => p,
             Err(f) => {
                 summary.skipped.push(f.into_skipped(&v.source));
-                continue;
+                return Ok(());
             }
         };
         match v.modality {
@@ -816,6 +846,10 @@ pub fn load_training_set(dir: &Path, size: usize, opts: &LoadOptions) -> Result<
                 }
             }
         }
+        Ok(())
+    })?;
+    if let Some(n) = note {
+        summary.notes.push(n);
     }
     summary.mr_slices = mr_origin.len();
     summary.ct_slices = ct_origin.len();
