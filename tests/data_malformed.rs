@@ -78,7 +78,7 @@ fn files_that_are_not_dicom() {
 
     let p = t.path("image.dcm");
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend(std::iter::repeat(7u8).take(500));
+    png.extend(std::iter::repeat_n(7u8, 500));
     std::fs::write(&p, &png).unwrap();
     expect_skip(&p, Accept::Any, SkipKind::NotDicom, "PNG");
 
@@ -490,7 +490,7 @@ fn nifti_hostile_inputs() {
     std::fs::write(&p, nifti(&[1, 2], 16, 32, &f32s(&[1.0, 3e38]), false, 1e10, 0.0)).unwrap();
     expect_nifti_skip(&p, SkipKind::NonFinite, "NaN or Inf");
     // Truncated data, plain and gzip.
-    let good = nifti(&[4, 4, 4], 4, 16, &vec![1u8; 128], false, 0.0, 0.0);
+    let good = nifti(&[4, 4, 4], 4, 16, &[1u8; 128], false, 0.0, 0.0);
     let p = t.path("trunc.nii");
     std::fs::write(&p, &good[..good.len() - 10]).unwrap();
     expect_nifti_skip(&p, SkipKind::Corrupt, "truncated: the header describes 4x4x4 int16 voxels at offset 352 (480 bytes), the file has 470 bytes");
@@ -532,7 +532,7 @@ fn nifti_hostile_inputs() {
     expect_nifti_skip(&p, SkipKind::TooLarge, "exceeds the bound");
     // A gzip bomb claiming a small image: only what the header needs is decompressed.
     let mut bomb = nifti(&[4, 4, 4], 2, 8, &[0u8; 64], false, 0.0, 0.0);
-    bomb.extend(std::iter::repeat(0u8).take(50 << 20));
+    bomb.extend(std::iter::repeat_n(0u8, 50 << 20));
     let p = t.path("bomb.nii.gz");
     std::fs::write(&p, gz(&bomb)).unwrap();
     assert_eq!(try_read_nifti(&p, &LoadOptions::default()).unwrap().data.len(), 64);

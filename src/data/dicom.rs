@@ -299,7 +299,7 @@ fn rescale(obj: &InMemDicomObject, frame: usize) -> std::result::Result<Option<(
     let intercept = number(item, tags::RESCALE_INTERCEPT, "RescaleIntercept").map_err(corrupt)?;
     match (slope, intercept) {
         (None, None) => Ok(None),
-        (Some(s), _) if s == 0.0 => Err(Fail::new(SkipKind::Corrupt, "RescaleSlope is 0")),
+        (Some(0.0), _) => Err(Fail::new(SkipKind::Corrupt, "RescaleSlope is 0")),
         (s, i) => Ok(Some((s.unwrap_or(1.0), i.unwrap_or(0.0)))),
     }
 }
@@ -539,11 +539,11 @@ fn resolve_modality(accept: Accept, modality_tag: Option<&str>) -> std::result::
             None => {
                 return Err(Fail::new(
                     SkipKind::OtherModality,
-                    format!("modality {} is neither MR nor CT", modality_tag.as_deref().unwrap_or("(missing)")),
+                    format!("modality {} is neither MR nor CT", modality_tag.unwrap_or("(missing)")),
                 ))
             }
         },
-        Accept::Forced(want) => match (tagged, modality_tag.as_deref()) {
+        Accept::Forced(want) => match (tagged, modality_tag) {
             (Some(m), _) if m == want => Some(m),
             (Some(m), _) => {
                 return Err(Fail::new(SkipKind::OtherModality, format!("Modality is {m} but {want} was asked for")));

@@ -96,7 +96,7 @@ impl SliceGeometry {
         let o = self.image_orientation?;
         let n = cross([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
         let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
-        if !(len > 1e-6) {
+        if len.is_nan() || len <= 1e-6 {
             return None;
         }
         Some([n[0] / len, n[1] / len, n[2] / len])

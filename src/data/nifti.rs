@@ -69,9 +69,10 @@ impl NiftiImage {
         let [nx, ny, nz] = self.dims;
         // RAS -> LPS: negate the x and y rows.
         let mut m = self.affine;
-        for c in 0..4 {
-            m[0][c] = -m[0][c];
-            m[1][c] = -m[1][c];
+        for row in m.iter_mut().take(2) {
+            for v in row.iter_mut() {
+                *v = -*v;
+            }
         }
         let col_of = |c: usize| [m[0][c], m[1][c], m[2][c]];
         let ui = col_of(0);

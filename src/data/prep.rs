@@ -73,12 +73,12 @@ impl MrScaling {
         if values.is_empty() {
             return Err("MR volume has no voxels".into());
         }
-        if !(0.0..100.0).contains(&lo_pct) || !(lo_pct < hi_pct && hi_pct <= 100.0) {
+        if !((0.0..100.0).contains(&lo_pct) && lo_pct < hi_pct && hi_pct <= 100.0) {
             return Err(format!("MR percentiles {lo_pct}, {hi_pct} are not 0 <= low < high <= 100"));
         }
         let low = percentile(values, lo_pct);
         let high = percentile(values, hi_pct);
-        if !(high > low) {
+        if high.partial_cmp(&low) != Some(std::cmp::Ordering::Greater) {
             return Err(format!("MR volume is constant between its p{lo_pct} and p{hi_pct} ({low}); nothing to scale"));
         }
         Ok(MrScaling { low_percentile: lo_pct, high_percentile: hi_pct, low, high })
