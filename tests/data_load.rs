@@ -61,12 +61,14 @@ fn mixed_tree_uses_the_good_files_and_lists_the_bad_ones() {
     let s = &ts.summary;
     println!("{s}");
     assert_eq!(s.files_seen, 12);
-    assert_eq!(s.files_used, 4);
-    // MR_small and its big-endian copy are the same series (one volume, 2 slices).
+    assert_eq!(s.files_used, 3);
+    // MR_small's big-endian copy is the same instance (same SOPInstanceUID): ignored.
     assert_eq!((s.mr_volumes, s.ct_volumes), (1, 2));
-    assert_eq!((ts.n_mr, ts.n_ct), (2, 2));
-    assert_eq!(ts.mr.len(), 2 * 64 * 64);
-    assert_eq!(s.skipped.len(), bad.len());
+    assert_eq!((ts.n_mr, ts.n_ct), (1, 2));
+    assert_eq!(ts.mr.len(), 64 * 64);
+    assert_eq!(s.skipped.len(), bad.len() + 1);
+    let dup = s.skipped.iter().find(|k| k.kind == SkipKind::Duplicate).unwrap();
+    assert!(dup.path.ends_with("MR_small_bigendian") && dup.reason.contains("MR_small.dcm"), "{dup}");
     for p in &bad {
         let sk = s.skipped.iter().find(|k| &k.path == p).unwrap_or_else(|| panic!("{} not in the summary", p.display()));
         assert!(sk.to_string().starts_with(&p.display().to_string()));
@@ -81,7 +83,7 @@ fn mixed_tree_uses_the_good_files_and_lists_the_bad_ones() {
     // The printed summary is a few lines and names counts and examples.
     let text = s.to_string();
     assert!(text.lines().count() <= 12, "{text}");
-    assert!(text.contains("used 4 of 12 files") && text.contains("skipped 8 file(s)"), "{text}");
+    assert!(text.contains("used 3 of 12 files") && text.contains("skipped 9 file(s)"), "{text}");
     // One example per kind of skip.
     for needle in ["CharLS", "PNG", "neither MR nor CT", "truncated"] {
         assert!(text.contains(needle), "{needle} not in\n{text}");
@@ -244,7 +246,9 @@ fn train_subfolder_is_preferred_unless_disabled() {
     assert_eq!((ts.n_mr, ts.n_ct, ts.summary.files_seen), (1, 1, 2));
     assert!(ts.summary.to_string().contains("train/ split"));
     let all = load_training_set(&t.0, 64, &LoadOptions { use_train_subdir: false, ..Default::default() }).unwrap();
-    assert_eq!((all.n_mr, all.n_ct, all.summary.files_seen), (2, 2, 4));
+    // MR_small_RLE is the same instance as MR_small (same SOPInstanceUID): a duplicate.
+    assert_eq!((all.n_mr, all.n_ct, all.summary.files_seen), (1, 2, 4));
+    assert_eq!(all.summary.skip_counts()[&SkipKind::Duplicate], 1);
     // Sizes 128 and 256 work too; values stay in [-1, 1].
     for s in [128, 256] {
         let ts = load_training_set(&t.0, s, &LoadOptions::default()).unwrap();

@@ -508,6 +508,16 @@ fn read_bytes(path: &Path, opts: &LoadOptions) -> std::result::Result<Vec<u8>, F
             format!("file of {} bytes exceeds the bound of {} bytes", meta.len(), opts.max_file_bytes),
         ));
     }
+    // Look at the first bytes before reading everything: a large file that is not DICOM is
+    // refused without being loaded.
+    let mut head = Vec::with_capacity(352);
+    let f = std::fs::File::open(path).map_err(|e| Fail::new(SkipKind::Unreadable, super::io_reason("cannot open", &e)))?;
+    std::io::Read::read_to_end(&mut std::io::Read::take(f, 352), &mut head)
+        .map_err(|e| Fail::new(SkipKind::Unreadable, super::io_reason("cannot read", &e)))?;
+    let dicm = (head.len() >= 132 && &head[128..132] == b"DICM") || head.starts_with(b"DICM");
+    if !dicm {
+        return Err(Fail::new(SkipKind::NotDicom, not_dicom_reason(&head)));
+    }
     std::fs::read(path).map_err(|e| Fail::new(SkipKind::Unreadable, super::io_reason("cannot read", &e)))
 }
 
@@ -577,7 +587,7 @@ pub(crate) fn read_dicom_inner(path: &Path, opts: &LoadOptions, accept: Accept) 
     } else if bytes.len() >= 4 && &bytes[0..4] == b"DICM" {
         0
     } else {
-        return Err(Fail::new(SkipKind::NotDicom, not_dicom_reason(&bytes)));
+        return Err(Fail::new(SkipKind::NotDicom, not_dicom_reason(&bytes[..bytes.len().min(352)])));
     };
     let parsed = guarded(|| OpenFileOptions::new().read_preamble(ReadPreamble::Never).from_reader(&bytes[start..]))
         .map_err(|p| Fail::new(SkipKind::Corrupt, format!("DICOM parser crashed: {p}")))?;

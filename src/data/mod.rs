@@ -283,6 +283,8 @@ pub enum SkipKind {
     TooLarge,
     /// Slice size differs from the rest of its series.
     Inconsistent,
+    /// Same SOPInstanceUID as a file already used (a copy).
+    Duplicate,
     /// NaN or Inf voxel values.
     NonFinite,
     /// The file or a directory could not be read (permissions, I/O error).
@@ -300,6 +302,7 @@ impl SkipKind {
             SkipKind::Corrupt => "corrupt",
             SkipKind::TooLarge => "too large",
             SkipKind::Inconsistent => "inconsistent with its series",
+            SkipKind::Duplicate => "duplicate instance",
             SkipKind::NonFinite => "NaN/Inf values",
             SkipKind::Unreadable => "unreadable",
         }
@@ -630,7 +633,20 @@ fn group_series(files: Vec<dicom::DicomFile>, summary: &mut LoadSummary) -> (Vec
         let mut rescale_assumed = false;
         let mut info = None;
         let source = files[0].path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
         for f in files {
+            let sop = f.slices.first().and_then(|s| s.source.sop_instance_uid.clone());
+            if let Some(first) = sop.as_ref().and_then(|u| seen.get(u)) {
+                summary.skipped.push(Skipped {
+                    path: f.path.clone(),
+                    kind: SkipKind::Duplicate,
+                    reason: format!("same SOPInstanceUID as {}; the copy is ignored", first.display()),
+                });
+                continue;
+            }
+            if let Some(u) = sop {
+                seen.insert(u, f.path.clone());
+            }
             if (f.rows, f.cols) != (rows, cols) {
                 summary.skipped.push(Skipped {
                     path: f.path.clone(),
