@@ -8,6 +8,11 @@
 //! model size, background slices dropped. Every file that is not used gets one line in the
 //! [`LoadSummary`]; loading fails only when nothing usable is left.
 //!
+//! Codecs: native (implicit/explicit VR, little/big endian), deflate, RLE, JPEG baseline,
+//! 8-bit extended and lossless, JPEG 2000 (openjp2, pure Rust). Not supported, reported as
+//! such: JPEG-LS (its CharLS decoder needs cmake and C++), 12-bit JPEG Extended (no 12-bit DCT
+//! mode in the pure-Rust decoder), arithmetic/hierarchical JPEG, HTJ2K, JPEG XL, MPEG.
+//!
 //! Rules (also in the docs of the items named):
 //! - Modality comes from the DICOM Modality tag. `LoadOptions::force_modality` makes a whole
 //!   directory one modality: files tagged with the other modality are skipped, files tagged
