@@ -6,6 +6,7 @@
 
 pub mod autograd;
 pub mod cyclegan;
+pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod io;
