@@ -20,6 +20,10 @@ struct Cli {
 enum Command {
     /// List every adapter wgpu finds, with backend, type, driver and the limits that matter.
     Devices,
+    /// Write the built-in paired head phantom as DICOM series: DIR/{train,test}/{mr,ct}/<subject>/.
+    Phantom(cli::PhantomArgs),
+    /// Train the CycleGAN (MRI = A, CT = B) on the DICOM/NIfTI images under a directory.
+    Train(Box<cli::TrainArgs>),
     /// A tiny end-to-end check: a few CycleGAN steps of a narrow paper model on random data.
     Smoke(cli::SmokeArgs),
 }
@@ -29,6 +33,8 @@ fn main() -> ExitCode {
     let adapter = cli.adapter.as_deref();
     let result = match cli.command {
         Command::Devices => cli::devices(),
+        Command::Phantom(args) => cli::phantom(&args),
+        Command::Train(args) => cli::train(adapter, &args),
         Command::Smoke(args) => cli::smoke(adapter, &args),
     };
     match result {
