@@ -1,0 +1,85 @@
+//! The command line as a user drives it: exit codes, one-line errors, the files a run writes.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn mr2ct(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mr2ct")).args(args).output().expect("run mr2ct");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mr2ct-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// The last line of stderr: the error line the CLI promises.
+fn error_line(stderr: &str) -> String {
+    stderr.lines().filter(|l| !l.contains("XDG_RUNTIME_DIR")).last().unwrap_or("").to_owned()
+}
+
+#[test]
+fn devices_lists_an_adapter() {
+    let (ok, out, _) = mr2ct(&["devices"]);
+    assert!(ok);
+    assert!(out.lines().next().is_some_and(|l| l.starts_with("0: ")), "{out}");
+    assert!(out.contains("max storage binding"), "{out}");
+}
+
+#[test]
+fn phantom_then_train_writes_every_output() {
+    let data = tmp("data");
+    let run = tmp("run");
+    let (ok, out, err) = mr2ct(&["phantom", "--subjects", "3", "--out", data.to_str().unwrap(), "--seed", "4"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("3 subjects"), "{out}");
+    for d in ["train/mr", "train/ct", "test/mr", "test/ct"] {
+        assert!(data.join(d).is_dir(), "{d} missing");
+    }
+    let args = ["train", "--data", data.to_str().unwrap(), "--out", run.to_str().unwrap(), "--ngf", "4", "--ndf", "4", "--epochs", "1", "--batch-size", "4", "--quiet"];
+    let (ok, out, err) = mr2ct(&args);
+    assert!(ok, "{err}");
+    assert!(out.contains("trained 1 epochs"), "{out}");
+    for f in ["losses.csv", "loss_curves.png", "samples_epoch0001.png", "checkpoint.safetensors", "weights.safetensors", "config.json"] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    // A second run into the same directory is refused unless asked for.
+    let (ok, _, err) = mr2ct(&args);
+    assert!(!ok);
+    assert!(error_line(&err).contains("--resume"), "{err}");
+    // Resume to 2 epochs.
+    let mut more = args.to_vec();
+    more[10] = "2";
+    more.push("--resume");
+    let (ok, _, err) = mr2ct(&more);
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::read_to_string(run.join("losses.csv")).unwrap().lines().count(), 3);
+    let _ = std::fs::remove_dir_all(data);
+    let _ = std::fs::remove_dir_all(run);
+}
+
+#[test]
+fn bad_input_gives_one_line_naming_the_problem() {
+    let missing = tmp("missing");
+    let run = tmp("badrun");
+    let (ok, _, err) = mr2ct(&["train", "--data", missing.to_str().unwrap(), "--out", run.to_str().unwrap()]);
+    assert!(!ok);
+    let line = error_line(&err);
+    assert!(line.starts_with("mr2ct: error:") && line.contains(missing.to_str().unwrap()), "{err}");
+
+    let cfg = tmp("cfg.json");
+    std::fs::write(&cfg, "{\"batch_size\": \"many\"}").unwrap();
+    let (ok, _, err) = mr2ct(&["train", "--data", missing.to_str().unwrap(), "--out", run.to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(error_line(&err).contains("cfg.json"), "{err}");
+
+    let (ok, _, err) = mr2ct(&["train", "--data", ".", "--out", run.to_str().unwrap(), "--size", "100"]);
+    assert!(!ok);
+    assert!(error_line(&err).contains("size must be 64, 128 or 256"), "{err}");
+
+    let (ok, _, err) = mr2ct(&["--adapter", "no-such-gpu", "smoke", "--steps", "1"]);
+    assert!(!ok);
+    assert!(error_line(&err).contains("no adapter matches"), "{err}");
+    let _ = std::fs::remove_file(cfg);
+}
