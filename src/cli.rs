@@ -2,9 +2,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
-use mr2ct::cyclegan::train::{Domains, RunOptions, Trainer};
+use mr2ct::cyclegan::train::{Domains, RunEnd, RunOptions, Trainer};
 use mr2ct::cyclegan::{CycleGan, GanLoss, Init, ModelKind, TrainConfig};
 use mr2ct::data::phantom::{write_phantom, PhantomOptions};
 use mr2ct::data::{load_training_set, LoadOptions};
@@ -266,9 +268,21 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out).map_err(|e| Error::file(&args.out, format!("cannot create: {e}")))?;
     let record = serde_json::json!({ "train": &trainer.gan.cfg, "prep": &set.prep, "data": args.data, "adapter": gpu.adapter.name });
     mr2ct::io::write_atomic(&args.out.join("config.json"), serde_json::to_string_pretty(&record).map_err(|e| Error::Invalid(e.to_string()))?.as_bytes())?;
-    let opts = RunOptions { out_dir: args.out.clone(), sample_every: args.sample_every, checkpoint_every: args.checkpoint_every, progress: !args.quiet };
+    // Ctrl-C: finish the current step, write a checkpoint, exit; a second Ctrl-C kills.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: stopping after this step and writing a checkpoint (Ctrl-C again to abort)");
+    });
+    let opts = RunOptions { out_dir: args.out.clone(), sample_every: args.sample_every, checkpoint_every: args.checkpoint_every, progress: !args.quiet, stop: Some(stop) };
     let t = Instant::now();
-    trainer.run(&Domains { mr: &set.mr, ct: &set.ct, size: set.size }, &opts)?;
+    if let RunEnd::Interrupted { epoch, step } = trainer.run(&Domains { mr: &set.mr, ct: &set.ct, size: set.size }, &opts)? {
+        println!("interrupted in epoch {epoch} after step {step}; checkpoint written to {}; continue with --resume", args.out.join("checkpoint.safetensors").display());
+        std::process::exit(130);
+    }
     let mut meta = HashMap::new();
     meta.insert("prep".to_owned(), serde_json::to_string(&set.prep).map_err(|e| Error::Invalid(e.to_string()))?);
     meta.insert("adapter".to_owned(), gpu.adapter.name.clone());

@@ -41,7 +41,7 @@ fn resume_continues_exactly_like_an_uninterrupted_run() {
         let (mr, ct) = tiny_domains(6, 64);
         let data = Domains { mr: &mr, ct: &ct, size: 64 };
         let full_dir = run_dir(&format!("full-{model:?}"));
-        let opts = |d: &std::path::Path| RunOptions { out_dir: d.to_path_buf(), sample_every: 0, checkpoint_every: 1, progress: false };
+        let opts = |d: &std::path::Path| RunOptions { out_dir: d.to_path_buf(), sample_every: 0, checkpoint_every: 1, progress: false, stop: None };
         let mut full = Trainer::new(&g, tiny_config(model)).unwrap();
         full.run(&data, &opts(&full_dir)).unwrap();
 
@@ -92,7 +92,7 @@ fn training_reduces_the_cycle_loss_on_a_learnable_task() {
     let cfg = TrainConfig { ngf: 8, ndf: 8, batch_size: 4, epochs: 12, learning_rate_g: 2e-3, learning_rate_d: 2e-4, seed: 1, ..TrainConfig::default() };
     let mut t = Trainer::new(&g, cfg).unwrap();
     let dir = run_dir("learn");
-    t.run(&Domains { mr: &mr, ct: &ct, size }, &RunOptions { out_dir: dir.clone(), sample_every: 0, checkpoint_every: 0, progress: false }).unwrap();
+    t.run(&Domains { mr: &mr, ct: &ct, size }, &RunOptions { out_dir: dir.clone(), sample_every: 0, checkpoint_every: 0, progress: false, stop: None }).unwrap();
     let rec: Vec<f32> = t.history.iter().map(|h| h.columns()[8]).collect();
     eprintln!("reconstruction loss per epoch: {rec:?}");
     assert!(rec.last().unwrap() < &(0.6 * rec[0]), "cycle loss did not fall: {rec:?}");

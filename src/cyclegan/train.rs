@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::{CycleGan, Init, StepLosses, TrainConfig};
@@ -53,6 +55,17 @@ pub struct RunOptions {
     pub checkpoint_every: usize,
     /// Print a progress line.
     pub progress: bool,
+    /// Set (e.g. by a Ctrl-C handler) to stop after the current step with a checkpoint.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// How `Trainer::run` ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunEnd {
+    Finished,
+    /// Stopped on request after `step` steps of epoch `epoch` (1-based); a checkpoint holds
+    /// the state, and `--resume` continues at the next step.
+    Interrupted { epoch: usize, step: usize },
 }
 
 /// Unpaired images of both domains, normalized to [-1, 1], [n, 1, S, S] flattened.
@@ -74,6 +87,11 @@ pub struct Trainer {
     pub history: Vec<EpochLosses>,
     /// Epochs completed (a resumed run starts from here).
     pub epoch: usize,
+    /// Steps completed in the current epoch, their loss sums and time (non-zero only after
+    /// an interruption: a checkpoint can be taken between any two steps).
+    pub step: usize,
+    partial_sums: [f64; 7],
+    partial_seconds: f64,
     gpu: Rc<Gpu>,
 }
 
@@ -81,7 +99,7 @@ const CHECKPOINT: &str = "checkpoint.safetensors";
 
 impl Trainer {
     pub fn new(gpu: &Rc<Gpu>, cfg: TrainConfig) -> Result<Self> {
-        Ok(Trainer { gan: CycleGan::new(gpu, cfg, Init::Normal)?, history: Vec::new(), epoch: 0, gpu: gpu.clone() })
+        Ok(Trainer { gan: CycleGan::new(gpu, cfg, Init::Normal)?, history: Vec::new(), epoch: 0, step: 0, partial_sums: [0.0; 7], partial_seconds: 0.0, gpu: gpu.clone() })
     }
 
     /// Continues from `dir/checkpoint.safetensors`: weights, Adam state, image pools, RNG,
@@ -95,6 +113,9 @@ impl Trainer {
         weights::upload(&path, &loaded.tensors, &t.gan.named())?;
         let parse = |k: &str| -> Result<u64> { meta(k)?.parse::<u64>().map_err(|e| Error::file(&path, format!("bad {k}: {e}"))) };
         t.epoch = parse("epoch")? as usize;
+        t.step = parse("step")? as usize;
+        t.partial_sums = serde_json::from_str(meta("partial_sums")?).map_err(|e| Error::file(&path, format!("bad partial_sums: {e}")))?;
+        t.partial_seconds = serde_json::from_str(meta("partial_seconds")?).map_err(|e| Error::file(&path, format!("bad partial_seconds: {e}")))?;
         t.gan.rng.state = parse("rng_state")?;
         for (opt, prefix) in [(&mut t.gan.opt_g, "adam_g"), (&mut t.gan.opt_d, "adam_d")] {
             let n = opt.params().len();
@@ -141,6 +162,9 @@ impl Trainer {
         }
         meta.insert("config".into(), serde_json::to_string(&self.gan.cfg).map_err(|e| Error::Invalid(e.to_string()))?);
         meta.insert("epoch".into(), self.epoch.to_string());
+        meta.insert("step".into(), self.step.to_string());
+        meta.insert("partial_sums".into(), serde_json::to_string(&self.partial_sums).map_err(|e| Error::Invalid(e.to_string()))?);
+        meta.insert("partial_seconds".into(), serde_json::to_string(&self.partial_seconds).map_err(|e| Error::Invalid(e.to_string()))?);
         meta.insert("rng_state".into(), self.gan.rng.state.to_string());
         let history: Vec<[f64; 9]> = self
             .history
@@ -164,7 +188,9 @@ impl Trainer {
     }
 
     /// Trains until `cfg.epochs` epochs are complete, writing outputs into `opts.out_dir`.
-    pub fn run(&mut self, data: &Domains, opts: &RunOptions) -> Result<()> {
+    /// A non-finite loss stops it with an error naming the epoch, step and loss; the last
+    /// checkpoint is left as it was.
+    pub fn run(&mut self, data: &Domains, opts: &RunOptions) -> Result<RunEnd> {
         std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::file(&opts.out_dir, format!("cannot create: {e}")))?;
         let (n_a, n_b) = data.counts();
         let size = data.size;
@@ -194,8 +220,8 @@ impl Trainer {
             order_rng.shuffle(&mut ia);
             order_rng.shuffle(&mut ib);
             let t0 = Instant::now();
-            let mut sum = [0f64; 7];
-            for step in 0..steps {
+            let mut sum = self.partial_sums;
+            for step in self.step..steps {
                 let gather = |src: &[f32], idx: &[usize], k: usize| -> Vec<f32> {
                     (0..batch).flat_map(|j| { let i = idx[(k * batch + j) % idx.len()]; src[i * per..(i + 1) * per].iter().copied() }).collect()
                 };
@@ -209,6 +235,16 @@ impl Trainer {
                     *s += v as f64;
                 }
                 done_steps += 1;
+                self.step = step + 1;
+                if opts.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) && self.step < steps {
+                    self.partial_sums = sum;
+                    self.partial_seconds += t0.elapsed().as_secs_f64();
+                    self.save_checkpoint(&opts.out_dir)?;
+                    if opts.progress {
+                        eprintln!();
+                    }
+                    return Ok(RunEnd::Interrupted { epoch: epoch + 1, step: self.step });
+                }
                 if opts.progress {
                     let rate = done_steps as f64 * batch as f64 / started.elapsed().as_secs_f64();
                     let left = (total_steps - done_steps.min(total_steps)) as f64 * batch as f64 / rate.max(1e-9);
@@ -218,7 +254,8 @@ impl Trainer {
                     );
                 }
             }
-            let secs = t0.elapsed().as_secs_f64();
+            let secs = t0.elapsed().as_secs_f64() + self.partial_seconds;
+            (self.step, self.partial_sums, self.partial_seconds) = (0, [0.0; 7], 0.0);
             let m: Vec<f32> = sum.iter().map(|s| (*s / steps as f64) as f32).collect();
             self.history.push(EpochLosses {
                 mean: StepLosses { g: m[0], g_ab_adv: m[1], g_ba_adv: m[2], aba_rec: m[3], bab_rec: m[4], da: m[5], db: m[6] },
@@ -234,14 +271,21 @@ impl Trainer {
                 let ct = Tensor::from_slice(&self.gpu, &data.ct[..sample_n * per], &[sample_n, 1, size, size])?;
                 self.write_samples(&opts.out_dir.join(format!("samples_epoch{:04}.png", self.epoch)), &mr, &ct)?;
             }
-            if last || (opts.checkpoint_every > 0 && self.epoch % opts.checkpoint_every == 0) {
+            let stop = opts.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
+            if last || stop || (opts.checkpoint_every > 0 && self.epoch % opts.checkpoint_every == 0) {
                 self.save_checkpoint(&opts.out_dir)?;
+            }
+            if stop && !last {
+                if opts.progress {
+                    eprintln!();
+                }
+                return Ok(RunEnd::Interrupted { epoch: self.epoch, step: steps });
             }
         }
         if opts.progress {
             eprintln!();
         }
-        Ok(())
+        Ok(RunEnd::Finished)
     }
 
     fn write_csv(&self, path: &Path) -> Result<()> {
