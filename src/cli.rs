@@ -57,10 +57,11 @@ pub fn smoke(adapter: Option<&str>, args: &SmokeArgs) -> Result<()> {
         let a = Tensor::from_slice(&gpu, &(0..n).map(|_| rng.uniform() as f32 * 2.0 - 1.0).collect::<Vec<_>>(), &[args.batch_size, 1, 64, 64])?;
         let b = Tensor::from_slice(&gpu, &(0..n).map(|_| rng.uniform() as f32 * 2.0 - 1.0).collect::<Vec<_>>(), &[args.batch_size, 1, 64, 64])?;
         let t = Instant::now();
+        let d0 = gpu.dispatches();
         let l = gan.train_step(&a, &b)?;
         println!(
-            "step {step}: G {:.4} (adv {:.4} {:.4}, rec {:.4} {:.4}), D_A {:.4}, D_B {:.4}  [{:.2} s]",
-            l.g, l.g_ab_adv, l.g_ba_adv, l.aba_rec, l.bab_rec, l.da, l.db, t.elapsed().as_secs_f64()
+            "step {step}: G {:.4} (adv {:.4} {:.4}, rec {:.4} {:.4}), D_A {:.4}, D_B {:.4}  [{:.3} s, {} dispatches]",
+            l.g, l.g_ab_adv, l.g_ba_adv, l.aba_rec, l.bab_rec, l.da, l.db, t.elapsed().as_secs_f64(), gpu.dispatches() - d0
         );
     }
     let s = gpu.pool_stats();

@@ -196,6 +196,11 @@ impl Gpu {
         self.recorder.borrow().submits
     }
 
+    /// Dispatches recorded since the device was opened.
+    pub fn dispatches(&self) -> u64 {
+        self.recorder.borrow().total_dispatches
+    }
+
     /// Records one dispatch of `kernel` with `params` (a `#[repr(C)]` struct matching the
     /// shader's binding-0 uniform) and storage bindings 1.. in `args` order.
     pub fn dispatch(&self, kernel: Kernel, params: &[u8], args: &[Arg], workgroups: [u32; 3]) -> Result<()> {
@@ -243,6 +248,7 @@ impl Gpu {
         });
         rec.commands.push(Command::Dispatch { pipeline, bind_group, workgroups });
         rec.dispatches += 1;
+        rec.total_dispatches += 1;
         Ok(())
     }
 

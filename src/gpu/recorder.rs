@@ -28,6 +28,8 @@ pub(crate) struct Recorder {
     pub max_dispatches: usize,
     pub dispatches: usize,
     pub submits: u64,
+    /// Dispatches recorded since the start.
+    pub total_dispatches: u64,
 }
 
 pub(crate) const PARAMS_SLOT: u64 = 256;
@@ -41,7 +43,7 @@ impl Recorder {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Recorder { commands: Vec::new(), params: Vec::new(), arena, align: slot, max_dispatches, dispatches: 0, submits: 0 }
+        Recorder { commands: Vec::new(), params: Vec::new(), arena, align: slot, max_dispatches, dispatches: 0, submits: 0, total_dispatches: 0 }
     }
 
     pub fn is_full(&self) -> bool {
