@@ -219,6 +219,8 @@ fn conv2d_backward_input(@builtin(local_invocation_index) lid: u32, @builtin(wor
     let jy = select(0u, (p.k - ry + s - 1u) / s, p.k > ry);
     let jx = select(0u, (p.k - rx + s - 1u) / s, p.k > rx);
     var base: array<u32, FP>;
+    var qlo = vec2<u32>(0xffffffffu);
+    var qhi = vec2<u32>(0u);
     for (var i = 0u; i < TP; i++) {
         let px = min(p0 + i, npix - 1u);
         let nn = px / nq;
@@ -226,15 +228,24 @@ fn conv2d_backward_input(@builtin(local_invocation_index) lid: u32, @builtin(wor
         let qy = qy0 + r / nqx;
         let qx = qx0 + r % nqx;
         base[i] = ((nn * p.gh + qy + p.gborder) * p.gw + qx + p.gborder) * p.cout4;
+        qlo = min(qlo, vec2<u32>(qy, qx));
+        qhi = max(qhi, vec2<u32>(qy, qx));
     }
+    // Only taps with 0 <= q - t < oh for some pixel of this lane reach real grad_out; the
+    // others would read the zero border. Skipping them matters when grad_out is small
+    // next to the kernel (a 1x1 input of a transposed conv: 15 of 16 taps miss). Lanes of
+    // one SIMD batch may disagree on the range; lavapipe then masks, and masked lanes skip
+    // their loads, which is where the time goes.
+    let t0 = select(vec2<u32>(0u), qlo + 1u - vec2<u32>(p.oh, p.ow), qlo + 1u > vec2<u32>(p.oh, p.ow));
+    let t1 = min(vec2<u32>(jy, jx), qhi + 1u);
     var col: array<u32, FC4>;
     for (var q = 0u; q < TC / 4u; q++) {
         col[q] = min(c0 + q, p.cin4 - 1u);
     }
     var acc: array<array<vec4<f32>, FC4>, FP>;
     if (p0 < npix) {
-    for (var ty = 0u; ty < jy; ty++) {
-        for (var tx = 0u; tx < jx; tx++) {
+    for (var ty = t0.x; ty < t1.x; ty++) {
+        for (var tx = t0.y; tx < t1.y; tx++) {
             let kh = ry + s * ty;
             let kw = rx + s * tx;
             // base - toff stays >= 0: the border is ceil(k / s) - 1 >= ty, tx.
