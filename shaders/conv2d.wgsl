@@ -29,7 +29,7 @@ struct Params {
     stride: u32,
     pad: u32,
     has_bias: u32,
-    ctiles: u32,   // output-channel tiles of the register tile grid (grid y)
+    ctiles: u32,   // output-channel tiles
     cin4: u32,     // vec4 channel groups of the packed input / of the packed output gradient
     cout4: u32,
     xh: u32,       // packed input rows / cols (pad included)
@@ -39,6 +39,7 @@ struct Params {
     gborder: u32,  // top/left zero border of the packed output gradient
     rows_per_split: u32, // conv2d_backward_weight: output rows (n, oy) per split of the reduction
     splits: u32,
+    ptiles: u32,   // pixel tiles (conv2d_forward, conv2d_backward_input)
 }
 
 struct PackParams {
@@ -73,23 +74,52 @@ struct PackParams {
 @group(0) @binding(1) var<storage, read_write> out4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> src: array<f32>;
 
-// Register tile: TP pixels x TC output channels per invocation (TC a multiple of 4), WG
-// invocations per workgroup. conv2d_backward_weight uses TCO x TCI (output x input channels).
-override TP: u32 = 8u;
-override TC: u32 = 16u;
-override TCO: u32 = 16u;
-override TCI: u32 = 8u;
+// Register tile: TP pixels x TC output channels per invocation for conv2d_forward and
+// conv2d_backward_input, TCO output x TCI input channels for conv2d_backward_weight; WG
+// invocations per workgroup. The tile arrays below have constant sizes (WGSL allows no
+// override-sized function arrays): the overrides may choose a smaller tile, not a larger one.
+// The defaults equal the array sizes on purpose: Mesa unrolls a loop that walks a local
+// array only when its trip count equals the array length, and an array indexed in a loop
+// that stays rolled lives in memory (on lavapipe: 5-25 s to compile and half the speed).
+// Measured on lavapipe (2 cores, AVX-512VL), Conv(64->128, k4 s2 p1) at 16x64x32x32:
+// 4 px x 8 ch 14 GFLOP/s, 8 x 8 12, 8 x 16 10, 16 x 16 5 (accumulators spill past ~32).
+const FP: u32 = 4u;   // pixels per invocation (array length)
+const FC4: u32 = 2u;  // vec4 channel groups per invocation (array length)
+const WCO4: u32 = 2u; // weight gradient: vec4 groups of output channels
+const WCI4: u32 = 2u; // weight gradient: vec4 groups of input channels
+override TP: u32 = FP;
+override TC: u32 = FC4 * 4u;
+override TCO: u32 = WCO4 * 4u;
+override TCI: u32 = WCI4 * 4u;
 override WG: u32 = 64u;
 
-// Upper bounds of the tile constants (function-scope arrays need constant sizes).
-const MAXP: u32 = 16u;
-const MAXC4: u32 = 8u;
-const MAXCO: u32 = 32u;
-const MAXCI4: u32 = 8u;
+// The GEMM kernels run on a 1-D grid of register tiles (spilling into y past 65535 groups).
+// Pixel tiles vary fastest, so a big layer keeps a workgroup on one channel tile (its
+// weights stay in cache) while a layer with few pixels still fills every lane with
+// channel tiles.
+fn tile_index(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return (wid.x + wid.y * nwg.x) * WG + lid;
+}
 
-fn group_linear(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    // Grids longer than 65535 groups spill into z.
-    return wid.x + wid.z * nwg.x;
+// acc[i][q] += (4 reduction values a of pixel i) x (4 rows b of channel group q), i.e.
+// b[0] * a.x + b[1] * a.y + b[2] * a.z + b[3] * a.w.
+fn mac4(acc: vec4<f32>, a: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>) -> vec4<f32> {
+    return fma(vec4<f32>(a.x), b0, fma(vec4<f32>(a.y), b1, fma(vec4<f32>(a.z), b2, fma(vec4<f32>(a.w), b3, acc))));
+}
+
+// Stores channel group v (channels c4*4 .. c4*4+3) of one output pixel: element c goes to
+// out[ob + c * stride], skipping channels >= count; adds bias[c] when asked.
+fn store4(v: vec4<f32>, c4: u32, count: u32, ob: u32, stride: u32) {
+    let c = c4 * 4u;
+    var b = vec4<f32>(0.0);
+    if (p.has_bias != 0u) {
+        b = vec4<f32>(bias[min(c, count - 1u)], bias[min(c + 1u, count - 1u)], bias[min(c + 2u, count - 1u)], bias[min(c + 3u, count - 1u)]);
+    }
+    let r = v + b;
+    if (c < count) { out[ob + c * stride] = r.x; }
+    if (c + 1u < count) { out[ob + (c + 1u) * stride] = r.y; }
+    if (c + 2u < count) { out[ob + (c + 2u) * stride] = r.z; }
+    if (c + 3u < count) { out[ob + (c + 3u) * stride] = r.w; }
 }
 
 // y[n, co, oy, ox] = bias[co] + sum_{kh, kw, ci} x[n, ci, oy*s - pad + kh, ox*s - pad + kw] w[co, ci, kh, kw]
@@ -100,11 +130,12 @@ fn group_linear(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 fn conv2d_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let npix = p.n * p.oh * p.ow;
     let ohw = p.oh * p.ow;
-    let p0 = (group_linear(wid, nwg) * WG + lid) * TP;
-    let c0 = wid.y * (TC / 4u);
-    // Lanes past the end compute on a clamped pixel and skip the store: no lane leaves
-    // early, so the loop below runs in uniform control flow.
-    var base: array<u32, MAXP>;
+    let t = tile_index(lid, wid, nwg);
+    let ctile = t / p.ptiles;
+    let p0 = select(npix, (t - ctile * p.ptiles) * TP, ctile < p.ctiles);  // past the last tile: no pixels
+    let c0 = min(ctile, p.ctiles - 1u) * (TC / 4u);
+    // Pixels past the end are clamped for the loads and skipped by the store.
+    var base: array<u32, FP>;
     for (var i = 0u; i < TP; i++) {
         let px = min(p0 + i, npix - 1u);
         let nn = px / ohw;
@@ -113,17 +144,20 @@ fn conv2d_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_
         let ox = r - oy * p.ow;
         base[i] = ((nn * p.xh + oy * p.stride) * p.xw + ox * p.stride) * p.cin4;
     }
-    var col: array<u32, MAXC4>;
+    var col: array<u32, FC4>;
     for (var q = 0u; q < TC / 4u; q++) {
         col[q] = min(c0 + q, p.cout4 - 1u);
     }
-    var acc: array<vec4<f32>, 128>;  // MAXP * MAXC4, zero-initialised
+    var acc: array<array<vec4<f32>, FC4>, FP>;
+    // A lane whose first pixel is past the end skips the reduction; lavapipe runs a SIMD
+    // batch of such lanes through each loop once, so padded workgroups cost next to nothing.
+    if (p0 < npix) {
     for (var kh = 0u; kh < p.k; kh++) {
         for (var kw = 0u; kw < p.k; kw++) {
             let toff = (kh * p.xw + kw) * p.cin4;
             let wrow = (kh * p.k + kw) * p.cin4 * 4u;
             for (var c = 0u; c < p.cin4; c++) {
-                var a: array<vec4<f32>, MAXP>;
+                var a: array<vec4<f32>, FP>;
                 for (var i = 0u; i < TP; i++) {
                     a[i] = act[base[i] + toff + c];
                 }
@@ -134,29 +168,20 @@ fn conv2d_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_
                     let b2 = wpk[r0 + 2u * p.cout4 + col[q]];
                     let b3 = wpk[r0 + 3u * p.cout4 + col[q]];
                     for (var i = 0u; i < TP; i++) {
-                        let ai = a[i];
-                        acc[i * MAXC4 + q] = fma(vec4<f32>(ai.x), b0, fma(vec4<f32>(ai.y), b1, fma(vec4<f32>(ai.z), b2, fma(vec4<f32>(ai.w), b3, acc[i * MAXC4 + q]))));
+                        acc[i][q] = mac4(acc[i][q], a[i], b0, b1, b2, b3);
                     }
                 }
             }
         }
     }
+    }
     for (var i = 0u; i < TP; i++) {
         let px = p0 + i;
-        if (px < npix) {
-            let nn = px / ohw;
-            let r = px - nn * ohw;
-            let ob = nn * p.cout * ohw + r;
-            for (var q = 0u; q < TC / 4u; q++) {
-                let v = acc[i * MAXC4 + q];
-                for (var j = 0u; j < 4u; j++) {
-                    let co = (c0 + q) * 4u + j;
-                    if (co < p.cout) {
-                        var b = 0.0;
-                        if (p.has_bias != 0u) { b = bias[co]; }
-                        out[ob + co * ohw] = v[j] + b;
-                    }
-                }
+        let nn = px / ohw;
+        let ob = nn * p.cout * ohw + (px - nn * ohw);
+        for (var q = 0u; q < TC / 4u; q++) {
+            if (px < npix) {
+                store4(acc[i][q], c0 + q, p.cout, ob, ohw);
             }
         }
     }
@@ -173,26 +198,29 @@ fn conv2d_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_
 @compute @workgroup_size(WG)
 fn conv2d_backward_input(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let s = p.stride;
-    let phase = wid.y / p.ctiles;
+    let t = tile_index(lid, wid, nwg);
+    let rest = min(t / p.ptiles, s * s * p.ctiles - 1u);
+    let phase = rest / p.ctiles;
     let ry = phase / s;
     let rx = phase - ry * s;
-    let c0 = (wid.y - phase * p.ctiles) * (TC / 4u);
+    let c0 = (rest - phase * p.ctiles) * (TC / 4u);
     // Range of q with 0 <= q*s + r - pad < h.
     let qy0 = select(0u, (p.pad - ry + s - 1u) / s, p.pad > ry);
     let qx0 = select(0u, (p.pad - rx + s - 1u) / s, p.pad > rx);
     let qy1 = select(0u, (p.h - 1u + p.pad - ry) / s + 1u, p.h - 1u + p.pad >= ry);
     let qx1 = select(0u, (p.w - 1u + p.pad - rx) / s + 1u, p.w - 1u + p.pad >= rx);
     if (qy1 <= qy0 || qx1 <= qx0) {
-        return;  // uniform: this phase has no pixels
+        return;  // this phase has no pixels
     }
-    let nqy = qy1 - qy0;
     let nqx = qx1 - qx0;
-    let nq = nqy * nqx;
+    let nq = (qy1 - qy0) * nqx;
     let npix = p.n * nq;
-    let p0 = (group_linear(wid, nwg) * WG + lid) * TP;
+    let p0 = select(npix, (t % p.ptiles) * TP, t / p.ptiles < s * s * p.ctiles);
     let jy = select(0u, (p.k - ry + s - 1u) / s, p.k > ry);
     let jx = select(0u, (p.k - rx + s - 1u) / s, p.k > rx);
-    var base: array<u32, MAXP>;
+    var base: array<u32, FP>;
+    var qlo = vec2<u32>(0xffffffffu);
+    var qhi = vec2<u32>(0u);
     for (var i = 0u; i < TP; i++) {
         let px = min(p0 + i, npix - 1u);
         let nn = px / nq;
@@ -200,21 +228,31 @@ fn conv2d_backward_input(@builtin(local_invocation_index) lid: u32, @builtin(wor
         let qy = qy0 + r / nqx;
         let qx = qx0 + r % nqx;
         base[i] = ((nn * p.gh + qy + p.gborder) * p.gw + qx + p.gborder) * p.cout4;
+        qlo = min(qlo, vec2<u32>(qy, qx));
+        qhi = max(qhi, vec2<u32>(qy, qx));
     }
-    var col: array<u32, MAXC4>;
+    // Only taps with 0 <= q - t < oh for some pixel of this lane reach real grad_out; the
+    // others would read the zero border. Skipping them matters when grad_out is small
+    // next to the kernel (a 1x1 input of a transposed conv: 15 of 16 taps miss). Lanes of
+    // one SIMD batch may disagree on the range; lavapipe then masks, and masked lanes skip
+    // their loads, which is where the time goes.
+    let t0 = select(vec2<u32>(0u), qlo + 1u - vec2<u32>(p.oh, p.ow), qlo + 1u > vec2<u32>(p.oh, p.ow));
+    let t1 = min(vec2<u32>(jy, jx), qhi + 1u);
+    var col: array<u32, FC4>;
     for (var q = 0u; q < TC / 4u; q++) {
         col[q] = min(c0 + q, p.cin4 - 1u);
     }
-    var acc: array<vec4<f32>, 128>;
-    for (var ty = 0u; ty < jy; ty++) {
-        for (var tx = 0u; tx < jx; tx++) {
+    var acc: array<array<vec4<f32>, FC4>, FP>;
+    if (p0 < npix) {
+    for (var ty = t0.x; ty < t1.x; ty++) {
+        for (var tx = t0.y; tx < t1.y; tx++) {
             let kh = ry + s * ty;
             let kw = rx + s * tx;
             // base - toff stays >= 0: the border is ceil(k / s) - 1 >= ty, tx.
             let toff = (ty * p.gw + tx) * p.cout4;
             let wrow = (kh * p.k + kw) * p.cout4 * 4u;
             for (var c = 0u; c < p.cout4; c++) {
-                var a: array<vec4<f32>, MAXP>;
+                var a: array<vec4<f32>, FP>;
                 for (var i = 0u; i < TP; i++) {
                     a[i] = act[base[i] - toff + c];
                 }
@@ -225,32 +263,24 @@ fn conv2d_backward_input(@builtin(local_invocation_index) lid: u32, @builtin(wor
                     let b2 = wpk[r0 + 2u * p.cin4 + col[q]];
                     let b3 = wpk[r0 + 3u * p.cin4 + col[q]];
                     for (var i = 0u; i < TP; i++) {
-                        let ai = a[i];
-                        acc[i * MAXC4 + q] = fma(vec4<f32>(ai.x), b0, fma(vec4<f32>(ai.y), b1, fma(vec4<f32>(ai.z), b2, fma(vec4<f32>(ai.w), b3, acc[i * MAXC4 + q]))));
+                        acc[i][q] = mac4(acc[i][q], a[i], b0, b1, b2, b3);
                     }
                 }
             }
         }
     }
+    }
     let hw = p.h * p.w;
     for (var i = 0u; i < TP; i++) {
         let px = p0 + i;
-        if (px < npix) {
-            let nn = px / nq;
-            let r = px - nn * nq;
-            let iy = (qy0 + r / nqx) * s + ry - p.pad;
-            let ix = (qx0 + r % nqx) * s + rx - p.pad;
-            let ob = nn * p.cin * hw + iy * p.w + ix;
-            for (var q = 0u; q < TC / 4u; q++) {
-                let v = acc[i * MAXC4 + q];
-                for (var j = 0u; j < 4u; j++) {
-                    let ci = (c0 + q) * 4u + j;
-                    if (ci < p.cin) {
-                        var b = 0.0;
-                        if (p.has_bias != 0u) { b = bias[ci]; }
-                        out[ob + ci * hw] = v[j] + b;
-                    }
-                }
+        let nn = px / nq;
+        let r = px - nn * nq;
+        let iy = (qy0 + r / nqx) * s + ry - p.pad;
+        let ix = (qx0 + r % nqx) * s + rx - p.pad;
+        let ob = nn * p.cin * hw + iy * p.w + ix;
+        for (var q = 0u; q < TC / 4u; q++) {
+            if (px < npix) {
+                store4(acc[i][q], c0 + q, p.cin, ob, hw);
             }
         }
     }
@@ -267,8 +297,10 @@ fn conv2d_backward_weight(@builtin(local_invocation_index) lid: u32, @builtin(wo
     let cit = (p.cin + TCI - 1u) / TCI;
     let cot = (p.cout + TCO - 1u) / TCO;
     let ntiles = p.k * p.k * cot * cit;
-    let t_raw = group_linear(wid, nwg) * WG + lid;
-    let t = min(t_raw, ntiles - 1u);
+    let lin = tile_index(lid, wid, nwg);
+    let split = lin / ntiles;
+    let live = split < p.splits;
+    let t = lin - min(split, p.splits - 1u) * ntiles;
     let tap = t / (cot * cit);
     let r = t - tap * cot * cit;
     let co_t = r / cit;
@@ -277,17 +309,22 @@ fn conv2d_backward_weight(@builtin(local_invocation_index) lid: u32, @builtin(wo
     let kw = tap - kh * p.k;
     let co4 = co_t * (TCO / 4u);
     let ci4 = ci_t * (TCI / 4u);
-    var gcol: array<u32, 8>;  // MAXCO / 4
+    var gcol: array<u32, WCO4>;
     for (var q = 0u; q < TCO / 4u; q++) {
         gcol[q] = min(co4 + q, p.cout4 - 1u);
     }
-    var xcol: array<u32, MAXCI4>;
-    for (var q = 0u; q < TCI / 4u; q++) {
-        xcol[q] = min(ci4 + q, p.cin4 - 1u);
+    var xcol: array<u32, WCI4>;
+    for (var e = 0u; e < TCI / 4u; e++) {
+        xcol[e] = min(ci4 + e, p.cin4 - 1u);
     }
-    var acc: array<vec4<f32>, 256>;  // MAXCO * MAXCI4, zero-initialised
-    let row0 = wid.y * p.rows_per_split;
-    let row1 = min(row0 + p.rows_per_split, p.n * p.oh);
+    // acc[q][e] holds output channels co4 + q (one per row j = 0..3) x input channels ci4 + e.
+    var acc0: array<array<vec4<f32>, WCI4>, WCO4>;
+    var acc1: array<array<vec4<f32>, WCI4>, WCO4>;
+    var acc2: array<array<vec4<f32>, WCI4>, WCO4>;
+    var acc3: array<array<vec4<f32>, WCI4>, WCO4>;
+    let row0 = min(split, p.splits - 1u) * p.rows_per_split;
+    // Lanes past the last tile run no rows (see conv2d_forward).
+    let row1 = select(row0, min(row0 + p.rows_per_split, p.n * p.oh), live);
     let xstep = p.stride * p.cin4;
     for (var row = row0; row < row1; row++) {
         let nn = row / p.oh;
@@ -295,46 +332,46 @@ fn conv2d_backward_weight(@builtin(local_invocation_index) lid: u32, @builtin(wo
         var xb = ((nn * p.xh + oy * p.stride + kh) * p.xw + kw) * p.cin4;
         var gb = ((nn * p.gh + oy + p.gborder) * p.gw + p.gborder) * p.cout4;
         for (var ox = 0u; ox < p.ow; ox++) {
-            var g: array<vec4<f32>, 8>;
-            for (var q = 0u; q < TCO / 4u; q++) {
-                g[q] = wpk[gb + gcol[q]];
-            }
-            var xv: array<vec4<f32>, MAXCI4>;
-            for (var q = 0u; q < TCI / 4u; q++) {
-                xv[q] = act[xb + xcol[q]];
+            var xv: array<vec4<f32>, WCI4>;
+            for (var e = 0u; e < TCI / 4u; e++) {
+                xv[e] = act[xb + xcol[e]];
             }
             for (var q = 0u; q < TCO / 4u; q++) {
-                let gq = g[q];
+                let g = wpk[gb + gcol[q]];
                 for (var e = 0u; e < TCI / 4u; e++) {
-                    let xe = xv[e];
-                    let a = (q * 4u) * MAXCI4 + e;
-                    acc[a] = fma(vec4<f32>(gq.x), xe, acc[a]);
-                    acc[a + MAXCI4] = fma(vec4<f32>(gq.y), xe, acc[a + MAXCI4]);
-                    acc[a + 2u * MAXCI4] = fma(vec4<f32>(gq.z), xe, acc[a + 2u * MAXCI4]);
-                    acc[a + 3u * MAXCI4] = fma(vec4<f32>(gq.w), xe, acc[a + 3u * MAXCI4]);
+                    acc0[q][e] = fma(vec4<f32>(g.x), xv[e], acc0[q][e]);
+                    acc1[q][e] = fma(vec4<f32>(g.y), xv[e], acc1[q][e]);
+                    acc2[q][e] = fma(vec4<f32>(g.z), xv[e], acc2[q][e]);
+                    acc3[q][e] = fma(vec4<f32>(g.w), xv[e], acc3[q][e]);
                 }
             }
             xb += xstep;
             gb += p.cout4;
         }
     }
-    if (t_raw < ntiles) {
-        let ob = (wid.y * p.k * p.k + tap) * p.cout * p.cin;
-        for (var o = 0u; o < TCO; o++) {
-            let co = co4 * 4u + o;
-            if (co < p.cout) {
-                for (var e = 0u; e < TCI / 4u; e++) {
-                    let v = acc[o * MAXCI4 + e];
-                    for (var j = 0u; j < 4u; j++) {
-                        let ci = (ci4 + e) * 4u + j;
-                        if (ci < p.cin) {
-                            out[ob + co * p.cin + ci] = v[j];
-                        }
-                    }
-                }
+    let cc = p.cout * p.cin;
+    let ob = (split * p.k * p.k + tap) * cc;
+    for (var q = 0u; q < TCO / 4u; q++) {
+        for (var e = 0u; e < TCI / 4u; e++) {
+            if (live) {
+                let co = (co4 + q) * 4u;
+                // acc<j>[q][e]: output channel co + j, input channels (ci4 + e) * 4 + 0..3.
+                if (co < p.cout) { store_row(acc0[q][e], ci4 + e, ob + co * p.cin); }
+                if (co + 1u < p.cout) { store_row(acc1[q][e], ci4 + e, ob + (co + 1u) * p.cin); }
+                if (co + 2u < p.cout) { store_row(acc2[q][e], ci4 + e, ob + (co + 2u) * p.cin); }
+                if (co + 3u < p.cout) { store_row(acc3[q][e], ci4 + e, ob + (co + 3u) * p.cin); }
             }
         }
     }
+}
+
+// Four consecutive input channels (ci4*4 ..) of one weight-gradient row, skipping ci >= cin.
+fn store_row(v: vec4<f32>, ci4: u32, ob: u32) {
+    let c = ci4 * 4u;
+    if (c < p.cin) { out[ob + c] = v.x; }
+    if (c + 1u < p.cin) { out[ob + c + 1u] = v.y; }
+    if (c + 2u < p.cin) { out[ob + c + 2u] = v.z; }
+    if (c + 3u < p.cin) { out[ob + c + 3u] = v.w; }
 }
 
 // gw[co, ci, kh, kw] = sum over splits (in split order) of part[split, kh*k + kw, co, ci].

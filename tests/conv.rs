@@ -270,6 +270,35 @@ fn conv_transpose2d_gradients_match_finite_differences() {
     );
 }
 
+/// Shapes whose weight gradient splits the reduction over output rows (conv2d_reduce_weight
+/// then sums several partial results): checked against finite differences in the weight and
+/// bias only (the input's would take long on the host).
+#[test]
+fn split_weight_gradient_matches_finite_differences() {
+    for (op, c) in [(Op::Conv, Case::new(2, 3, 5, 24, 24, 3, 1, 1, 0)), (Op::ConvT, Case::new(2, 4, 3, 12, 12, 4, 2, 1, 0))] {
+        let (x, w, b, gy) = inputs(op, &c, 900);
+        let r = run_gpu(op, &c, &x, &w, Some(&b), &gy);
+        let (xd, wd, bd, gyd) = (to_f64(&x), to_f64(&w), to_f64(&b), to_f64(&gy));
+        let fw = finite_diff(&wd, |v| op.host(&c, &xd, v, Some(&bd)), &gyd, 1e-3);
+        let fb = finite_diff(&bd, |v| op.host(&c, &xd, &wd, Some(v)), &gyd, 1e-3);
+        let ew = rel_l2_f64(&to_f64(&r.gw), &fw);
+        let eb = rel_l2_f64(&to_f64(r.gb.as_ref().unwrap()), &fb);
+        eprintln!("{} {c:?}: gw {ew:.1e} gb {eb:.1e}", op.name());
+        assert!(ew < 1e-5 && eb < 1e-5, "{} {c:?}: weight gradient {ew:.2e}, bias gradient {eb:.2e}", op.name());
+    }
+}
+
+/// No atomics, fixed reduction orders: the same inputs give the same bits.
+#[test]
+fn results_repeat_bit_for_bit() {
+    for (op, c) in [(Op::Conv, Case::new(4, 16, 24, 16, 16, 4, 2, 1, 0)), (Op::ConvT, Case::new(4, 24, 16, 8, 8, 4, 2, 1, 0))] {
+        let (x, w, b, gy) = inputs(op, &c, 31);
+        let a = run_gpu(op, &c, &x, &w, Some(&b), &gy);
+        let z = run_gpu(op, &c, &x, &w, Some(&b), &gy);
+        assert!(a.y == z.y && a.gx == z.gx && a.gw == z.gw && a.gb == z.gb, "{}: results differ between runs", op.name());
+    }
+}
+
 /// A tiny deterministic generator for the sweep.
 struct Lcg(u64);
 impl Lcg {

@@ -40,6 +40,7 @@ struct ConvParams {
     gborder: u32,
     rows_per_split: u32,
     splits: u32,
+    ptiles: u32,
 }
 
 /// Mirrors `PackParams` in shaders/conv2d.wgsl.
@@ -66,7 +67,7 @@ struct PackParams {
 /// Workgroup size of the GEMM kernels (override `WG`).
 const WG: usize = 64;
 /// Pixels per invocation of the forward and input-gradient kernels (override `TP`).
-const TP: usize = 8;
+const TP: usize = 4;
 /// The weight gradient aims for at least this many workgroups (splitting its reduction)...
 const WEIGHT_GRAD_MIN_GROUPS: usize = 64;
 /// ...but gives each split at least this many output pixels.
@@ -181,25 +182,13 @@ fn conv_geom(op: &'static str, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, st
     })
 }
 
-/// Workgroups for `groups` groups in x (spilling into z past 65535) and `y` in y.
-fn grid(groups: usize, y: usize) -> [u32; 3] {
-    let groups = groups.max(1);
-    if groups <= 65535 {
-        [groups as u32, y as u32, 1]
-    } else {
-        let z = groups.div_ceil(65535);
-        [groups.div_ceil(z) as u32, y as u32, z as u32]
-    }
-}
-
-/// Channels per invocation: the largest of 4, 8, 16 that the channel count fills.
+/// Channels per invocation (the overrides TC, TCO, TCI): 8, the shader's register tile,
+/// or 4 where the channel count would leave half of it idle.
 fn channel_tile(c: usize) -> usize {
     if c <= 4 {
         4
-    } else if c <= 8 {
-        8
     } else {
-        16
+        8
     }
 }
 
@@ -261,18 +250,17 @@ pub(crate) fn forward(g: &Geom, xp: &Tensor, w: &Tensor, bias: Option<&Tensor>) 
     let wp = pack_weight(g, w, false)?;
     let y = Tensor::uninit(gpu, &[g.n, g.cout, g.oh, g.ow])?;
     let tc = channel_tile(g.cout);
-    let ctiles = g.cout.div_ceil(tc);
     let mut params = g.params();
     params.has_bias = bias.is_some() as u32;
-    params.ctiles = ctiles as u32;
+    params.ctiles = g.cout.div_ceil(tc) as u32;
+    params.ptiles = (g.n * g.oh * g.ow).div_ceil(TP) as u32;
     let b = bias.unwrap_or(w);
     let consts = [("TP", TP as f64), ("TC", tc as f64), ("WG", WG as f64)];
-    let groups = (g.n * g.oh * g.ow).div_ceil(TP).div_ceil(WG);
     gpu.dispatch(
         Kernel::new(&CONV2D, "conv2d_forward").with_constants(&consts),
         bytemuck::bytes_of(&params),
         &[y.write(), xp.read(), wp.read(), b.read()],
-        grid(groups, ctiles),
+        grid_1d(params.ptiles as usize * params.ctiles as usize, WG as u32),
     )?;
     Ok(y)
 }
@@ -283,20 +271,19 @@ pub(crate) fn backward_input(g: &Geom, gyp: &Tensor, w: &Tensor, bias: Option<&T
     let wp = pack_weight(g, w, true)?;
     let gx = Tensor::uninit(gpu, &[g.n, g.cin, g.h, g.w])?;
     let tc = channel_tile(g.cin);
-    let ctiles = g.cin.div_ceil(tc);
     let mut params = g.params();
     params.has_bias = bias.is_some() as u32;
-    params.ctiles = ctiles as u32;
+    params.ctiles = g.cin.div_ceil(tc) as u32;
+    // Each of the stride^2 phases holds at most ceil(h/s) x ceil(w/s) pixels per image.
+    params.ptiles = (g.n * g.h.div_ceil(g.stride) * g.w.div_ceil(g.stride)).div_ceil(TP) as u32;
     let b = bias.unwrap_or(w);
     let consts = [("TP", TP as f64), ("TC", tc as f64), ("WG", WG as f64)];
-    // Each of the stride^2 phases holds at most ceil(h/s) x ceil(w/s) pixels per image.
-    let phase_pixels = g.n * g.h.div_ceil(g.stride) * g.w.div_ceil(g.stride);
-    let groups = phase_pixels.div_ceil(TP).div_ceil(WG);
+    let tiles = params.ptiles as usize * g.stride * g.stride * params.ctiles as usize;
     gpu.dispatch(
         Kernel::new(&CONV2D, "conv2d_backward_input").with_constants(&consts),
         bytemuck::bytes_of(&params),
         &[gx.write(), gyp.read(), wp.read(), b.read()],
-        grid(groups, g.stride * g.stride * ctiles),
+        grid_1d(tiles, WG as u32),
     )?;
     Ok(gx)
 }
@@ -305,7 +292,7 @@ pub(crate) fn backward_input(g: &Geom, gyp: &Tensor, w: &Tensor, bias: Option<&T
 pub(crate) fn backward_weight(g: &Geom, xp: &Tensor, gyp: &Tensor) -> Result<Tensor> {
     let gpu = xp.gpu();
     let tco = channel_tile(g.cout);
-    let tci = channel_tile(g.cin).min(8);
+    let tci = channel_tile(g.cin);
     let tiles = g.k * g.k * g.cout.div_ceil(tco) * g.cin.div_ceil(tci);
     let groups = tiles.div_ceil(WG);
     // Split the reduction over output rows until the grid is wide enough; the split count
@@ -324,7 +311,7 @@ pub(crate) fn backward_weight(g: &Geom, xp: &Tensor, gyp: &Tensor) -> Result<Ten
         Kernel::new(&CONV2D, "conv2d_backward_weight").with_constants(&consts),
         bytemuck::bytes_of(&params),
         &[part.write(), xp.read(), gyp.read()],
-        grid(groups, splits),
+        grid_1d(tiles * splits, WG as u32),
     )?;
     let gw = Tensor::uninit(gpu, &[g.cout, g.cin, g.k, g.k])?;
     gpu.dispatch(Kernel::new(&CONV2D, "conv2d_reduce_weight"), bytemuck::bytes_of(&params), &[gw.write(), part.read()], grid_1d(gw.numel(), 256))?;
