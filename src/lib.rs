@@ -15,6 +15,7 @@ pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod sct;
 pub mod shaders;
 pub mod tensor;
 
