@@ -5,6 +5,7 @@
 //! -> `tensor` + `autograd` -> `ops` (forward and backward of every op) -> `nn` + `optim`.
 
 pub mod autograd;
+pub mod bench;
 pub mod cyclegan;
 pub mod data;
 pub mod error;
