@@ -10,7 +10,10 @@ use mr2ct::cyclegan::train::{Domains, RunEnd, RunOptions, Trainer};
 use mr2ct::cyclegan::{CycleGan, GanLoss, Init, ModelKind, TrainConfig};
 use mr2ct::data::phantom::{write_phantom, PhantomOptions};
 use mr2ct::data::{load_training_set, LoadOptions};
+use mr2ct::bench::BenchOptions;
 use mr2ct::io::weights::Precision;
+use mr2ct::sct::eval::EvalOptions;
+use mr2ct::sct::translate::{OutputFormat, TranslateOptions};
 use mr2ct::nn::init::Rng;
 use mr2ct::{Error, Gpu, Result, Tensor};
 
@@ -300,5 +303,211 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
         last[8]
     );
     println!("run directory {}: losses.csv, loss_curves.png, samples_epoch*.png, checkpoint.safetensors, weights.safetensors", args.out.display());
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct TranslateArgs {
+    /// Weights file written by `mr2ct train` (it says which model and size it is).
+    #[arg(long)]
+    weights: PathBuf,
+    /// MRI: a DICOM series directory, one DICOM file, or a NIfTI volume (.nii, .nii.gz).
+    #[arg(long)]
+    input: PathBuf,
+    /// Output directory (refused if it exists and holds other files, unless --force).
+    #[arg(long)]
+    output: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Dicom)]
+    format: OutputFormat,
+    /// Slices per generator call.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Replace an existing output directory written by an earlier translate.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn translate(adapter: Option<&str>, args: &TranslateArgs) -> Result<()> {
+    let gpu = Gpu::new(adapter)?;
+    let opts = TranslateOptions { format: args.format, batch_size: args.batch_size, force: args.force };
+    let s = mr2ct::sct::translate::translate(&gpu, &args.weights, &args.input, &args.output, &opts)?;
+    print!("{s}");
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// Weights file written by `mr2ct train`.
+    #[arg(long)]
+    weights: PathBuf,
+    /// MRI: a folder of subject folders (matched by name with --ct), or one series / NIfTI.
+    #[arg(long)]
+    mri: PathBuf,
+    /// Real CT, aligned with the MRI, in the same layout.
+    #[arg(long)]
+    ct: PathBuf,
+    /// Output directory: metrics.json and one PNG panel per subject.
+    #[arg(long)]
+    out: PathBuf,
+    /// Slices per generator call.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Overwrite an existing metrics.json.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn eval(adapter: Option<&str>, args: &EvalArgs) -> Result<()> {
+    let gpu = Gpu::new(adapter)?;
+    let opts = EvalOptions { batch_size: args.batch_size, force: args.force, ..EvalOptions::default() };
+    let r = mr2ct::sct::eval::evaluate(&gpu, &args.weights, &args.mri, &args.ct, &args.out, &opts)?;
+    print!("{r}");
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Write the report as JSON to this file as well.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Batch sizes (comma-separated) [default: 1,16,128 on a GPU; 1,16 on a CPU adapter].
+    #[arg(long, value_delimiter = ',')]
+    batches: Vec<usize>,
+    /// Only the training rows.
+    #[arg(long)]
+    train_only: bool,
+    /// Only the kernel rows.
+    #[arg(long)]
+    kernels_only: bool,
+    /// Models of the training rows (comma-separated) [default: paper,resnet].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    model: Vec<ModelKind>,
+    /// Batch of the training rows (same as --batches for a single value).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Untimed warm-up runs per row.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Timed runs per row (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
+    /// Only kernel rows whose name or layer contains this text.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Seconds a training row may spend before it stops early (0 = no limit).
+    #[arg(long, default_value_t = 90.0)]
+    budget: f64,
+}
+
+pub fn bench(adapter: Option<&str>, args: &BenchArgs) -> Result<()> {
+    let gpu = Gpu::new(adapter)?;
+    let mut batches = args.batches.clone();
+    if let Some(b) = args.batch {
+        batches = vec![b];
+    }
+    let opts = BenchOptions {
+        batches,
+        kernels: !args.train_only,
+        train: !args.kernels_only,
+        models: if args.model.is_empty() { BenchOptions::default().models } else { args.model.clone() },
+        warmup: args.warmup,
+        iters: args.iters,
+        filter: args.filter.clone(),
+        budget_s: args.budget,
+    };
+    let report = mr2ct::bench::run(&gpu, &opts, &mut |line| eprintln!("{line}"))?;
+    println!("{}", report.print_table());
+    if let Some(p) = &args.json {
+        let text = serde_json::to_string_pretty(&report.to_json()).map_err(|e| Error::Invalid(e.to_string()))?;
+        mr2ct::io::write_atomic(p, text.as_bytes())?;
+        println!("JSON written to {}", p.display());
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Where everything goes: phantom/, run/, sct/, eval/.
+    #[arg(long, default_value = "mr2ct-demo")]
+    out: PathBuf,
+    /// Phantom subjects (split into train and held-out test subjects).
+    #[arg(long, default_value_t = 6)]
+    subjects: usize,
+    /// Training (fine-tuning) epochs.
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Shipped weights to start from (skipped if missing: training starts from scratch).
+    #[arg(long, default_value = "weights/paper.safetensors")]
+    weights: PathBuf,
+    /// Replace an existing demo directory.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn demo(adapter: Option<&str>, args: &DemoArgs) -> Result<()> {
+    let t0 = Instant::now();
+    if args.out.exists() && std::fs::read_dir(&args.out).map(|mut d| d.next().is_some()).unwrap_or(false) && !args.force {
+        return Err(Error::file(&args.out, "exists and is not empty; use --force to replace it or --out for another directory"));
+    }
+    if args.force {
+        for sub in ["phantom", "run", "sct", "eval"] {
+            let _ = std::fs::remove_dir_all(args.out.join(sub));
+        }
+    }
+    let gpu = Gpu::new(adapter)?;
+    println!("[1/4] adapter {} ({}); writing the head phantom ({} subjects)", gpu.adapter.name, gpu.adapter.backend, args.subjects);
+    let data = args.out.join("phantom");
+    let ph = write_phantom(&data, args.subjects, 2026, &PhantomOptions { test_fraction: 0.34, ..PhantomOptions::default() })?;
+
+    let start = mr2ct::io::weights::load(&args.weights).ok();
+    let cfg = match start.as_ref().and_then(|l| l.metadata.get("config")) {
+        Some(c) => {
+            let mut cfg: TrainConfig = serde_json::from_str(c).map_err(|e| Error::file(&args.weights, format!("bad config: {e}")))?;
+            cfg.epochs = args.epochs;
+            cfg.learning_rate_g *= 0.5;
+            cfg.learning_rate_d *= 0.5;
+            cfg
+        }
+        None => TrainConfig { ngf: 16, ndf: 16, batch_size: 16, epochs: args.epochs.max(8), ..TrainConfig::default() },
+    };
+    let set = load_training_set(&data, cfg.size, &LoadOptions::default())?;
+    let run = args.out.join("run");
+    let mut trainer = Trainer::new(&gpu, cfg.clone())?;
+    match &start {
+        Some(l) => {
+            mr2ct::io::weights::upload(&args.weights, &l.tensors, &trainer.gan.named())?;
+            println!("[2/4] fine-tuning {} for {} epochs on {} MRI / {} CT slices", args.weights.display(), cfg.epochs, set.n_mr, set.n_ct);
+        }
+        None => println!("[2/4] no shipped weights at {}; training a small paper model from scratch for {} epochs", args.weights.display(), cfg.epochs),
+    }
+    let opts = RunOptions { out_dir: run.clone(), sample_every: cfg.epochs, checkpoint_every: cfg.epochs, progress: true, stop: None };
+    trainer.run(&Domains { mr: &set.mr, ct: &set.ct, size: set.size }, &opts)?;
+    let weights = run.join("weights.safetensors");
+    let mut meta = HashMap::new();
+    meta.insert("prep".to_owned(), serde_json::to_string(&set.prep).map_err(|e| Error::Invalid(e.to_string()))?);
+    trainer.save_weights(&weights, &meta, Precision::F32)?;
+
+    println!("[3/4] translating the {} held-out subject(s) to DICOM sCT", ph.test.len());
+    let mut series = Vec::new();
+    for subject in &ph.test {
+        let out = args.out.join("sct").join(subject);
+        let s = mr2ct::sct::translate::translate(&gpu, &weights, &data.join("test/mr").join(subject), &out, &TranslateOptions::default())?;
+        println!("  {subject}: {} slices, HU {:.0}..{:.0}", s.slices, s.hu_min, s.hu_max);
+        series.push(out);
+    }
+    println!("[4/4] evaluating against the real CT");
+    let eval_dir = args.out.join("eval");
+    let r = mr2ct::sct::eval::evaluate(&gpu, &weights, &data.join("test/mr"), &data.join("test/ct"), &eval_dir, &EvalOptions::default())?;
+    print!("{r}");
+    let last = trainer.history.len();
+    println!("\ndone in {:.0} s. Outputs:", t0.elapsed().as_secs_f64());
+    println!("  sample grid   {}", run.join(format!("samples_epoch{last:04}.png")).display());
+    println!("  loss plot     {}", run.join("loss_curves.png").display());
+    println!("  losses        {}", run.join("losses.csv").display());
+    println!("  metrics       {}", eval_dir.join("metrics.json").display());
+    for s in &series {
+        println!("  sCT series    {}", s.display());
+    }
     Ok(())
 }

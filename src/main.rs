@@ -24,6 +24,14 @@ enum Command {
     Phantom(cli::PhantomArgs),
     /// Train the CycleGAN (MRI = A, CT = B) on the DICOM/NIfTI images under a directory.
     Train(Box<cli::TrainArgs>),
+    /// MRI (DICOM series or NIfTI) -> synthetic CT (DICOM series, NIfTI or PNG) with trained weights.
+    Translate(cli::TranslateArgs),
+    /// Score synthetic CT against real CT on paired, aligned data: MAE (HU), PSNR, SSIM.
+    Eval(cli::EvalArgs),
+    /// Kernel and training-iteration benchmarks on the chosen adapter.
+    Bench(cli::BenchArgs),
+    /// The whole pipeline on built-in data: phantom, training, translation, evaluation.
+    Demo(cli::DemoArgs),
     /// A tiny end-to-end check: a few CycleGAN steps of a narrow paper model on random data.
     Smoke(cli::SmokeArgs),
 }
@@ -35,6 +43,10 @@ fn main() -> ExitCode {
         Command::Devices => cli::devices(),
         Command::Phantom(args) => cli::phantom(&args),
         Command::Train(args) => cli::train(adapter, &args),
+        Command::Translate(args) => cli::translate(adapter, &args),
+        Command::Eval(args) => cli::eval(adapter, &args),
+        Command::Bench(args) => cli::bench(adapter, &args),
+        Command::Demo(args) => cli::demo(adapter, &args),
         Command::Smoke(args) => cli::smoke(adapter, &args),
     };
     match result {

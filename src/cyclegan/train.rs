@@ -209,6 +209,7 @@ impl Trainer {
         let total_steps = (cfg.epochs.saturating_sub(self.epoch) * steps).max(1);
         let started = Instant::now();
         let mut done_steps = 0usize;
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
         while self.epoch < cfg.epochs {
             let epoch = self.epoch;
             self.gan.set_epoch(epoch);
@@ -245,13 +246,15 @@ impl Trainer {
                     }
                     return Ok(RunEnd::Interrupted { epoch: epoch + 1, step: self.step });
                 }
-                if opts.progress {
+                if opts.progress && (tty || step + 1 == steps) {
                     let rate = done_steps as f64 * batch as f64 / started.elapsed().as_secs_f64();
                     let left = (total_steps - done_steps.min(total_steps)) as f64 * batch as f64 / rate.max(1e-9);
-                    eprint!(
-                        "\repoch {}/{} step {}/{}  G {:.3}  D_A {:.3}  D_B {:.3}  rec {:.3}  {:.1} img/s  ETA {}   ",
+                    // A terminal gets one line rewritten in place; a log gets a line per epoch.
+                    let line = format!(
+                        "epoch {}/{} step {}/{}  G {:.3}  D_A {:.3}  D_B {:.3}  rec {:.3}  {:.1} img/s  ETA {}",
                         epoch + 1, cfg.epochs, step + 1, steps, l.g, l.da, l.db, l.aba_rec + l.bab_rec, rate, fmt_duration(left)
                     );
+                    if tty { eprint!("\r{line}   ") } else { eprintln!("{line}") }
                 }
             }
             let secs = t0.elapsed().as_secs_f64() + self.partial_seconds;
@@ -282,7 +285,7 @@ impl Trainer {
                 return Ok(RunEnd::Interrupted { epoch: self.epoch, step: steps });
             }
         }
-        if opts.progress {
+        if opts.progress && tty {
             eprintln!();
         }
         Ok(RunEnd::Finished)

@@ -21,10 +21,10 @@
 //! naming the file, the first tensor that does not fit and what the config claimed.
 
 mod dicom_out;
-mod eval;
+pub mod eval;
 mod nifti_out;
 mod png_out;
-mod translate;
+pub mod translate;
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
