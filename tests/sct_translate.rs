@@ -149,6 +149,8 @@ fn dicom_from_a_real_mr_file_keeps_identity_and_geometry() {
     let desc = text(&o, tags::SERIES_DESCRIPTION);
     assert!(desc.contains("SYNTHETIC") && desc.contains("fresh.safetensors"), "{desc}");
     assert_eq!(text(&o, tags::INSTANCE_NUMBER), "1");
+    // No body part and no laterality known: Laterality present and empty (type 2C, unknown).
+    assert_eq!(o.element(tags::LATERALITY).unwrap().to_str().unwrap().trim(), "");
     // HU: the modality LUT of the decoder equals stored - 1024 and stays in the CT window.
     let px = o.decode_pixel_data().unwrap();
     let hu: Vec<f32> = px.to_vec().unwrap();
@@ -194,6 +196,8 @@ fn series_directory_gives_one_file_per_slice_with_that_slice_geometry() {
         let hu: Vec<f32> = o.decode_pixel_data().unwrap().to_vec().unwrap();
         assert!(hu.iter().all(|h| (-1024.0..=3000.0).contains(h)));
     }
+    // BodyPartExamined (HEAD) is known: no Laterality.
+    assert!(open_file(&files[0]).unwrap().element(tags::LATERALITY).is_err());
     assert_eq!(series.len(), 1);
     assert!(!sops.contains(&series.into_iter().next().unwrap()));
     std::fs::remove_dir_all(&dir).unwrap();
@@ -340,6 +344,7 @@ fn nifti_input_and_png_output() {
     let w = fresh_weights(&dir);
     let gpu = common::gpu();
     let src = data("nibabel-wheel/anatomical.nii");
+    assert_eq!(SctModel::load(&gpu, &w).unwrap().describe(), "paper model, 64x64, ngf 8");
     let vol = load_volume(&src, &LoadOptions { force_modality: Some(Modality::Mr), ..Default::default() }).unwrap();
     let out = dir.join("png");
     let s = translate(&gpu, &w, &src, &out, &opts(OutputFormat::Png)).unwrap();
@@ -352,6 +357,20 @@ fn nifti_input_and_png_output() {
     }
     let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(out.join("montage.png")).unwrap())).read_info().unwrap();
     assert!(dec.info().width > 100 && dec.info().height > 100);
+    // NIfTI out of a NIfTI in: read back, the slices have the source's geometry and exactly
+    // the synthetic CT's pixels in the same layout (a flipped axis would mirror them).
+    let lw = lively_weights(&dir);
+    let sct = SctModel::load(&gpu, &lw).unwrap().synthesize(&vol, 8).unwrap();
+    let out = dir.join("nii");
+    translate(&gpu, &lw, &src, &out, &opts(OutputFormat::Nifti)).unwrap();
+    let back = mr2ct::data::nifti::read_nifti(&out.join("sct.nii.gz"), &LoadOptions::default()).unwrap().to_volume(Modality::Ct).unwrap();
+    assert_eq!(back.len(), vol.len());
+    for (k, (a, b)) in back.slices.iter().zip(&vol.slices).enumerate() {
+        assert!(a.pixels == sct.slice(k), "slice {k}: read-back pixels differ from the synthetic CT");
+        let (pa, pb) = (a.geometry.image_position.unwrap(), b.geometry.image_position.unwrap());
+        assert!((0..3).all(|d| (pa[d] - pb[d]).abs() < 1e-4), "{pa:?} vs {pb:?}");
+        assert_eq!(a.geometry.image_orientation, b.geometry.image_orientation);
+    }
     // The same NIfTI to DICOM: a new study and frame of reference, the NIfTI's geometry.
     let out = dir.join("dcm");
     let s = translate(&gpu, &w, &src, &out, &opts(OutputFormat::Dicom)).unwrap();

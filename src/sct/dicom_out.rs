@@ -12,8 +12,12 @@
 //! InstanceNumber 1..n in slice order, and a SourceImageSequence pointing at the MR image each
 //! slice came from (when the source was DICOM).
 //!
-//! A source without identity (NIfTI) gets a new Study Instance UID and FrameOfReferenceUID and
-//! empty type-2 patient attributes. A slice without geometry gets the axial default
+//! Laterality (type 2C) and ImageLaterality are copied when the source has them; without
+//! them, Laterality is left out when BodyPartExamined is known and written empty ("unknown")
+//! when it is not (dciodvfy then warns that empty means unknown, which it is).
+//!
+//! A source without identity (NIfTI) gets a new Study Instance UID and FrameOfReferenceUID,
+//! StudyDate/StudyTime of now and empty type-2 patient attributes. A slice without geometry gets the axial default
 //! (IOP 1\0\0\0\1\0, PixelSpacing 1\1, positions stacked along z), with a warning.
 //! Files are named CT0001.dcm, CT0002.dcm, ... by position; no tag text ever reaches a path.
 
@@ -22,7 +26,7 @@ use std::path::{Path, PathBuf};
 use dicom_core::value::{DataSetSequence, PrimitiveValue, C};
 use dicom_core::{DataElement, Length, Tag, VR};
 use dicom_dictionary_std::{tags, uids};
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
 
 use super::{dicom_now, new_uid, SctModel, SyntheticCt};
 use crate::data::{SliceGeometry, Volume, VolumeFormat};
@@ -71,6 +75,21 @@ fn limit(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
+/// Laterality and ImageLaterality of the source's first DICOM file (None when absent, empty,
+/// or the source is not DICOM).
+fn source_laterality(v: &Volume) -> (Option<String>, Option<String>) {
+    if v.format != VolumeFormat::Dicom {
+        return (None, None);
+    }
+    let Some(first) = v.slices.first() else { return (None, None) };
+    let Ok(obj) = OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(&first.source.path) else { return (None, None) };
+    let get = |tag: Tag| -> Option<String> {
+        let s = obj.element(tag).ok()?.to_str().ok()?.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string();
+        (!s.is_empty() && s.len() <= 16 && s.chars().all(|c| c.is_ascii_uppercase())).then_some(s)
+    };
+    (get(tags::LATERALITY), get(tags::IMAGE_LATERALITY))
+}
+
 /// The geometry written for slice `k`, with the axial fallbacks.
 fn slice_geometry(v: &Volume, k: usize, warnings: &mut Vec<String>) -> ([f64; 3], [f64; 6], [f64; 2], Option<f64>) {
     let g: &SliceGeometry = &v.slices[k].geometry;
@@ -97,13 +116,18 @@ fn slice_geometry(v: &Volume, k: usize, warnings: &mut Vec<String>) -> ([f64; 3]
     (ipp, iop, ps, thickness)
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn write_series(dir: &Path, v: &Volume, sct: &SyntheticCt, model: &SctModel) -> Result<DicomSeries> {
     let info = &v.info;
     let series_uid = new_uid();
     let study_uid = info.study_instance_uid.clone().unwrap_or_else(new_uid);
     let for_uid = info.frame_of_reference_uid.clone().unwrap_or_else(new_uid);
     let (date, time) = dicom_now();
+    // A new study (no source identity) is dated now.
+    let (study_date, study_time) = match &info.study_instance_uid {
+        Some(_) => (info.study_date.clone().unwrap_or_default(), info.study_time.clone().unwrap_or_default()),
+        None => (date.clone(), time.clone()),
+    };
+    let (laterality, image_laterality) = source_laterality(v);
     let mut warnings = Vec::new();
     if v.format == VolumeFormat::Nifti {
         warnings.push("NIfTI source: new Study Instance UID and Frame of Reference UID, empty patient attributes".into());
@@ -141,10 +165,10 @@ pub(crate) fn write_series(dir: &Path, v: &Volume, sct: &SyntheticCt, model: &Sc
         put(&mut o, tags::INSTANCE_CREATION_TIME, VR::TM, time.as_str());
         put(&mut o, tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE);
         put(&mut o, tags::SOP_INSTANCE_UID, VR::UI, sop.as_str());
-        put(&mut o, tags::STUDY_DATE, VR::DA, info.study_date.clone().unwrap_or_default());
+        put(&mut o, tags::STUDY_DATE, VR::DA, study_date.as_str());
         put(&mut o, tags::SERIES_DATE, VR::DA, date.as_str());
         put(&mut o, tags::CONTENT_DATE, VR::DA, date.as_str());
-        put(&mut o, tags::STUDY_TIME, VR::TM, info.study_time.clone().unwrap_or_default());
+        put(&mut o, tags::STUDY_TIME, VR::TM, study_time.as_str());
         put(&mut o, tags::SERIES_TIME, VR::TM, time.as_str());
         put(&mut o, tags::CONTENT_TIME, VR::TM, time.as_str());
         put(&mut o, tags::ACCESSION_NUMBER, VR::SH, info.accession_number.clone().unwrap_or_default());
@@ -176,12 +200,23 @@ pub(crate) fn write_series(dir: &Path, v: &Volume, sct: &SyntheticCt, model: &Sc
         }
         put(&mut o, tags::KVP, VR::DS, "");
         put(&mut o, tags::PATIENT_POSITION, VR::CS, info.patient_position.clone().unwrap_or_default());
+        // Laterality is type 2C (needed for paired body parts unless ImageLaterality is sent):
+        // copied when the source has it; absent when the body part is known (and
+        // ImageLaterality is not sent); empty, which means unknown, otherwise.
+        match (&laterality, &image_laterality, &info.body_part_examined) {
+            (Some(l), _, _) => put(&mut o, tags::LATERALITY, VR::CS, l.as_str()),
+            (None, Some(_), _) | (None, None, Some(_)) => {}
+            (None, None, None) => put(&mut o, tags::LATERALITY, VR::CS, ""),
+        }
         put(&mut o, tags::STUDY_INSTANCE_UID, VR::UI, study_uid.as_str());
         put(&mut o, tags::SERIES_INSTANCE_UID, VR::UI, series_uid.as_str());
         put(&mut o, tags::STUDY_ID, VR::SH, info.study_id.clone().unwrap_or_default());
         put(&mut o, tags::SERIES_NUMBER, VR::IS, series_number.to_string());
         put(&mut o, tags::ACQUISITION_NUMBER, VR::IS, "");
         put(&mut o, tags::INSTANCE_NUMBER, VR::IS, (k + 1).to_string());
+        if let Some(l) = &image_laterality {
+            put(&mut o, tags::IMAGE_LATERALITY, VR::CS, l.as_str());
+        }
         put(&mut o, tags::IMAGE_POSITION_PATIENT, VR::DS, strs(&ipp.map(ds)));
         put(&mut o, tags::IMAGE_ORIENTATION_PATIENT, VR::DS, strs(&iop.map(ds)));
         put(&mut o, tags::FRAME_OF_REFERENCE_UID, VR::UI, for_uid.as_str());

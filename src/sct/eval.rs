@@ -316,8 +316,16 @@ pub fn score_volume(pred: &[f32], truth: &[f32], dims: [usize; 3], mask: &[bool]
     Ok(Scores { mae_hu, psnr_db, ssim, ssim_mode })
 }
 
-/// (subject, MRI path, CT path) pairs and the unmatched folders (module docs).
-pub fn pair_subjects(mri: &Path, ct: &Path) -> Result<(Vec<(String, PathBuf, PathBuf)>, Vec<String>)> {
+/// One subject to evaluate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubjectPair {
+    pub name: String,
+    pub mri: PathBuf,
+    pub ct: PathBuf,
+}
+
+/// The subjects to evaluate and the unmatched folders (module docs).
+pub fn pair_subjects(mri: &Path, ct: &Path) -> Result<(Vec<SubjectPair>, Vec<String>)> {
     let subdirs = |p: &Path| -> Result<Vec<String>> {
         if !p.is_dir() {
             return Ok(Vec::new());
@@ -339,9 +347,9 @@ pub fn pair_subjects(mri: &Path, ct: &Path) -> Result<(Vec<(String, PathBuf, Pat
     let (sm, sc) = (subdirs(mri)?, subdirs(ct)?);
     if sm.is_empty() || sc.is_empty() {
         let name = mri.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "subject".into());
-        return Ok((vec![(name, mri.to_path_buf(), ct.to_path_buf())], Vec::new()));
+        return Ok((vec![SubjectPair { name, mri: mri.to_path_buf(), ct: ct.to_path_buf() }], Vec::new()));
     }
-    let pairs: Vec<(String, PathBuf, PathBuf)> = sm.iter().filter(|s| sc.contains(s)).map(|s| (s.clone(), mri.join(s), ct.join(s))).collect();
+    let pairs: Vec<SubjectPair> = sm.iter().filter(|s| sc.contains(s)).map(|s| SubjectPair { name: s.clone(), mri: mri.join(s), ct: ct.join(s) }).collect();
     let mut unmatched: Vec<String> = sm.iter().filter(|s| !sc.contains(s)).map(|s| format!("mr/{s}")).collect();
     unmatched.extend(sc.iter().filter(|s| !sm.contains(s)).map(|s| format!("ct/{s}")));
     if pairs.is_empty() {
@@ -385,7 +393,7 @@ pub fn evaluate_with(
     std::fs::create_dir_all(out).map_err(|e| Error::file(out, format!("cannot create directory: {e}")))?;
     let mut subjects = Vec::new();
     let mut panel_names = std::collections::BTreeSet::new();
-    for (name, mr_path, ct_path) in pairs {
+    for SubjectPair { name, mri: mr_path, ct: ct_path } in pairs {
         let mr = load_volume(&mr_path, &LoadOptions { force_modality: Some(Modality::Mr), ..Default::default() })?;
         let ctv = load_volume(&ct_path, &LoadOptions { force_modality: Some(Modality::Ct), ..Default::default() })?;
         let dims = [ctv.len(), ctv.rows(), ctv.cols()];

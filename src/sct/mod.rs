@@ -39,8 +39,8 @@ use crate::models::{Network, PaperGenerator, ResnetGenerator};
 use crate::tensor::Tensor;
 
 pub use eval::{
-    body_mask, evaluate, evaluate_with, score_volume, EvalOptions, EvalReport, MaskRule, Scores, SsimMode, Stat,
-    SubjectMetrics,
+    body_mask, evaluate, evaluate_with, pair_subjects, score_volume, EvalOptions, EvalReport, MaskRule, Scores, SsimMode,
+    Stat, SubjectMetrics, SubjectPair,
 };
 pub use nifti_out::{nifti_affine, write_nifti};
 pub use png_out::{CT_DISPLAY_HU, ERROR_DISPLAY_HU};

@@ -161,8 +161,8 @@ pub fn write_nifti(path: &Path, v: &Volume, rows: usize, cols: usize, hu: &[f32]
     for (i, q) in quat.iter().enumerate() {
         f32_at(&mut h, 256 + 4 * i, *q as f32);
     }
-    for i in 0..3 {
-        f32_at(&mut h, 268 + 4 * i, m[i][3] as f32);
+    for (i, row) in m.iter().enumerate() {
+        f32_at(&mut h, 268 + 4 * i, row[3] as f32);
     }
     for (r, row) in m.iter().enumerate() {
         for (c, x) in row.iter().enumerate() {

@@ -70,6 +70,8 @@ pub(crate) fn inferno(t: f32) -> [u8; 3] {
     [0, 1, 2].map(|c| (a[c] + (b[c] - a[c]) * f).round() as u8)
 }
 
+/// Like `Canvas::gray_tile`, through the inferno map.
+#[allow(clippy::too_many_arguments)]
 fn color_tile(c: &mut Canvas, x0: i64, y0: i64, values: &[f32], w: usize, h: usize, lo: f32, hi: f32) {
     for y in 0..h {
         for x in 0..w {
