@@ -129,7 +129,7 @@ fn store4(v: vec4<f32>, c4: u32, count: u32, ob: u32, stride: u32) {
 
 // y[n, co, oy, ox] = bias[co] + sum_{kh, kw, ci} x[n, ci, oy*s - pad + kh, ox*s - pad + kw] w[co, ci, kh, kw]
 // act = packed x [N, xh, xw, cin4] (pad included), wpk = [k*k][cin4*4][cout4] vec4 over co.
-// GEMM: M = N*OH*OW pixels (TP per invocation), N = Cout (TC per invocation, ctile = grid y),
+// GEMM: M = N*OH*OW pixels (TP per invocation), N = Cout (TC per invocation),
 // K = k*k*cin4*4, walked as (kh, kw, vec4 of ci).
 @compute @workgroup_size(WG)
 fn conv2d_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -156,28 +156,28 @@ fn conv2d_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_
     // A lane whose first pixel is past the end skips the reduction; lavapipe runs a SIMD
     // batch of such lanes through each loop once, so padded workgroups cost next to nothing.
     if (p0 < npix) {
-    for (var kh = 0u; kh < p.k; kh++) {
-        for (var kw = 0u; kw < p.k; kw++) {
-            let toff = (kh * p.xw + kw) * p.cin4;
-            let wrow = (kh * p.k + kw) * p.cin4 * 4u;
-            for (var c = 0u; c < p.cin4; c++) {
-                var a: array<vec4<f32>, FP>;
-                for (var i = 0u; i < TP; i++) {
-                    a[i] = act[base[i] + toff + c];
-                }
-                let r0 = (wrow + c * 4u) * p.cout4;
-                for (var q = 0u; q < TC / 4u; q++) {
-                    let b0 = wpk[r0 + col[q]];
-                    let b1 = wpk[r0 + p.cout4 + col[q]];
-                    let b2 = wpk[r0 + 2u * p.cout4 + col[q]];
-                    let b3 = wpk[r0 + 3u * p.cout4 + col[q]];
+        for (var kh = 0u; kh < p.k; kh++) {
+            for (var kw = 0u; kw < p.k; kw++) {
+                let toff = (kh * p.xw + kw) * p.cin4;
+                let wrow = (kh * p.k + kw) * p.cin4 * 4u;
+                for (var c = 0u; c < p.cin4; c++) {
+                    var a: array<vec4<f32>, FP>;
                     for (var i = 0u; i < TP; i++) {
-                        acc[i][q] = mac4(acc[i][q], a[i], b0, b1, b2, b3);
+                        a[i] = act[base[i] + toff + c];
+                    }
+                    let r0 = (wrow + c * 4u) * p.cout4;
+                    for (var q = 0u; q < TC / 4u; q++) {
+                        let b0 = wpk[r0 + col[q]];
+                        let b1 = wpk[r0 + p.cout4 + col[q]];
+                        let b2 = wpk[r0 + 2u * p.cout4 + col[q]];
+                        let b3 = wpk[r0 + 3u * p.cout4 + col[q]];
+                        for (var i = 0u; i < TP; i++) {
+                            acc[i][q] = mac4(acc[i][q], a[i], b0, b1, b2, b3);
+                        }
                     }
                 }
             }
         }
-    }
     }
     for (var i = 0u; i < TP; i++) {
         let px = p0 + i;
@@ -196,9 +196,9 @@ fn conv2d_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_
 // act = packed grad_out [N, gh, gw, cout4] with a zero border of gborder rows/cols on top/left,
 // wpk = [k*k][cout4*4][cin4] vec4 over ci.
 // With stride s only taps kh = (iy + pad) mod s + s*j reach pixel iy, so input pixels are
-// split into s*s phases (ry, rx) = ((iy + pad) mod s, (ix + pad) mod s); a workgroup holds
-// one phase (grid y = phase * ctiles + ctile), its tap loops are uniform and no FMA is
-// spent on taps that miss. With qy = (iy + pad) / s the tap j reads oy = qy - j.
+// split into s*s phases (ry, rx) = ((iy + pad) mod s, (ix + pad) mod s); a tile holds pixels
+// of one phase (tile = (pixel tile, phase * ctiles + channel tile)), so its tap loops skip
+// the taps that miss. With qy = (iy + pad) / s the tap j reads oy = qy - j.
 @compute @workgroup_size(WG)
 fn conv2d_backward_input(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let s = p.stride;
@@ -248,31 +248,31 @@ fn conv2d_backward_input(@builtin(local_invocation_index) lid: u32, @builtin(wor
     }
     var acc: array<array<vec4<f32>, FC4>, FP>;
     if (p0 < npix) {
-    for (var ty = t0.x; ty < t1.x; ty++) {
-        for (var tx = t0.y; tx < t1.y; tx++) {
-            let kh = ry + s * ty;
-            let kw = rx + s * tx;
-            // base - toff stays >= 0: the border is ceil(k / s) - 1 >= ty, tx.
-            let toff = (ty * p.gw + tx) * p.cout4;
-            let wrow = (kh * p.k + kw) * p.cout4 * 4u;
-            for (var c = 0u; c < p.cout4; c++) {
-                var a: array<vec4<f32>, FP>;
-                for (var i = 0u; i < TP; i++) {
-                    a[i] = act[base[i] - toff + c];
-                }
-                let r0 = (wrow + c * 4u) * p.cin4;
-                for (var q = 0u; q < TC / 4u; q++) {
-                    let b0 = wpk[r0 + col[q]];
-                    let b1 = wpk[r0 + p.cin4 + col[q]];
-                    let b2 = wpk[r0 + 2u * p.cin4 + col[q]];
-                    let b3 = wpk[r0 + 3u * p.cin4 + col[q]];
+        for (var ty = t0.x; ty < t1.x; ty++) {
+            for (var tx = t0.y; tx < t1.y; tx++) {
+                let kh = ry + s * ty;
+                let kw = rx + s * tx;
+                // base - toff stays >= 0: the border is ceil(k / s) - 1 >= ty, tx.
+                let toff = (ty * p.gw + tx) * p.cout4;
+                let wrow = (kh * p.k + kw) * p.cout4 * 4u;
+                for (var c = 0u; c < p.cout4; c++) {
+                    var a: array<vec4<f32>, FP>;
                     for (var i = 0u; i < TP; i++) {
-                        acc[i][q] = mac4(acc[i][q], a[i], b0, b1, b2, b3);
+                        a[i] = act[base[i] - toff + c];
+                    }
+                    let r0 = (wrow + c * 4u) * p.cin4;
+                    for (var q = 0u; q < TC / 4u; q++) {
+                        let b0 = wpk[r0 + col[q]];
+                        let b1 = wpk[r0 + p.cin4 + col[q]];
+                        let b2 = wpk[r0 + 2u * p.cin4 + col[q]];
+                        let b3 = wpk[r0 + 3u * p.cin4 + col[q]];
+                        for (var i = 0u; i < TP; i++) {
+                            acc[i][q] = mac4(acc[i][q], a[i], b0, b1, b2, b3);
+                        }
                     }
                 }
             }
         }
-    }
     }
     let hw = p.h * p.w;
     for (var i = 0u; i < TP; i++) {
