@@ -14,8 +14,8 @@
 // the activation ("packed": [N, rows, cols, C4] with C4 = ceil(C / 4) vec4 channel groups,
 // zero border included so the inner loops need no bounds checks) and along the output
 // channels from a repacked weight ([tap][reduction channel][output channel vec4]), and keep a
-// register tile of TP pixels x TC channels (a few hundred FMAs per dozen loads). Tile sizes
-// are override constants so another adapter can get another shape.
+// register tile of TP pixels x TC channels (128 FMAs per 12 vec4 loads at 4 x 8). Tile
+// sizes are override constants so another adapter can get another shape.
 
 struct Params {
     n: u32,        // batch
@@ -73,6 +73,7 @@ struct PackParams {
 // Packing and reductions: vec4 or f32 output, f32 input.
 @group(0) @binding(1) var<storage, read_write> out4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read> src4: array<vec4<f32>>;
 
 // Register tile: TP pixels x TC output channels per invocation for conv2d_forward and
 // conv2d_backward_input, TCO output x TCI input channels for conv2d_backward_weight; WG
@@ -93,12 +94,17 @@ override TCO: u32 = WCO4 * 4u;
 override TCI: u32 = WCI4 * 4u;
 override WG: u32 = 64u;
 
-// The GEMM kernels run on a 1-D grid of register tiles (spilling into y past 65535 groups).
-// Pixel tiles vary fastest, so a big layer keeps a workgroup on one channel tile (its
-// weights stay in cache) while a layer with few pixels still fills every lane with
-// channel tiles.
+// The GEMM kernels run on a 1-D grid of register tiles (spilling into y past 65535 groups),
+// split into (pixel tile, other) with other = channel tile (and phase). Pixel tiles vary
+// fastest: a big layer keeps a workgroup on one channel tile (its weights stay in cache),
+// a layer with few pixels still fills the lanes with channel tiles. (Channel tiles fastest
+// measured the same on lavapipe.)
 fn tile_index(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return (wid.x + wid.y * nwg.x) * WG + lid;
+}
+
+fn split_tile(t: u32, ptiles: u32) -> vec2<u32> {
+    return vec2<u32>(t % ptiles, t / ptiles);
 }
 
 // acc[i][q] += (4 reduction values a of pixel i) x (4 rows b of channel group q), i.e.
@@ -124,16 +130,15 @@ fn store4(v: vec4<f32>, c4: u32, count: u32, ob: u32, stride: u32) {
 
 // y[n, co, oy, ox] = bias[co] + sum_{kh, kw, ci} x[n, ci, oy*s - pad + kh, ox*s - pad + kw] w[co, ci, kh, kw]
 // act = packed x [N, xh, xw, cin4] (pad included), wpk = [k*k][cin4*4][cout4] vec4 over co.
-// GEMM: M = N*OH*OW pixels (TP per invocation), N = Cout (TC per invocation, ctile = grid y),
+// GEMM: M = N*OH*OW pixels (TP per invocation), N = Cout (TC per invocation),
 // K = k*k*cin4*4, walked as (kh, kw, vec4 of ci).
 @compute @workgroup_size(WG)
 fn conv2d_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let npix = p.n * p.oh * p.ow;
     let ohw = p.oh * p.ow;
-    let t = tile_index(lid, wid, nwg);
-    let ctile = t / p.ptiles;
-    let p0 = select(npix, (t - ctile * p.ptiles) * TP, ctile < p.ctiles);  // past the last tile: no pixels
-    let c0 = min(ctile, p.ctiles - 1u) * (TC / 4u);
+    let tt = split_tile(tile_index(lid, wid, nwg), p.ptiles);
+    let p0 = select(npix, tt.x * TP, tt.x < p.ptiles && tt.y < p.ctiles);  // past the last tile: no pixels
+    let c0 = min(tt.y, p.ctiles - 1u) * (TC / 4u);
     // Pixels past the end are clamped for the loads and skipped by the store.
     var base: array<u32, FP>;
     for (var i = 0u; i < TP; i++) {
@@ -152,28 +157,28 @@ fn conv2d_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_
     // A lane whose first pixel is past the end skips the reduction; lavapipe runs a SIMD
     // batch of such lanes through each loop once, so padded workgroups cost next to nothing.
     if (p0 < npix) {
-    for (var kh = 0u; kh < p.k; kh++) {
-        for (var kw = 0u; kw < p.k; kw++) {
-            let toff = (kh * p.xw + kw) * p.cin4;
-            let wrow = (kh * p.k + kw) * p.cin4 * 4u;
-            for (var c = 0u; c < p.cin4; c++) {
-                var a: array<vec4<f32>, FP>;
-                for (var i = 0u; i < TP; i++) {
-                    a[i] = act[base[i] + toff + c];
-                }
-                let r0 = (wrow + c * 4u) * p.cout4;
-                for (var q = 0u; q < TC / 4u; q++) {
-                    let b0 = wpk[r0 + col[q]];
-                    let b1 = wpk[r0 + p.cout4 + col[q]];
-                    let b2 = wpk[r0 + 2u * p.cout4 + col[q]];
-                    let b3 = wpk[r0 + 3u * p.cout4 + col[q]];
+        for (var kh = 0u; kh < p.k; kh++) {
+            for (var kw = 0u; kw < p.k; kw++) {
+                let toff = (kh * p.xw + kw) * p.cin4;
+                let wrow = (kh * p.k + kw) * p.cin4 * 4u;
+                for (var c = 0u; c < p.cin4; c++) {
+                    var a: array<vec4<f32>, FP>;
                     for (var i = 0u; i < TP; i++) {
-                        acc[i][q] = mac4(acc[i][q], a[i], b0, b1, b2, b3);
+                        a[i] = act[base[i] + toff + c];
+                    }
+                    let r0 = (wrow + c * 4u) * p.cout4;
+                    for (var q = 0u; q < TC / 4u; q++) {
+                        let b0 = wpk[r0 + col[q]];
+                        let b1 = wpk[r0 + p.cout4 + col[q]];
+                        let b2 = wpk[r0 + 2u * p.cout4 + col[q]];
+                        let b3 = wpk[r0 + 3u * p.cout4 + col[q]];
+                        for (var i = 0u; i < TP; i++) {
+                            acc[i][q] = mac4(acc[i][q], a[i], b0, b1, b2, b3);
+                        }
                     }
                 }
             }
         }
-    }
     }
     for (var i = 0u; i < TP; i++) {
         let px = p0 + i;
@@ -192,14 +197,14 @@ fn conv2d_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_
 // act = packed grad_out [N, gh, gw, cout4] with a zero border of gborder rows/cols on top/left,
 // wpk = [k*k][cout4*4][cin4] vec4 over ci.
 // With stride s only taps kh = (iy + pad) mod s + s*j reach pixel iy, so input pixels are
-// split into s*s phases (ry, rx) = ((iy + pad) mod s, (ix + pad) mod s); a workgroup holds
-// one phase (grid y = phase * ctiles + ctile), its tap loops are uniform and no FMA is
-// spent on taps that miss. With qy = (iy + pad) / s the tap j reads oy = qy - j.
+// split into s*s phases (ry, rx) = ((iy + pad) mod s, (ix + pad) mod s); a tile holds pixels
+// of one phase (tile = (pixel tile, phase * ctiles + channel tile)), so its tap loops skip
+// the taps that miss. With qy = (iy + pad) / s the tap j reads oy = qy - j.
 @compute @workgroup_size(WG)
 fn conv2d_backward_input(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let s = p.stride;
-    let t = tile_index(lid, wid, nwg);
-    let rest = min(t / p.ptiles, s * s * p.ctiles - 1u);
+    let tt = split_tile(tile_index(lid, wid, nwg), p.ptiles);
+    let rest = min(tt.y, s * s * p.ctiles - 1u);
     let phase = rest / p.ctiles;
     let ry = phase / s;
     let rx = phase - ry * s;
@@ -215,7 +220,7 @@ fn conv2d_backward_input(@builtin(local_invocation_index) lid: u32, @builtin(wor
     let nqx = qx1 - qx0;
     let nq = (qy1 - qy0) * nqx;
     let npix = p.n * nq;
-    let p0 = select(npix, (t % p.ptiles) * TP, t / p.ptiles < s * s * p.ctiles);
+    let p0 = select(npix, tt.x * TP, tt.x < p.ptiles && tt.y < s * s * p.ctiles);
     let jy = select(0u, (p.k - ry + s - 1u) / s, p.k > ry);
     let jx = select(0u, (p.k - rx + s - 1u) / s, p.k > rx);
     var base: array<u32, FP>;
@@ -244,31 +249,31 @@ fn conv2d_backward_input(@builtin(local_invocation_index) lid: u32, @builtin(wor
     }
     var acc: array<array<vec4<f32>, FC4>, FP>;
     if (p0 < npix) {
-    for (var ty = t0.x; ty < t1.x; ty++) {
-        for (var tx = t0.y; tx < t1.y; tx++) {
-            let kh = ry + s * ty;
-            let kw = rx + s * tx;
-            // base - toff stays >= 0: the border is ceil(k / s) - 1 >= ty, tx.
-            let toff = (ty * p.gw + tx) * p.cout4;
-            let wrow = (kh * p.k + kw) * p.cout4 * 4u;
-            for (var c = 0u; c < p.cout4; c++) {
-                var a: array<vec4<f32>, FP>;
-                for (var i = 0u; i < TP; i++) {
-                    a[i] = act[base[i] - toff + c];
-                }
-                let r0 = (wrow + c * 4u) * p.cin4;
-                for (var q = 0u; q < TC / 4u; q++) {
-                    let b0 = wpk[r0 + col[q]];
-                    let b1 = wpk[r0 + p.cin4 + col[q]];
-                    let b2 = wpk[r0 + 2u * p.cin4 + col[q]];
-                    let b3 = wpk[r0 + 3u * p.cin4 + col[q]];
+        for (var ty = t0.x; ty < t1.x; ty++) {
+            for (var tx = t0.y; tx < t1.y; tx++) {
+                let kh = ry + s * ty;
+                let kw = rx + s * tx;
+                // base - toff stays >= 0: the border is ceil(k / s) - 1 >= ty, tx.
+                let toff = (ty * p.gw + tx) * p.cout4;
+                let wrow = (kh * p.k + kw) * p.cout4 * 4u;
+                for (var c = 0u; c < p.cout4; c++) {
+                    var a: array<vec4<f32>, FP>;
                     for (var i = 0u; i < TP; i++) {
-                        acc[i][q] = mac4(acc[i][q], a[i], b0, b1, b2, b3);
+                        a[i] = act[base[i] - toff + c];
+                    }
+                    let r0 = (wrow + c * 4u) * p.cin4;
+                    for (var q = 0u; q < TC / 4u; q++) {
+                        let b0 = wpk[r0 + col[q]];
+                        let b1 = wpk[r0 + p.cin4 + col[q]];
+                        let b2 = wpk[r0 + 2u * p.cin4 + col[q]];
+                        let b3 = wpk[r0 + 3u * p.cin4 + col[q]];
+                        for (var i = 0u; i < TP; i++) {
+                            acc[i][q] = mac4(acc[i][q], a[i], b0, b1, b2, b3);
+                        }
                     }
                 }
             }
         }
-    }
     }
     let hw = p.h * p.w;
     for (var i = 0u; i < TP; i++) {
@@ -349,43 +354,43 @@ fn conv2d_backward_weight(@builtin(local_invocation_index) lid: u32, @builtin(wo
             gb += p.cout4;
         }
     }
-    let cc = p.cout * p.cin;
-    let ob = (split * p.k * p.k + tap) * cc;
+    // Partials are laid out like the gradient itself, [split][co][ci][kh][kw], so with one
+    // split this is the result and with several conv2d_reduce_weight reads them in order.
+    let kk = p.k * p.k;
+    let ob = split * p.cout * p.cin * kk + tap;
     for (var q = 0u; q < TCO / 4u; q++) {
         for (var e = 0u; e < TCI / 4u; e++) {
             if (live) {
                 let co = (co4 + q) * 4u;
                 // acc<j>[q][e]: output channel co + j, input channels (ci4 + e) * 4 + 0..3.
-                if (co < p.cout) { store_row(acc0[q][e], ci4 + e, ob + co * p.cin); }
-                if (co + 1u < p.cout) { store_row(acc1[q][e], ci4 + e, ob + (co + 1u) * p.cin); }
-                if (co + 2u < p.cout) { store_row(acc2[q][e], ci4 + e, ob + (co + 2u) * p.cin); }
-                if (co + 3u < p.cout) { store_row(acc3[q][e], ci4 + e, ob + (co + 3u) * p.cin); }
+                if (co < p.cout) { store_row(acc0[q][e], ci4 + e, ob + co * p.cin * kk, kk); }
+                if (co + 1u < p.cout) { store_row(acc1[q][e], ci4 + e, ob + (co + 1u) * p.cin * kk, kk); }
+                if (co + 2u < p.cout) { store_row(acc2[q][e], ci4 + e, ob + (co + 2u) * p.cin * kk, kk); }
+                if (co + 3u < p.cout) { store_row(acc3[q][e], ci4 + e, ob + (co + 3u) * p.cin * kk, kk); }
             }
         }
     }
 }
 
-// Four consecutive input channels (ci4*4 ..) of one weight-gradient row, skipping ci >= cin.
-fn store_row(v: vec4<f32>, ci4: u32, ob: u32) {
+// Four consecutive input channels (ci4*4 ..) of one weight-gradient row (stride kk between
+// input channels), skipping ci >= cin.
+fn store_row(v: vec4<f32>, ci4: u32, ob: u32, kk: u32) {
     let c = ci4 * 4u;
-    if (c < p.cin) { out[ob + c] = v.x; }
-    if (c + 1u < p.cin) { out[ob + c + 1u] = v.y; }
-    if (c + 2u < p.cin) { out[ob + c + 2u] = v.z; }
-    if (c + 3u < p.cin) { out[ob + c + 3u] = v.w; }
+    if (c < p.cin) { out[ob + c * kk] = v.x; }
+    if (c + 1u < p.cin) { out[ob + (c + 1u) * kk] = v.y; }
+    if (c + 2u < p.cin) { out[ob + (c + 2u) * kk] = v.z; }
+    if (c + 3u < p.cin) { out[ob + (c + 3u) * kk] = v.w; }
 }
 
-// gw[co, ci, kh, kw] = sum over splits (in split order) of part[split, kh*k + kw, co, ci].
+// gw = sum over splits (in split order) of part[split]; both laid out [co][ci][kh][kw].
 @compute @workgroup_size(256)
 fn conv2d_reduce_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
-    let kk = p.k * p.k;
-    let total = p.cout * p.cin * kk;
+    let total = p.cout * p.cin * p.k * p.k;
     if (i < total) {
-        let tap = i % kk;
-        let cc = i / kk;  // co * cin + ci
         var s = 0.0;
         for (var sp = 0u; sp < p.splits; sp++) {
-            s += src[(sp * kk + tap) * p.cout * p.cin + cc];
+            s += src[sp * total + i];
         }
         out[i] = s;
     }
@@ -461,10 +466,13 @@ fn conv2d_pack_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     if (i >= pp.total) {
         return;
     }
-    let c4 = i % pp.cols4;
-    let r = i / pp.cols4;
-    let row = r % pp.rows;
-    let tap = r / pp.rows;
+    // Taps vary fastest: the k*k taps of one (co, ci) are contiguous in the source, so
+    // neighbouring lanes read the same cache lines (in destination order, a 256 x 512
+    // weight took 11 ms instead of 2 on lavapipe).
+    let tap = i % pp.kk;
+    let r = i / pp.kk;
+    let c4 = r % pp.cols4;
+    let row = r / pp.cols4;
     var v = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j++) {
         let colc = c4 * 4u + j;
@@ -478,5 +486,40 @@ fn conv2d_pack_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
             v[j] = src[(co * pp.cin + ci) * pp.kk + tap];
         }
     }
-    out4[i] = v;
+    out4[(tap * pp.rows + row) * pp.cols4 + c4] = v;
+}
+
+// conv2d_pack_weight for k*k a multiple of 4 (even kernels, the paper's k = 4): one lane
+// moves 4 taps x 4 columns with 4 vec4 loads (along the taps) instead of 16 scalar ones.
+@compute @workgroup_size(256)
+fn conv2d_pack_weight_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let kk4 = pp.kk / 4u;
+    if (i >= pp.total / 4u) {
+        return;
+    }
+    let t4 = i % kk4;
+    let r = i / kk4;
+    let c4 = r % pp.cols4;
+    let row = r / pp.cols4;
+    var m: array<vec4<f32>, 4>;  // m[j] = taps t4*4 .. t4*4+3 of column c4*4 + j
+    for (var j = 0u; j < 4u; j++) {
+        let colc = c4 * 4u + j;
+        var co = colc;
+        var ci = row;
+        if (pp.swap != 0u) {
+            co = row;
+            ci = colc;
+        }
+        if (co < pp.cout && ci < pp.cin) {
+            m[j] = src4[(co * pp.cin + ci) * kk4 + t4];
+        }
+    }
+    let tap = t4 * 4u;
+    let stride = pp.rows * pp.cols4;
+    let o = (tap * pp.rows + row) * pp.cols4 + c4;
+    out4[o] = vec4<f32>(m[0].x, m[1].x, m[2].x, m[3].x);
+    out4[o + stride] = vec4<f32>(m[0].y, m[1].y, m[2].y, m[3].y);
+    out4[o + 2u * stride] = vec4<f32>(m[0].z, m[1].z, m[2].z, m[3].z);
+    out4[o + 3u * stride] = vec4<f32>(m[0].w, m[1].w, m[2].w, m[3].w);
 }

@@ -240,7 +240,9 @@ fn pack_weight(g: &Geom, w: &Tensor, for_input_grad: bool) -> Result<Tensor> {
         swap: for_input_grad as u32,
         ..Default::default()
     };
-    w.gpu().dispatch(Kernel::new(&CONV2D, "conv2d_pack_weight"), bytemuck::bytes_of(&params), &[out.write(), w.read()], grid_1d(total, 256))?;
+    // Even kernels move 4 taps per lane with vec4 loads.
+    let (entry, lanes) = if (g.k * g.k) % 4 == 0 { ("conv2d_pack_weight_vec4", total / 4) } else { ("conv2d_pack_weight", total) };
+    w.gpu().dispatch(Kernel::new(&CONV2D, entry), bytemuck::bytes_of(&params), &[out.write(), w.read()], grid_1d(lanes, 256))?;
     Ok(out)
 }
 
@@ -302,7 +304,7 @@ pub(crate) fn backward_weight(g: &Geom, xp: &Tensor, gyp: &Tensor) -> Result<Ten
     let want = WEIGHT_GRAD_MIN_GROUPS.div_ceil(groups).clamp(1, max_splits);
     let rows_per_split = rows.div_ceil(want);
     let splits = rows.div_ceil(rows_per_split);
-    let part = Tensor::uninit(gpu, &[splits * g.k * g.k * g.cout * g.cin])?;
+    let part = Tensor::uninit(gpu, &[splits * g.cout, g.cin, g.k, g.k])?;
     let mut params = g.params();
     params.rows_per_split = rows_per_split as u32;
     params.splits = splits as u32;
@@ -313,6 +315,10 @@ pub(crate) fn backward_weight(g: &Geom, xp: &Tensor, gyp: &Tensor) -> Result<Ten
         &[part.write(), xp.read(), gyp.read()],
         grid_1d(tiles * splits, WG as u32),
     )?;
+    if splits == 1 {
+        // The partial layout is the gradient's.
+        return Ok(part);
+    }
     let gw = Tensor::uninit(gpu, &[g.cout, g.cin, g.k, g.k])?;
     gpu.dispatch(Kernel::new(&CONV2D, "conv2d_reduce_weight"), bytemuck::bytes_of(&params), &[gw.write(), part.read()], grid_1d(gw.numel(), 256))?;
     Ok(gw)
