@@ -527,7 +527,7 @@ fn shader_validates() {
 /// Timing of the benchmark layer Conv(64->128, k4 s2 p1) on 16x64x32x32 (not a timed
 /// assertion): `cargo test --release --test conv -- --ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "a timing printout, not a check; run by hand with --ignored --nocapture (mr2ct bench holds the real numbers)"]
 fn conv_throughput() {
     let g = gpu();
     let c = Case::new(16, 64, 128, 32, 32, 4, 2, 1, 0);

@@ -10,6 +10,11 @@ use super::pool::{size_class, PoolState, PoolStats, PooledBuffer};
 use super::recorder::{Arg, Command, Recorder, PARAMS_SLOT};
 use crate::error::{Error, Result};
 
+/// Dispatches recorded before the recorder submits on its own. A paper-model training step
+/// records about 1100, so a step stays one submission; the parameter arena costs 256 bytes
+/// per slot (2 MiB).
+pub const MAX_DISPATCHES_PER_SUBMIT: usize = 8192;
+
 /// One adapter as `mr2ct devices` lists it.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
@@ -134,14 +139,14 @@ impl Gpu {
             }
         }));
         let align = limits.min_uniform_buffer_offset_alignment as u64;
-        let recorder = Recorder::new(&device, align, 1024);
+        let recorder = Recorder::new(&device, align, MAX_DISPATCHES_PER_SUBMIT);
         Ok(Rc::new(Gpu {
             device,
             queue,
             adapter: summary,
             limits,
             pool: Rc::default(),
-            pipelines: RefCell::default(),
+            pipelines: RefCell::new(PipelineCache::new(std::env::var_os("MR2CT_SHADER_CHECKS").is_some_and(|v| v != "0"))),
             recorder: RefCell::new(recorder),
             errors,
         }))
