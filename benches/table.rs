@@ -21,7 +21,7 @@ fn parse(args: &[String]) -> Result<(BenchOptions, Option<String>, Option<String
         match a.as_str() {
             // cargo bench passes --bench to every harness = false target.
             "--bench" => {}
-            "--batches" => o.batches = val()?.split(',').map(|s| num(s.to_owned())).collect::<Result<_, _>>()?,
+            "--batches" | "--batch" => o.batches = val()?.split(',').map(|s| num(s.to_owned())).collect::<Result<_, _>>()?,
             "--iters" => o.iters = num(val()?)?,
             "--warmup" => o.warmup = num(val()?)?,
             "--budget" => o.budget_s = val()?.parse().map_err(|e| format!("--budget: {e}"))?,

@@ -178,6 +178,15 @@ pub struct BenchReport {
     pub warmup: usize,
     pub iters: usize,
     pub batches: Vec<usize>,
+    /// /proc/loadavg (1, 5, 15 minutes) before and after the run, where the host has one:
+    /// the times of a machine shared with other work are only as good as its load.
+    pub loadavg: (Option<[f64; 3]>, Option<[f64; 3]>),
+}
+
+fn loadavg() -> Option<[f64; 3]> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let v: Vec<f64> = s.split_whitespace().take(3).filter_map(|x| x.parse().ok()).collect();
+    (v.len() == 3).then(|| [v[0], v[1], v[2]])
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -641,6 +650,7 @@ pub fn run(gpu: &Rc<Gpu>, opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -
         return Err(Error::Invalid("bench: batch sizes must be at least 1".into()));
     }
     let warmup = opts.warmup.max(1);
+    let load_start = loadavg();
     let mut kernels = Vec::new();
     if opts.kernels {
         let matches = |s: &KernelSpec| opts.filter.as_ref().is_none_or(|f| format!("{} {}", s.name(), s.layer()).contains(f.as_str()));
@@ -690,7 +700,7 @@ pub fn run(gpu: &Rc<Gpu>, opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -
             train.push(row);
         }
     }
-    Ok(BenchReport { adapter: gpu.adapter.clone(), kernels, train, warmup, iters: opts.iters, batches })
+    Ok(BenchReport { adapter: gpu.adapter.clone(), kernels, train, warmup, iters: opts.iters, batches, loadavg: (load_start, loadavg()) })
 }
 
 // ------------------------------------------------------------------------------------------
@@ -792,6 +802,11 @@ impl BenchReport {
             "warmup": self.warmup,
             "iters": self.iters,
             "batches": self.batches,
+            "host": {
+                "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+                "loadavg_start": self.loadavg.0,
+                "loadavg_end": self.loadavg.1,
+            },
             "kernels": kernels,
             "train": train,
         })
@@ -803,6 +818,9 @@ impl BenchReport {
         let mut s = String::new();
         let _ = writeln!(s, "adapter: {} ({}, {} {}, {})", a.name, a.backend, a.driver, a.driver_info, a.device_type);
         let _ = writeln!(s, "timing: wall clock around record + submit + wait; median of {} runs after {} warm-up", self.iters, self.warmup);
+        if let (Some(a), Some(b)) = self.loadavg {
+            let _ = writeln!(s, "host load average (1/5/15 min): {:.2} {:.2} {:.2} at the start, {:.2} {:.2} {:.2} at the end", a[0], a[1], a[2], b[0], b[1], b[2]);
+        }
         if !self.kernels.is_empty() {
             let _ = writeln!(s, "\n{:<33} {:<27} {:>5} {:<32} {:>10} {:>9} {:>8}", "kernel", "layer", "batch", "shape", "median ms", "GFLOP/s", "GB/s");
             for k in &self.kernels {

@@ -95,3 +95,21 @@ fn zero_iterations_is_an_error() {
     let opts = BenchOptions { iters: 0, ..BenchOptions::default() };
     assert!(run(&gpu, &opts, &mut |_| {}).is_err());
 }
+
+#[test]
+fn analytic_memory_of_the_paper_step_matches_the_hand_count() {
+    use mr2ct::bench::paper_analytic_memory;
+    use mr2ct::cyclegan::TrainConfig;
+    // Per sample, counted by hand from reference-model.md (PyTorch's saved tensors):
+    //   generator pass: 2*64*32^2 + 3*(128*16^2 + 256*8^2 + 512*4^2) + 128
+    //                   + 2*(512*4^2 + 256*8^2 + 128*16^2 + 64*32^2) + 64^2 = 553,088
+    //   discriminator pass: 2*64*32^2 + 3*(128*16^2 + 256*8^2 + 512*4^2) + 1 = 303,105
+    //   generator step: 4 generator + 2 discriminator passes + both inputs = 2,826,754 floats.
+    let cfg = TrainConfig { batch_size: 128, ..TrainConfig::default() };
+    let m = paper_analytic_memory(&cfg, 20_743_428);
+    assert_eq!(m.activations, 4 * 2_826_754 * 128);
+    assert_eq!(m.parameters, 4 * 20_743_428);
+    assert_eq!(m.gradients, m.parameters);
+    assert_eq!(m.adam, 2 * m.parameters);
+    assert_eq!(m.total(), 4 * 20_743_428 * 4 + 4 * 2_826_754 * 128);
+}
