@@ -586,7 +586,7 @@ pub fn for_each_volume(
             }
             continue;
         }
-        match dicom::header_key(file, accept) {
+        match dicom::header_key(file, accept, opts) {
             Some(key) => groups.entry(key).or_default().push(file.clone()),
             // Unreadable header or refused modality: the full read below gives the reason.
             None => loose.push(file.clone()),
@@ -612,6 +612,16 @@ pub fn for_each_volume(
     }
     summary.skipped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(summary)
+}
+
+/// Groups decoded DICOM files into ordered volumes as a directory load does (files whose
+/// `resolved` modality is None are left out); the summary lists the files skipped as
+/// duplicates or as inconsistent with their series.
+pub fn volumes_from_dicom(files: Vec<dicom::DicomFile>) -> (Vec<Volume>, LoadSummary) {
+    let mut summary = LoadSummary::default();
+    let (vols, used) = group_series(files, &mut summary);
+    summary.files_used = used;
+    (vols, summary)
 }
 
 /// Groups decoded DICOM files into series (by SeriesInstanceUID, else by folder) and orders
