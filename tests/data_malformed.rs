@@ -271,7 +271,7 @@ fn image_pixel_module_is_validated_before_decoding() {
     for (v, kind, needle) in [
         ("0", SkipKind::Corrupt, "NumberOfFrames 0"),
         ("-3", SkipKind::Corrupt, "NumberOfFrames -3"),
-        ("2000000000", SkipKind::TooLarge, "voxels per file"),
+        ("2000000000", SkipKind::TooLarge, "exceeds the bound of 65536 frames per file"),
         ("3", SkipKind::Corrupt, "truncated"),
     ] {
         let p = modified(CT, &t.path(&format!("nf{v}.dcm")), |o| {

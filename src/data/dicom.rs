@@ -897,6 +897,12 @@ fn decode_dicom(path: &Path, bytes: Vec<u8>, opts: &LoadOptions, accept: Accept)
         Ok(Some(n)) => return Err(Fail::new(SkipKind::Corrupt, format!("NumberOfFrames {n}"))),
         Err(e) => return Err(Fail::new(SkipKind::Corrupt, e)),
     };
+    if frames as usize > opts.max_frames_per_file {
+        return Err(Fail::new(
+            SkipKind::TooLarge,
+            format!("NumberOfFrames {frames} exceeds the bound of {} frames per file (LoadOptions::max_frames_per_file)", opts.max_frames_per_file),
+        ));
+    }
     let voxels = pixels as u128 * frames as u128;
     if voxels > opts.max_voxels_per_file as u128 {
         return Err(Fail::new(
