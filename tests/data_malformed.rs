@@ -144,6 +144,10 @@ fn slice_size_bound_is_exact_and_configurable() {
     let s = try_read_dicom(&p, &opts, Accept::Any).unwrap_err();
     assert_eq!(s.kind, SkipKind::TooLarge, "{s}");
     assert!(s.reason.contains("4 frame(s) of 128x128 exceed the bound of 49152 voxels per file"), "{s}");
+    let opts = LoadOptions { max_frames_per_file: 3, ..Default::default() };
+    let s = try_read_dicom(&p, &opts, Accept::Any).unwrap_err();
+    assert_eq!(s.kind, SkipKind::TooLarge, "{s}");
+    assert!(s.reason.contains("NumberOfFrames 4 exceeds the bound of 3 frames per file"), "{s}");
 }
 
 #[test]
