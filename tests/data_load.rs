@@ -173,6 +173,9 @@ fn unreadable_directories_are_reported() {
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
     // A dangling symlink cannot be read either.
     std::os::unix::fs::symlink(t.0.join("gone.dcm"), t.0.join("ok/dangling.dcm")).unwrap();
+    // A file that cannot be opened.
+    let locked_file = t.write("ok/locked.dcm", b"\x89PNG\r\n\x1a\n not really");
+    std::fs::set_permissions(&locked_file, std::fs::Permissions::from_mode(0o000)).unwrap();
     let enforced = std::fs::read_dir(&locked).is_err();
     let result = load_training_set(&t.0.join("ok"), 64, &LoadOptions::default());
     let root_err = load_training_set(&locked, 64, &LoadOptions::default());
@@ -181,16 +184,22 @@ fn unreadable_directories_are_reported() {
     let dangling = ts.summary.skipped.iter().find(|s| s.path.ends_with("dangling.dcm")).expect("dangling link in the summary");
     assert_eq!(dangling.kind, SkipKind::Unreadable);
     assert!(dangling.reason.contains("no such file"), "{dangling}");
+    let file_skip = ts.summary.skipped.iter().find(|s| s.path == locked_file).expect("locked file in the summary");
     if enforced {
+        assert_eq!(file_skip.kind, SkipKind::Unreadable, "{file_skip}");
+        assert!(file_skip.reason.contains("permission denied"), "{file_skip}");
+        println!("skipped: {file_skip}");
         let sk = ts.summary.skipped.iter().find(|s| s.path == locked).expect("locked dir in the summary");
         assert_eq!(sk.kind, SkipKind::Unreadable);
         assert!(sk.reason.contains("permission denied"), "{sk}");
         let e = root_err.unwrap_err().to_string();
         assert!(e.contains("locked") && e.contains("permission denied"), "{e}");
+        println!("skipped: {sk}\nloading the locked directory itself: {e}\nsummary:\n{}", ts.summary);
     } else {
         // Running as root: permissions are not enforced, the empty folder is simply empty.
-        println!("permissions not enforced here (root); unreadable-directory branch not exercised");
+        println!("permissions not enforced here (root); unreadable-directory branch not exercised (run this test binary as an unprivileged user, e.g. `runuser -u nobody -- target/release/deps/data_load-* unreadable --nocapture`)");
         assert!(root_err.unwrap_err().to_string().contains("empty directory"));
+        assert_eq!(file_skip.kind, SkipKind::NotDicom, "{file_skip}");
     }
 }
 

@@ -104,6 +104,84 @@ fn files_that_are_not_dicom() {
 }
 
 #[test]
+fn dicom_without_file_meta() {
+    let t = Tmp::new("nometa");
+    let full = std::fs::read(data(CT)).unwrap();
+    // The data set alone (pydicom's no_meta.dcm kind): no preamble, no 'DICM', no group 0002.
+    let group_len = u32::from_le_bytes(full[140..144].try_into().unwrap()) as usize;
+    let data_set = &full[144 + group_len..];
+    assert_eq!(&data_set[0..2], &[0x08, 0x00], "CT_small's data set starts with group 0008");
+    let p = t.path("dataset-only.dcm");
+    std::fs::write(&p, data_set).unwrap();
+    expect_skip(&p, Accept::Any, SkipKind::NotDicom, "without the Part 10 header");
+    // Preamble and 'DICM', then the data set without its file meta group.
+    let p = t.path("dicm-no-meta.dcm");
+    std::fs::write(&p, [&full[..132], data_set].concat()).unwrap();
+    expect_skip(&p, Accept::Any, SkipKind::Corrupt, "cannot parse DICOM");
+}
+
+#[test]
+fn slice_size_bound_is_exact_and_configurable() {
+    let t = Tmp::new("bound");
+    // 4096 x 4096 is within the default bound (then refused as truncated: the data is 128x128);
+    // one more column is over it, refused before any pixel data is looked at.
+    let p = modified(CT, &t.path("4096.dcm"), |o| {
+        o.put(us(tags::ROWS, 4096));
+        o.put(us(tags::COLUMNS, 4096));
+    });
+    expect_skip(&p, Accept::Any, SkipKind::Corrupt, "truncated");
+    let p = modified(CT, &t.path("4097.dcm"), |o| {
+        o.put(us(tags::ROWS, 4096));
+        o.put(us(tags::COLUMNS, 4097));
+    });
+    let s = expect_skip(&p, Accept::Any, SkipKind::TooLarge, "4096x4097 exceeds the bound of 16777216 pixels per slice");
+    assert!(s.reason.contains("max_pixels_per_slice"), "{s}");
+    // Frames: 4 frames of 128 x 128 against a bound of 3 slices' worth of voxels.
+    let p = modified(CT, &t.path("frames.dcm"), |o| {
+        o.put(text(tags::NUMBER_OF_FRAMES, VR::IS, "4"));
+    });
+    let opts = LoadOptions { max_voxels_per_file: 3 * 128 * 128, ..Default::default() };
+    let s = try_read_dicom(&p, &opts, Accept::Any).unwrap_err();
+    assert_eq!(s.kind, SkipKind::TooLarge, "{s}");
+    assert!(s.reason.contains("4 frame(s) of 128x128 exceed the bound of 49152 voxels per file"), "{s}");
+    let opts = LoadOptions { max_frames_per_file: 3, ..Default::default() };
+    let s = try_read_dicom(&p, &opts, Accept::Any).unwrap_err();
+    assert_eq!(s.kind, SkipKind::TooLarge, "{s}");
+    assert!(s.reason.contains("NumberOfFrames 4 exceeds the bound of 3 frames per file"), "{s}");
+}
+
+#[test]
+fn declared_lengths_beyond_the_data_are_refused_before_parsing() {
+    // dicom-object zero-fills each value at its declared length before reading it; these would
+    // take gigabytes (see tests/data/fuzz_regressions/README.md). Here: a declared length
+    // beyond the end in the middle of an otherwise intact file, and in a deflated data set.
+    let t = Tmp::new("lengths");
+    let mut b = std::fs::read(data(CT)).unwrap();
+    let pd = b.windows(6).rposition(|w| w == [0xE0, 0x7F, 0x10, 0x00, b'O', b'W']).unwrap();
+    b[pd + 8..pd + 12].copy_from_slice(&0x8000_0000u32.to_le_bytes());
+    let p = t.path("pixel2g.dcm");
+    std::fs::write(&p, &b).unwrap();
+    expect_skip(&p, Accept::Any, SkipKind::Corrupt, "element (7FE0,0010) (OW) declares 2147483648 bytes, only 32906 are left");
+    // The deflated data set is inflated (bounded) to check it: image_dfl.dcm inflates to about
+    // 270 kB, over a 100 kB bound.
+    let small = LoadOptions { max_file_bytes: 100_000, ..Default::default() };
+    let s = try_read_dicom(&data("pydicom-wheel/image_dfl.dcm"), &small, Accept::Any).unwrap_err();
+    assert_eq!(s.kind, SkipKind::TooLarge, "{s}");
+    assert!(s.reason.contains("inflates to more than 100000 bytes"), "{s}");
+    // Within the bound it reads as before.
+    assert!(try_read_dicom(&data("pydicom-wheel/image_dfl.dcm"), &LoadOptions::default(), Accept::Any).is_ok());
+}
+
+#[test]
+fn rescale_beyond_f32_is_refused() {
+    let t = Tmp::new("rescale-range");
+    let p = modified(CT, &t.path("slope.dcm"), |o| {
+        o.put(text(tags::RESCALE_SLOPE, VR::DS, "1e300"));
+    });
+    expect_skip(&p, Accept::Any, SkipKind::NonFinite, "beyond the f32 range");
+}
+
+#[test]
 fn truncated_files() {
     let t = Tmp::new("trunc");
     let full = std::fs::read(data(CT)).unwrap();
@@ -197,7 +275,7 @@ fn image_pixel_module_is_validated_before_decoding() {
     for (v, kind, needle) in [
         ("0", SkipKind::Corrupt, "NumberOfFrames 0"),
         ("-3", SkipKind::Corrupt, "NumberOfFrames -3"),
-        ("2000000000", SkipKind::TooLarge, "voxels per file"),
+        ("2000000000", SkipKind::TooLarge, "exceeds the bound of 65536 frames per file"),
         ("3", SkipKind::Corrupt, "truncated"),
     ] {
         let p = modified(CT, &t.path(&format!("nf{v}.dcm")), |o| {
@@ -536,6 +614,41 @@ fn nifti_hostile_inputs() {
     let p = t.path("bomb.nii.gz");
     std::fs::write(&p, gz(&bomb)).unwrap();
     assert_eq!(try_read_nifti(&p, &LoadOptions::default()).unwrap().data.len(), 64);
+}
+
+#[test]
+fn nifti_data_offset_and_extensions() {
+    let t = Tmp::new("nifti-offset");
+    let vals: Vec<u8> = (0..8i16).flat_map(|v| v.to_le_bytes()).collect();
+    // An extension of 16 bytes between the header and the data (vox_offset 368).
+    let mut b = nifti(&[2, 2, 2], 4, 16, &[], false, 0.0, 0.0);
+    b[108..112].copy_from_slice(&368f32.to_le_bytes());
+    b[348] = 1;
+    b.extend_from_slice(&16i32.to_le_bytes());
+    b.extend_from_slice(&4i32.to_le_bytes());
+    b.extend_from_slice(b"comment!");
+    b.extend_from_slice(&vals);
+    let p = t.path("ext.nii");
+    std::fs::write(&p, &b).unwrap();
+    let img = try_read_nifti(&p, &LoadOptions::default()).unwrap();
+    assert_eq!(img.data, (0..8).map(|v| v as f32).collect::<Vec<_>>());
+    let pg = t.path("ext.nii.gz");
+    std::fs::write(&pg, gz(&b)).unwrap();
+    assert_eq!(try_read_nifti(&pg, &LoadOptions::default()).unwrap().data, img.data);
+    // An offset beyond 64 MiB is refused (skipping to it in a hostile .nii.gz would inflate
+    // gigabytes); so are offsets inside the header and fractional ones.
+    for (off, name) in [(1e9f32, "far"), (100.0, "inside"), (352.5, "frac")] {
+        let mut b = nifti(&[2, 2, 2], 4, 16, &vals, false, 0.0, 0.0);
+        b[108..112].copy_from_slice(&off.to_le_bytes());
+        let p = t.path(&format!("{name}.nii.gz"));
+        std::fs::write(&p, gz(&b)).unwrap();
+        expect_nifti_skip(&p, SkipKind::Corrupt, "is not a valid data offset");
+    }
+    // A plain file shorter than the header says is refused before the data is allocated.
+    let b = nifti(&[4000, 4000, 10], 2, 8, &[0u8; 100], false, 0.0, 0.0);
+    let p = t.path("short.nii");
+    std::fs::write(&p, &b).unwrap();
+    expect_nifti_skip(&p, SkipKind::Corrupt, "(160000352 bytes), the file has 452 bytes");
 }
 
 #[test]

@@ -155,6 +155,31 @@ fn padding_centres_non_square_slices_with_background() {
 }
 
 #[test]
+fn prepare_slice_equals_padding_then_resampling_without_building_the_square() {
+    // prepare_slice reads the padding virtually; the result must be bit-identical to
+    // pad_to_square + resample, for shrinking, enlarging and copying, tall and wide slices.
+    let mut seed = 7u64;
+    let mut next = || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((seed >> 33) as f32 / (1u64 << 31) as f32) * 4000.0 - 1500.0
+    };
+    let ct = CtScaling::default();
+    for (rows, cols, size) in [(5, 3, 4), (3, 5, 4), (7, 7, 7), (2, 9, 16), (9, 2, 16), (64, 40, 32), (1, 1, 8), (33, 100, 64)] {
+        let img: Vec<f32> = (0..rows * cols).map(|_| next()).collect();
+        let unit: Vec<f32> = img.iter().map(|&v| ct.to_unit(v)).collect();
+        let (sq, n) = pad_to_square(&unit, rows, cols, -1.0);
+        let want = resample(&sq, n, n, size, size);
+        let got = prepare_slice(&img, rows, cols, size, |v| ct.to_unit(v));
+        assert_eq!(got, want, "{rows}x{cols} -> {size}");
+    }
+    // A 2 x 40000 slice: the padded square would be 40000 x 40000 (6.4 GB of f32).
+    let img = vec![3000.0f32; 2 * 40000];
+    let out = prepare_slice(&img, 2, 40000, 64, |v| ct.to_unit(v));
+    assert_eq!(out.len(), 64 * 64);
+    assert!(out.iter().all(|v| (-1.0..=1.0).contains(v)));
+}
+
+#[test]
 fn background_rule_drops_slices_below_five_percent() {
     let rule = BackgroundRule::default();
     let ct = CtScaling::default();
@@ -221,6 +246,10 @@ fn batcher_is_deterministic_and_covers_every_index() {
 fn load_options_defaults_are_the_documented_ones() {
     let o = LoadOptions::default();
     assert_eq!(o.max_pixels_per_slice, 4096 * 4096);
+    assert_eq!((o.max_voxels_per_file, o.max_frames_per_file, o.max_file_bytes), (1 << 28, 1 << 16, 2 << 30));
+    // Fields missing from a serialized form take their defaults.
+    let partial: LoadOptions = serde_json::from_str(r#"{"max_pixels_per_slice": 100}"#).unwrap();
+    assert_eq!(partial, LoadOptions { max_pixels_per_slice: 100, ..LoadOptions::default() });
     assert_eq!(o.mr_percentiles, (0.5, 99.5));
     assert_eq!(o.background, BackgroundRule { ct_threshold_hu: -500.0, mr_threshold_unit: -0.8, min_foreground_fraction: 0.05 });
     assert!(o.use_train_subdir && o.force_modality.is_none());

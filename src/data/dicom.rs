@@ -495,6 +495,179 @@ fn check_encapsulated(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Structure check (before dicom-object parses anything)
+
+/// Deepest nesting of sequences and items accepted (real files rarely go past 6). dicom-object
+/// builds nested sequences recursively, so a file of thousands of nested sequences would
+/// overflow the stack, which no `catch_unwind` can catch.
+pub const MAX_NESTING: usize = 64;
+
+/// Walks the element headers of the file meta group and of the data set the way dicom-object
+/// will read them, without reading any value, and refuses the file when a value's declared
+/// length runs past the end of the data or sequences nest deeper than [`MAX_NESTING`].
+///
+/// dicom-object allocates and zero-fills each value at its declared length before reading it,
+/// so a 200-byte file declaring a 4 GB element would otherwise take 4 GB of memory before the
+/// read fails. A deflated data set is inflated here first, at most `max_inflated` bytes.
+/// Headers that dicom-object cannot read either are left for it to report: this check only
+/// stops what it would allocate. `src` is positioned just after the 'DICM' magic; `total` is
+/// the length of the whole source; the walk stops at `stop_at` (a header pass).
+fn check_structure<R: std::io::Read + std::io::Seek>(
+    src: &mut R,
+    total: u64,
+    stop_at: Option<Tag>,
+    max_inflated: u64,
+) -> std::result::Result<(), Fail> {
+    use dicom_core::header::{HasLength, Header};
+    use dicom_encoding::decode::{explicit_le::ExplicitVRLittleEndianDecoder, Decode};
+    use dicom_encoding::transfer_syntax::{Codec, TransferSyntaxIndex};
+    use std::io::{Read, SeekFrom};
+
+    let too_long = |what: String, len: u64, left: u64| {
+        Fail::new(SkipKind::Corrupt, format!("file is truncated or corrupt: {what} declares {len} bytes, only {left} are left"))
+    };
+    let pos = |src: &mut R| src.stream_position().unwrap_or(total);
+
+    // File meta group: explicit VR little endian, (0002,0000) first, read while the elements
+    // read so far are within the group length (as FileMetaTable::from_reader does).
+    let dec = ExplicitVRLittleEndianDecoder::default();
+    let Ok((first, _)) = dec.decode_header(src) else { return Ok(()) };
+    if first.tag() != dicom_core::Tag(0x0002, 0x0000) || first.length().get() != Some(4) {
+        return Ok(());
+    }
+    let mut b4 = [0u8; 4];
+    if src.read_exact(&mut b4).is_err() {
+        return Ok(());
+    }
+    let group_length = u32::from_le_bytes(b4) as u64;
+    let mut read = 0u64;
+    let mut ts_uid = None;
+    while read < group_length {
+        let Ok((h, n)) = dec.decode_header(src) else { return Ok(()) };
+        let Some(len) = h.length().get() else { return Ok(()) };
+        let left = total.saturating_sub(pos(src));
+        if len as u64 > left {
+            return Err(too_long(format!("file meta element {}", h.tag()), len as u64, left));
+        }
+        if h.tag() == dicom_core::Tag(0x0002, 0x0010) && len <= 64 {
+            let mut v = vec![0u8; len as usize];
+            if src.read_exact(&mut v).is_err() {
+                return Ok(());
+            }
+            ts_uid = Some(String::from_utf8_lossy(&v).trim_matches(|c: char| c == '\0' || c == ' ').to_string());
+        } else if src.seek(SeekFrom::Current(len as i64)).is_err() {
+            return Ok(());
+        }
+        read += n as u64 + len as u64;
+    }
+    let Some(ts) = ts_uid.and_then(|u| dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(&u)) else {
+        return Ok(());
+    };
+
+    if let Codec::Dataset(Some(adapter)) = ts.codec() {
+        // Deflated data set: inflate once to learn its length (nothing kept, at most
+        // `max_inflated` bytes), then walk it while inflating again. A stream that fails to
+        // inflate is walked as far as it goes: dicom-object reads (and allocates) that far.
+        let start = pos(src);
+        let rest: Box<dyn Read + '_> = Box::new(&mut *src);
+        let inflated = std::io::copy(&mut adapter.adapt_reader(rest).take(max_inflated + 1), &mut std::io::sink());
+        let n = match inflated {
+            Ok(n) => n,
+            Err(_) => return Ok(()),
+        };
+        if n > max_inflated {
+            return Err(Fail::new(
+                SkipKind::TooLarge,
+                format!("the deflated data set inflates to more than {max_inflated} bytes (LoadOptions::max_file_bytes)"),
+            ));
+        }
+        if src.seek(SeekFrom::Start(start)).is_err() {
+            return Ok(());
+        }
+        let rest: Box<dyn Read + '_> = Box::new(&mut *src);
+        return walk_data_set(&mut Counted { inner: adapter.adapt_reader(rest), pos: 0 }, n, ts, stop_at, &too_long);
+    }
+    walk_data_set(src, total, ts, stop_at, &too_long)
+}
+
+/// A reader that can tell its position (all the lazy reader asks of `Seek`), for walking a
+/// stream being inflated.
+struct Counted<R> {
+    inner: R,
+    pos: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R> std::io::Seek for Counted<R> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        match to {
+            std::io::SeekFrom::Current(0) => Ok(self.pos),
+            _ => Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "inflating stream cannot seek")),
+        }
+    }
+}
+
+fn walk_data_set<R: std::io::Read + std::io::Seek>(
+    src: &mut R,
+    total: u64,
+    ts: &dicom_encoding::TransferSyntax,
+    stop_at: Option<Tag>,
+    too_long: &dyn Fn(String, u64, u64) -> Fail,
+) -> std::result::Result<(), Fail> {
+    use dicom_parser::dataset::lazy_read::LazyDataSetReader;
+    use dicom_parser::dataset::LazyDataToken;
+    use dicom_parser::StatefulDecode;
+
+    let Ok(mut reader) = LazyDataSetReader::new_with_ts(src, ts) else { return Ok(()) };
+    let mut depth = 0usize;
+    while let Some(token) = reader.advance() {
+        let Ok(token) = token else { return Ok(()) };
+        match token {
+            LazyDataToken::ElementHeader(h) if depth == 0 && stop_at.is_some_and(|t| h.tag >= t) => return Ok(()),
+            LazyDataToken::PixelSequenceStart if depth == 0 && stop_at.is_some_and(|t| t <= tags::PIXEL_DATA) => return Ok(()),
+            LazyDataToken::SequenceStart { .. } | LazyDataToken::ItemStart { .. } | LazyDataToken::PixelSequenceStart => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(Fail::new(
+                        SkipKind::Corrupt,
+                        format!("sequences nest deeper than {} levels", MAX_NESTING / 2),
+                    ));
+                }
+            }
+            LazyDataToken::SequenceEnd | LazyDataToken::ItemEnd => depth = depth.saturating_sub(1),
+            LazyDataToken::LazyValue { header, decoder } => {
+                let left = total.saturating_sub(decoder.position());
+                let len = header.len.0 as u64;
+                if header.len.is_defined() && len > left {
+                    return Err(too_long(format!("element {} ({})", header.tag, header.vr), len, left));
+                }
+                if decoder.skip_bytes(header.len.0).is_err() {
+                    return Ok(());
+                }
+            }
+            LazyDataToken::LazyItemValue { len, decoder } => {
+                let left = total.saturating_sub(decoder.position());
+                if len as u64 > left {
+                    return Err(too_long("a pixel data fragment".into(), len as u64, left));
+                }
+                if decoder.skip_bytes(len).is_err() {
+                    return Ok(());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
 // Reading
 
 fn read_bytes(path: &Path, opts: &LoadOptions) -> std::result::Result<Vec<u8>, Fail> {
@@ -569,8 +742,29 @@ fn resolve_modality(accept: Accept, modality_tag: Option<&str>) -> std::result::
 /// The series a file belongs to, from its header only (the pixel data is not read): the
 /// modality it is read as and its SeriesInstanceUID (else its folder). None when the header
 /// cannot be read or the modality is refused; a full read then gives the reason.
-pub(crate) fn header_key(path: &Path, accept: Accept) -> Option<(Modality, String)> {
-    let obj = guarded(|| OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(path)).ok()?.ok()?;
+pub(crate) fn header_key(path: &Path, accept: Accept, opts: &LoadOptions) -> Option<(Modality, String)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let total = std::fs::metadata(path).ok()?.len();
+    if total > opts.max_file_bytes {
+        return None;
+    }
+    let mut f = std::io::BufReader::new(std::fs::File::open(path).ok()?);
+    let mut head = Vec::with_capacity(132);
+    (&mut f).take(132).read_to_end(&mut head).ok()?;
+    // The same preamble rule as a full read.
+    let start = if head.len() >= 132 && &head[128..132] == b"DICM" {
+        128
+    } else if head.starts_with(b"DICM") {
+        0
+    } else {
+        return None;
+    };
+    f.seek(SeekFrom::Start(start + 4)).ok()?;
+    check_structure(&mut f, total, Some(tags::PIXEL_DATA), opts.max_file_bytes).ok()?;
+    f.seek(SeekFrom::Start(start)).ok()?;
+    let obj = guarded(|| OpenFileOptions::new().read_preamble(ReadPreamble::Never).read_until(tags::PIXEL_DATA).from_reader(f))
+        .ok()?
+        .ok()?;
     let m = resolve_modality(accept, text(&obj, tags::MODALITY).as_deref()).ok()??;
     Some((m, series_key(text(&obj, tags::SERIES_INSTANCE_UID), path)))
 }
@@ -582,6 +776,27 @@ pub(crate) fn series_key(series_uid: Option<String>, path: &Path) -> String {
 
 pub(crate) fn read_dicom_inner(path: &Path, opts: &LoadOptions, accept: Accept) -> std::result::Result<DicomFile, Fail> {
     let bytes = read_bytes(path, opts)?;
+    decode_dicom(path, bytes, opts, accept)
+}
+
+/// Decodes a DICOM file already in memory, exactly as [`try_read_dicom`] decodes a file on
+/// disk (same checks and bounds; `name` is only used in messages and [`SliceSource`]). This is
+/// the entry point of the `dicom_read` fuzz target.
+pub fn read_dicom_bytes(bytes: Vec<u8>, name: &Path, opts: &LoadOptions, accept: Accept) -> std::result::Result<DicomFile, Skipped> {
+    let checked = if bytes.is_empty() {
+        Err(Fail::new(SkipKind::NotDicom, "empty file (0 bytes)"))
+    } else if bytes.len() as u64 > opts.max_file_bytes {
+        Err(Fail::new(
+            SkipKind::TooLarge,
+            format!("file of {} bytes exceeds the bound of {} bytes", bytes.len(), opts.max_file_bytes),
+        ))
+    } else {
+        Ok(bytes)
+    };
+    checked.and_then(|b| decode_dicom(name, b, opts, accept)).map_err(|f| f.into_skipped(name))
+}
+
+fn decode_dicom(path: &Path, bytes: Vec<u8>, opts: &LoadOptions, accept: Accept) -> std::result::Result<DicomFile, Fail> {
     let start = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
         128
     } else if bytes.len() >= 4 && &bytes[0..4] == b"DICM" {
@@ -589,6 +804,8 @@ pub(crate) fn read_dicom_inner(path: &Path, opts: &LoadOptions, accept: Accept) 
     } else {
         return Err(Fail::new(SkipKind::NotDicom, not_dicom_reason(&bytes[..bytes.len().min(352)])));
     };
+    let mut cur = std::io::Cursor::new(&bytes[start + 4..]);
+    check_structure(&mut cur, (bytes.len() - start - 4) as u64, None, opts.max_file_bytes)?;
     let parsed = guarded(|| OpenFileOptions::new().read_preamble(ReadPreamble::Never).from_reader(&bytes[start..]))
         .map_err(|p| Fail::new(SkipKind::Corrupt, format!("DICOM parser crashed: {p}")))?;
     let obj = parsed.map_err(|e| {
@@ -680,6 +897,12 @@ pub(crate) fn read_dicom_inner(path: &Path, opts: &LoadOptions, accept: Accept) 
         Ok(Some(n)) => return Err(Fail::new(SkipKind::Corrupt, format!("NumberOfFrames {n}"))),
         Err(e) => return Err(Fail::new(SkipKind::Corrupt, e)),
     };
+    if frames as usize > opts.max_frames_per_file {
+        return Err(Fail::new(
+            SkipKind::TooLarge,
+            format!("NumberOfFrames {frames} exceeds the bound of {} frames per file (LoadOptions::max_frames_per_file)", opts.max_frames_per_file),
+        ));
+    }
     let voxels = pixels as u128 * frames as u128;
     if voxels > opts.max_voxels_per_file as u128 {
         return Err(Fail::new(
@@ -746,7 +969,7 @@ pub(crate) fn read_dicom_inner(path: &Path, opts: &LoadOptions, accept: Accept) 
         check_encapsulated(&obj, &ts, rows, cols, spp as u16, bits_allocated as u16, frames)?;
     }
 
-    let decoded = guarded(|| obj.decode_pixel_data().map(|px| px.data().to_vec()))
+    let decoded = guarded(|| obj.decode_pixel_data().map(|px| px.into_data()))
         .map_err(|p| Fail::new(SkipKind::Corrupt, format!("{ts_name} decoder crashed on corrupt data: {p}")))?
         .map_err(|e| {
             let msg = one_line(&e);
@@ -765,15 +988,15 @@ pub(crate) fn read_dicom_inner(path: &Path, opts: &LoadOptions, accept: Accept) 
         ));
     }
 
-    let values = stored_values(&decoded[..expected], bits_allocated as u16, bits_stored as u16, high_bit as u16, signed);
-    drop(decoded);
+    let frame_bytes = pixels * bytes_per_sample;
 
     let info = series_info(&obj, sop_class);
     let instance_number = int(&obj, tags::INSTANCE_NUMBER, "InstanceNumber").ok().flatten();
     let sop_instance_uid = text(&obj, tags::SOP_INSTANCE_UID);
     let mut slices = Vec::with_capacity(frames as usize);
     let mut rescale_assumed = false;
-    for (k, chunk) in values.chunks_exact(pixels).enumerate() {
+    // Frame by frame, so that no f64 copy of the whole file is ever held.
+    for (k, chunk) in decoded[..expected].chunks_exact(frame_bytes).enumerate() {
         let r = rescale(&obj, k)?;
         let (slope, intercept) = match r {
             Some(r) => r,
@@ -784,7 +1007,17 @@ pub(crate) fn read_dicom_inner(path: &Path, opts: &LoadOptions, accept: Accept) 
                 (1.0, 0.0)
             }
         };
-        let pixels: Vec<f32> = chunk.iter().map(|&v| (v * slope + intercept) as f32).collect();
+        let values = stored_values(chunk, bits_allocated as u16, bits_stored as u16, high_bit as u16, signed);
+        let pixels: Vec<f32> = values.iter().map(|&v| (v * slope + intercept) as f32).collect();
+        if let Some(i) = pixels.iter().position(|v| !v.is_finite()) {
+            return Err(Fail::new(
+                SkipKind::NonFinite,
+                format!(
+                    "RescaleSlope {slope} and RescaleIntercept {intercept} take stored value {} of frame {k} beyond the f32 range",
+                    values[i]
+                ),
+            ));
+        }
         slices.push(Slice {
             rows: rows as usize,
             cols: cols as usize,

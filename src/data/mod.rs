@@ -236,8 +236,9 @@ impl Volume {
 }
 
 /// Options shared by the readers and the training-set loader. `Default` gives the documented
-/// defaults.
+/// defaults (also for fields missing from a serialized form).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LoadOptions {
     /// Treat every image under the directory as this modality (see the module docs).
     pub force_modality: Option<Modality>,
@@ -245,7 +246,12 @@ pub struct LoadOptions {
     pub max_pixels_per_slice: usize,
     /// Bound on Rows x Columns x frames of one file (default 2^28, 1 GiB as f32).
     pub max_voxels_per_file: usize,
-    /// Files larger than this are skipped without being read (default 2 GiB).
+    /// Bound on the frames of one multi-frame DICOM file (default 65536). Each frame becomes a
+    /// slice with its own bookkeeping, so a file of many 1 x 1 frames would otherwise cost
+    /// hundreds of bytes per byte read.
+    pub max_frames_per_file: usize,
+    /// Files larger than this are skipped without being read (default 2 GiB); also the bound on
+    /// a deflated DICOM data set once inflated.
     pub max_file_bytes: u64,
     /// Read only `dir/train` when it exists (default true).
     pub use_train_subdir: bool,
@@ -261,6 +267,7 @@ impl Default for LoadOptions {
             force_modality: None,
             max_pixels_per_slice: 4096 * 4096,
             max_voxels_per_file: 1 << 28,
+            max_frames_per_file: 1 << 16,
             max_file_bytes: 2 << 30,
             use_train_subdir: true,
             mr_percentiles: (0.5, 99.5),
@@ -586,7 +593,7 @@ pub fn for_each_volume(
             }
             continue;
         }
-        match dicom::header_key(file, accept) {
+        match dicom::header_key(file, accept, opts) {
             Some(key) => groups.entry(key).or_default().push(file.clone()),
             // Unreadable header or refused modality: the full read below gives the reason.
             None => loose.push(file.clone()),
@@ -612,6 +619,16 @@ pub fn for_each_volume(
     }
     summary.skipped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(summary)
+}
+
+/// Groups decoded DICOM files into ordered volumes as a directory load does (files whose
+/// `resolved` modality is None are left out); the summary lists the files skipped as
+/// duplicates or as inconsistent with their series.
+pub fn volumes_from_dicom(files: Vec<dicom::DicomFile>) -> (Vec<Volume>, LoadSummary) {
+    let mut summary = LoadSummary::default();
+    let (vols, used) = group_series(files, &mut summary);
+    summary.files_used = used;
+    (vols, summary)
 }
 
 /// Groups decoded DICOM files into series (by SeriesInstanceUID, else by folder) and orders

@@ -179,37 +179,89 @@ fn corrupt(s: impl Into<String>) -> Fail {
     Fail::new(SkipKind::Corrupt, s)
 }
 
-/// Reads up to `limit` bytes, decompressing gzip when the name ends in .gz.
-fn read_limited(path: &Path, limit: u64) -> std::result::Result<(Vec<u8>, Option<String>), Fail> {
-    let f = std::fs::File::open(path).map_err(|e| Fail::new(SkipKind::Unreadable, super::io_reason("cannot open", &e)))?;
-    let gz = path.to_string_lossy().to_ascii_lowercase().ends_with(".gz");
-    let mut buf = Vec::new();
-    let res = if gz {
-        flate2::read::MultiGzDecoder::new(std::io::BufReader::new(f)).take(limit).read_to_end(&mut buf)
-    } else {
-        f.take(limit).read_to_end(&mut buf)
-    };
-    match res {
-        Ok(_) => Ok((buf, None)),
-        // A gzip stream that ends early: keep what was decompressed, report it as truncation.
-        Err(e) if gz && e.kind() == std::io::ErrorKind::UnexpectedEof => Ok((buf, Some("the gzip stream ends early".into()))),
-        Err(e) if gz => Err(corrupt(format!("corrupt gzip data: {e}"))),
-        Err(e) => Err(Fail::new(SkipKind::Unreadable, super::io_reason("cannot read", &e))),
+/// Where the bytes of a NIfTI file come from: a file, or memory (the fuzz target).
+#[derive(Clone, Copy)]
+enum Src<'a> {
+    File(&'a Path),
+    Mem(&'a [u8]),
+}
+
+/// The (decompressed) byte stream of a NIfTI file, read front to back once.
+struct Stream<'a> {
+    reader: Box<dyn Read + 'a>,
+    gz: bool,
+    /// Bytes delivered so far.
+    pos: u64,
+    /// Set when a gzip stream ended early.
+    note: Option<String>,
+}
+
+impl<'a> Stream<'a> {
+    fn open(src: Src<'a>, gz: bool) -> std::result::Result<Self, Fail> {
+        let raw: Box<dyn Read + 'a> = match src {
+            Src::File(path) => Box::new(std::io::BufReader::new(
+                std::fs::File::open(path).map_err(|e| Fail::new(SkipKind::Unreadable, super::io_reason("cannot open", &e)))?,
+            )),
+            Src::Mem(b) => Box::new(b),
+        };
+        let reader: Box<dyn Read + 'a> = if gz { Box::new(flate2::read::MultiGzDecoder::new(raw)) } else { raw };
+        Ok(Stream { reader, gz, pos: 0, note: None })
     }
+
+    /// Up to `n` more bytes, into `out` (or discarded when `out` is None); fewer only at the
+    /// end of the data (or where a gzip stream ends early, noted in `note`).
+    fn read(&mut self, n: u64, out: Option<&mut Vec<u8>>) -> std::result::Result<(), Fail> {
+        let mut lim = (&mut self.reader).take(n);
+        let res = match out {
+            Some(v) => lim.read_to_end(v).map(|k| k as u64),
+            None => std::io::copy(&mut lim, &mut std::io::sink()),
+        };
+        match res {
+            Ok(k) => {
+                self.pos += k;
+                Ok(())
+            }
+            // A gzip stream that ends early: keep what was decompressed, report it as truncation.
+            Err(e) if self.gz && e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                self.note = Some("the gzip stream ends early".into());
+                Ok(())
+            }
+            Err(e) if self.gz => Err(corrupt(format!("corrupt gzip data: {e}"))),
+            Err(e) => Err(Fail::new(SkipKind::Unreadable, super::io_reason("cannot read", &e))),
+        }
+    }
+
+    fn note(&self) -> String {
+        self.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+    }
+}
+
+/// Largest vox_offset accepted: room for header extensions far beyond any real file's, small
+/// enough that skipping to the data of a hostile .nii.gz stays quick.
+pub const MAX_VOX_OFFSET: u64 = 64 << 20;
+
+/// Reads a NIfTI file already in memory exactly as [`try_read_nifti`] reads one on disk; `name`
+/// decides gzip (a name ending in .gz) and is used in messages. This is the entry point of the
+/// `nifti_read` fuzz target.
+pub fn read_nifti_bytes(bytes: &[u8], name: &Path, opts: &LoadOptions) -> std::result::Result<NiftiImage, Skipped> {
+    decode_nifti(Src::Mem(bytes), bytes.len() as u64, name, opts).map_err(|f| f.into_skipped(name))
 }
 
 pub(crate) fn read_nifti_inner(path: &Path, opts: &LoadOptions) -> std::result::Result<NiftiImage, Fail> {
     let meta = std::fs::metadata(path).map_err(|e| Fail::new(SkipKind::Unreadable, super::io_reason("cannot open", &e)))?;
-    if meta.len() == 0 {
+    decode_nifti(Src::File(path), meta.len(), path, opts)
+}
+
+fn decode_nifti(src: Src, file_len: u64, path: &Path, opts: &LoadOptions) -> std::result::Result<NiftiImage, Fail> {
+    if file_len == 0 {
         return Err(Fail::new(SkipKind::NotDicom, "empty file (0 bytes)"));
     }
-    let (hdr, gz_note) = read_limited(path, 352)?;
+    let gz = path.to_string_lossy().to_ascii_lowercase().ends_with(".gz");
+    let mut stream = Stream::open(src, gz)?;
+    let mut hdr = Vec::with_capacity(348);
+    stream.read(348, Some(&mut hdr))?;
     if hdr.len() < 348 {
-        return Err(corrupt(format!(
-            "truncated NIfTI header: {} bytes, 348 needed{}",
-            hdr.len(),
-            gz_note.map(|n| format!(" ({n})")).unwrap_or_default()
-        )));
+        return Err(corrupt(format!("truncated NIfTI header: {} bytes, 348 needed{}", hdr.len(), stream.note())));
     }
     let le = i32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
     let be = i32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
@@ -293,30 +345,61 @@ pub(crate) fn read_nifti_inner(path: &Path, opts: &LoadOptions) -> std::result::
     }
     let nvox = nvox as usize;
     let vox_offset = f32_at(108);
-    if !vox_offset.is_finite() || vox_offset < 348.0 || vox_offset.fract() != 0.0 || vox_offset > (1u64 << 31) as f32 {
-        return Err(corrupt(format!("vox_offset {vox_offset} is not a valid data offset")));
+    if !vox_offset.is_finite() || vox_offset < 348.0 || vox_offset.fract() != 0.0 || vox_offset as f64 > MAX_VOX_OFFSET as f64 {
+        return Err(corrupt(format!("vox_offset {vox_offset} is not a valid data offset (348..={MAX_VOX_OFFSET})")));
     }
     let off = vox_offset as usize;
     let need = off + nvox * bytes;
-    let (buf, gz_note) = read_limited(path, need as u64)?;
-    if buf.len() < need {
+    let mut buf = Vec::new();
+    // A plain file's size is known: a short one is refused before anything is allocated.
+    if gz || file_len >= need as u64 {
+        // Extensions (or padding) up to the data are skipped, not kept.
+        stream.read(off as u64 - 348, None)?;
+        if stream.pos == off as u64 {
+            if !gz {
+                buf.reserve_exact(nvox * bytes);
+            }
+            stream.read((nvox * bytes) as u64, Some(&mut buf))?;
+        }
+    } else {
+        stream.pos = file_len;
+    }
+    if (stream.pos as usize) < need {
         return Err(corrupt(format!(
             "truncated: the header describes {}x{}x{} {dtname} voxels at offset {off} ({need} bytes), the file has {} bytes{}",
             dims[0],
             dims[1],
             dims[2],
-            buf.len(),
-            gz_note.map(|n| format!(" ({n})")).unwrap_or_default()
+            stream.pos,
+            stream.note()
         )));
     }
-    let raw = &buf[off..need];
-    let mut data: Vec<f64> = Vec::with_capacity(nvox);
+    let raw = &buf[..];
+    let slope = f32_at(112) as f64;
+    let inter = f32_at(116) as f64;
+    let scaling = (slope.is_finite() && slope != 0.0).then(|| (slope, if inter.is_finite() { inter } else { 0.0 }));
+    // Straight to scaled f32 (no f64 copy of the volume): the volume costs its raw bytes plus
+    // 4 bytes per voxel at most.
+    let mut out: Vec<f32> = Vec::with_capacity(nvox);
+    let mut nonfinite = 0usize;
+    let mut first_bad = None;
+    let mut push = |v: f64| {
+        let f = match scaling {
+            Some((a, b)) => v * a + b,
+            None => v,
+        } as f32;
+        if !f.is_finite() {
+            nonfinite += 1;
+            first_bad.get_or_insert(out.len());
+        }
+        out.push(f);
+    };
     macro_rules! conv {
         ($t:ty, $n:expr) => {
             for c in raw.chunks_exact($n) {
                 let a: [u8; $n] = c.try_into().expect("chunk size");
                 let v = if big_endian { <$t>::from_be_bytes(a) } else { <$t>::from_le_bytes(a) };
-                data.push(v as f64);
+                push(v as f64);
             }
         };
     }
@@ -332,27 +415,7 @@ pub(crate) fn read_nifti_inner(path: &Path, opts: &LoadOptions) -> std::result::
         1280 => conv!(u64, 8),
         _ => conv!(f64, 8),
     }
-    let slope = f32_at(112) as f64;
-    let inter = f32_at(116) as f64;
-    let scaling = (slope.is_finite() && slope != 0.0).then(|| (slope, if inter.is_finite() { inter } else { 0.0 }));
-    let mut nonfinite = 0usize;
-    let mut first_bad = None;
-    let out: Vec<f32> = data
-        .iter()
-        .enumerate()
-        .map(|(idx, &v)| {
-            let s = match scaling {
-                Some((a, b)) => v * a + b,
-                None => v,
-            };
-            let f = s as f32;
-            if !f.is_finite() {
-                nonfinite += 1;
-                first_bad.get_or_insert(idx);
-            }
-            f
-        })
-        .collect();
+    drop(buf);
     if let Some(idx) = first_bad {
         let (i, j, k) = (idx % dims[0], (idx / dims[0]) % dims[1], idx / plane);
         return Err(Fail::new(

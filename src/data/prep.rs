@@ -255,10 +255,41 @@ pub fn resample(img: &[f32], rows: usize, cols: usize, out_rows: usize, out_cols
 }
 
 /// One normalized slice, padded and resampled to size x size.
+///
+/// Same result as [`pad_to_square`] (fill -1) followed by [`resample`], without building the
+/// padded square: a 256 x 65535 slice would need a 65535 x 65535 square (17 GB) there. The
+/// padding is read virtually; memory is rows x size plus the output.
 pub fn prepare_slice(pixels: &[f32], rows: usize, cols: usize, size: usize, to_unit: impl Fn(f32) -> f32) -> Vec<f32> {
-    let unit: Vec<f32> = pixels.iter().map(|&v| to_unit(v)).collect();
-    let (sq, n) = pad_to_square(&unit, rows, cols, -1.0);
-    resample(&sq, n, n, size, size)
+    assert_eq!(pixels.len(), rows * cols, "prepare_slice: image size");
+    let fill = -1.0f32;
+    let n = rows.max(cols);
+    let (top, left) = ((n - rows) / 2, (n - cols) / 2);
+    let w = axis_weights(n, size);
+    let value = |r: usize, c: usize| if c >= left && c < left + cols { to_unit(pixels[r * cols + c - left]) } else { fill };
+    // Along columns first, over the real rows only (as `resample` does on the padded square).
+    let mut tmp = vec![0f64; rows * size];
+    for r in 0..rows {
+        for (o, (first, wk)) in w.iter().enumerate() {
+            tmp[r * size + o] = wk.iter().enumerate().map(|(k, &x)| x * value(r, first + k) as f64).sum();
+        }
+    }
+    // A padding row after the column pass.
+    let fill_row: Vec<f64> = w.iter().map(|(_, wk)| wk.iter().map(|&x| x * fill as f64).sum()).collect();
+    let mut out = vec![0f32; size * size];
+    for (o, (first, wk)) in w.iter().enumerate() {
+        for c in 0..size {
+            let v: f64 = wk
+                .iter()
+                .enumerate()
+                .map(|(k, &x)| {
+                    let i = first + k;
+                    x * if i >= top && i < top + rows { tmp[(i - top) * size + c] } else { fill_row[c] }
+                })
+                .sum();
+            out[o * size + c] = v as f32;
+        }
+    }
+    out
 }
 
 /// A volume's slices, prepared: `images` holds the kept slices ([kept.len(), size, size]).
