@@ -511,3 +511,33 @@ pub fn demo(adapter: Option<&str>, args: &DemoArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// Run directory holding checkpoint.safetensors (and config.json from `mr2ct train`).
+    #[arg(long)]
+    run: PathBuf,
+    /// Weights file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Store f16 values (half the size).
+    #[arg(long)]
+    f16: bool,
+}
+
+pub fn export(adapter: Option<&str>, args: &ExportArgs) -> Result<()> {
+    let gpu = Gpu::new(adapter)?;
+    let t = Trainer::resume(&gpu, &args.run)?;
+    let mut meta = HashMap::new();
+    let cfg_path = args.run.join("config.json");
+    if let Ok(text) = std::fs::read_to_string(&cfg_path) {
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::file(&cfg_path, format!("not valid JSON: {e}")))?;
+        if let Some(prep) = v.get("prep") {
+            meta.insert("prep".to_owned(), prep.to_string());
+        }
+    }
+    meta.insert("epochs_trained".to_owned(), format!("{} (+{} steps)", t.epoch, t.step));
+    t.save_weights(&args.out, &meta, if args.f16 { Precision::F16 } else { Precision::F32 })?;
+    println!("{}: weights after {} epochs (+{} steps) of {}", args.out.display(), t.epoch, t.step, args.run.display());
+    Ok(())
+}

@@ -24,6 +24,8 @@ enum Command {
     Phantom(cli::PhantomArgs),
     /// Train the CycleGAN (MRI = A, CT = B) on the DICOM/NIfTI images under a directory.
     Train(Box<cli::TrainArgs>),
+    /// Write weights (f32 or f16) from a run directory's checkpoint, e.g. of an interrupted run.
+    Export(cli::ExportArgs),
     /// MRI (DICOM series or NIfTI) -> synthetic CT (DICOM series, NIfTI or PNG) with trained weights.
     Translate(cli::TranslateArgs),
     /// Score synthetic CT against real CT on paired, aligned data: MAE (HU), PSNR, SSIM.
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Command::Devices => cli::devices(),
         Command::Phantom(args) => cli::phantom(&args),
         Command::Train(args) => cli::train(adapter, &args),
+        Command::Export(args) => cli::export(adapter, &args),
         Command::Translate(args) => cli::translate(adapter, &args),
         Command::Eval(args) => cli::eval(adapter, &args),
         Command::Bench(args) => cli::bench(adapter, &args),

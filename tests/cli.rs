@@ -55,6 +55,12 @@ fn phantom_then_train_writes_every_output() {
     let (ok, _, err) = mr2ct(&more);
     assert!(ok, "{err}");
     assert_eq!(std::fs::read_to_string(run.join("losses.csv")).unwrap().lines().count(), 3);
+    // Weights from the checkpoint, in f16: half the bytes of the f32 weights file.
+    let half = run.join("half.safetensors");
+    let (ok, _, err) = mr2ct(&["export", "--run", run.to_str().unwrap(), "--out", half.to_str().unwrap(), "--f16"]);
+    assert!(ok, "{err}");
+    let (h, f) = (std::fs::metadata(&half).unwrap().len(), std::fs::metadata(run.join("weights.safetensors")).unwrap().len());
+    assert!(h < f * 6 / 10, "f16 export {h} bytes vs f32 weights {f} bytes");
     let _ = std::fs::remove_dir_all(data);
     let _ = std::fs::remove_dir_all(run);
 }
