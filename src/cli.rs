@@ -435,10 +435,11 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 6)]
     subjects: usize,
     /// Training (fine-tuning) epochs.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 1)]
     epochs: usize,
-    /// Shipped weights to start from (skipped if missing: training starts from scratch).
-    #[arg(long, default_value = "weights/paper.safetensors")]
+    /// Shipped weights to start from (weights/paper.safetensors for the paper's model; if the
+    /// file is missing, a small paper model is trained from scratch).
+    #[arg(long, default_value = "weights/resnet.safetensors")]
     weights: PathBuf,
     /// Replace an existing demo directory.
     #[arg(long)]
