@@ -590,6 +590,17 @@ fn check_structure<R: std::io::Read + std::io::Seek>(
     walk_data_set(src, total, ts, stop_at, &too_long)
 }
 
+/// Size of one value of a binary VR (1 for text and bytes).
+fn value_unit(vr: dicom_core::VR) -> u64 {
+    use dicom_core::VR;
+    match vr {
+        VR::US | VR::SS | VR::OW => 2,
+        VR::AT | VR::FL | VR::OF | VR::SL | VR::UL | VR::OL => 4,
+        VR::FD | VR::OD | VR::SV | VR::UV | VR::OV => 8,
+        _ => 1,
+    }
+}
+
 /// A reader that can tell its position (all the lazy reader asks of `Seek`), for walking a
 /// stream being inflated.
 struct Counted<R> {
@@ -627,12 +638,20 @@ fn walk_data_set<R: std::io::Read + std::io::Seek>(
 
     let Ok(mut reader) = LazyDataSetReader::new_with_ts(src, ts) else { return Ok(()) };
     let mut depth = 0usize;
+    // The next pixel-data item is the basic offset table.
+    let mut offset_table_next = false;
     while let Some(token) = reader.advance() {
         let Ok(token) = token else { return Ok(()) };
         match token {
             LazyDataToken::ElementHeader(h) if depth == 0 && stop_at.is_some_and(|t| h.tag >= t) => return Ok(()),
             LazyDataToken::PixelSequenceStart if depth == 0 && stop_at.is_some_and(|t| t <= tags::PIXEL_DATA) => return Ok(()),
             LazyDataToken::SequenceStart { .. } | LazyDataToken::ItemStart { .. } | LazyDataToken::PixelSequenceStart => {
+                match token {
+                    LazyDataToken::PixelSequenceStart => offset_table_next = true,
+                    // An empty first item: no offset table, the next item is a fragment.
+                    LazyDataToken::ItemStart { len } if len.0 == 0 => offset_table_next = false,
+                    _ => {}
+                }
                 depth += 1;
                 if depth > MAX_NESTING {
                     return Err(Fail::new(
@@ -648,6 +667,16 @@ fn walk_data_set<R: std::io::Read + std::io::Seek>(
                 if header.len.is_defined() && len > left {
                     return Err(too_long(format!("element {} ({})", header.tag, header.vr), len, left));
                 }
+                // dicom-parser reads whole numbers of binary values and moves on as if it had
+                // read the declared length; a remainder would make its reading drift from this
+                // walk's (and from the file's structure).
+                let unit = value_unit(header.vr);
+                if header.len.is_defined() && len % unit != 0 {
+                    return Err(Fail::new(
+                        SkipKind::Corrupt,
+                        format!("element {} ({}) has length {len}, not a multiple of {unit}", header.tag, header.vr),
+                    ));
+                }
                 if decoder.skip_bytes(header.len.0).is_err() {
                     return Ok(());
                 }
@@ -656,6 +685,10 @@ fn walk_data_set<R: std::io::Read + std::io::Seek>(
                 let left = total.saturating_sub(decoder.position());
                 if len as u64 > left {
                     return Err(too_long("a pixel data fragment".into(), len as u64, left));
+                }
+                // The offset table is read as 32-bit values (see above).
+                if std::mem::take(&mut offset_table_next) && len % 4 != 0 {
+                    return Err(Fail::new(SkipKind::Corrupt, format!("pixel data offset table has length {len}, not a multiple of 4")));
                 }
                 if decoder.skip_bytes(len).is_err() {
                     return Ok(());
