@@ -570,11 +570,19 @@ fn check_structure<R: std::io::Read + std::io::Seek>(
         // inflate is walked as far as it goes: dicom-object reads (and allocates) that far.
         let start = pos(src);
         let rest: Box<dyn Read + '_> = Box::new(&mut *src);
-        let inflated = std::io::copy(&mut adapter.adapt_reader(rest).take(max_inflated + 1), &mut std::io::sink());
-        let n = match inflated {
-            Ok(n) => n,
-            Err(_) => return Ok(()),
-        };
+        let mut inflater = adapter.adapt_reader(rest).take(max_inflated + 1);
+        let mut n = 0u64;
+        let mut chunk = vec![0u8; 1 << 16];
+        loop {
+            match inflater.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(k) => n += k as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // Corrupt deflate data: what came before the error is what dicom-object sees.
+                Err(_) => break,
+            }
+        }
+        drop(inflater);
         if n > max_inflated {
             return Err(Fail::new(
                 SkipKind::TooLarge,
