@@ -549,12 +549,15 @@ fn check_structure<R: std::io::Read + std::io::Seek>(
         if len as u64 > left {
             return Err(too_long(format!("file meta element {}", h.tag()), len as u64, left));
         }
-        if h.tag() == dicom_core::Tag(0x0002, 0x0010) && len <= 64 {
+        if h.tag() == dicom_core::Tag(0x0002, 0x0010) {
+            // As dicom-object will look it up: trailing whitespace and NULs dropped. Bytes are
+            // taken as Latin-1, a superset of what its text decoder accepts.
             let mut v = vec![0u8; len as usize];
             if src.read_exact(&mut v).is_err() {
                 return Ok(());
             }
-            ts_uid = Some(String::from_utf8_lossy(&v).trim_matches(|c: char| c == '\0' || c == ' ').to_string());
+            let text: String = v.iter().map(|&b| b as char).collect();
+            ts_uid = Some(text.trim_end_matches(|c: char| c.is_whitespace() || c == '\0').to_string());
         } else if src.seek(SeekFrom::Current(len as i64)).is_err() {
             return Ok(());
         }
