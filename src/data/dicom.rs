@@ -4,9 +4,17 @@
 //! extended 8-bit / lossless, JPEG 2000 via openjp2). Everything else is ours, because the
 //! probe (shared/notes/dicom-rs-probe.md) found dicom-pixeldata silently wrong or panicking on
 //! bad input:
+//! - before dicom-object parses anything, `check_structure` walks the element headers as it
+//!   will and refuses declared lengths past the end of the data, binary values that are not a
+//!   whole number of values (dicom-parser would drift off the structure), nesting deeper than
+//!   [`MAX_NESTING`] and deflated data sets inflating past `max_file_bytes`: dicom-object
+//!   zero-fills every value at its declared length before reading it, so a few hundred bytes
+//!   could otherwise take gigabytes, and it builds nested sequences recursively (stack
+//!   overflow). tests/data/fuzz_regressions/ has an input for each;
 //! - the image pixel module is checked before decoding: SamplesPerPixel 1, MONOCHROME1/2,
 //!   BitsAllocated 8/16/32, BitsStored in 1..=BitsAllocated, HighBit consistent, Rows x Columns
-//!   within `LoadOptions::max_pixels_per_slice`, frames within `max_voxels_per_file`;
+//!   within `LoadOptions::max_pixels_per_slice`, frames within `max_frames_per_file` and
+//!   `max_voxels_per_file`;
 //! - native pixel data must be at least Rows x Columns x frames x bytes long (shorter is
 //!   truncation); longer data is accepted only when the excess is one pad byte or all zeros
 //!   (trailing padding, with a warning); other excess means the size tags do not describe
@@ -20,7 +28,8 @@
 //! - stored values are converted by us (mask to BitsStored at HighBit, sign-extend when
 //!   PixelRepresentation is 1) and rescaled by us, with RescaleSlope/Intercept taken from the
 //!   per-frame functional groups, else the shared ones, else the top level. An unparsable,
-//!   zero or non-finite slope or intercept is an error (dicom-pixeldata would use 1/0).
+//!   zero or non-finite slope or intercept is an error (dicom-pixeldata would use 1/0), and so
+//!   is a rescale taking a stored value beyond the f32 range.
 //! - JPEG-LS is not supported: its decoder (CharLS) needs cmake and a C++ toolchain, which this
 //!   project does not require. Such files are skipped with a reason saying so.
 //!
