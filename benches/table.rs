@@ -1,7 +1,8 @@
 //! The `mr2ct bench` table without the CLI: `cargo bench --bench table -- [options]`.
 //! benches/peers/compare.py runs it (or `mr2ct bench` once the CLI has it) beside PyTorch.
 //!
-//! Options: --batches 1,16,128  --iters N  --warmup N  --budget SECONDS  --filter SUBSTRING
+//! Options: --batches 1,16,128  --iters N  --warmup N  --budget SECONDS  --filter SUBSTRING[|...]
+//!          --sizes 128,256 (ResNet rows)
 //!          --model paper|resnet (repeatable)  --kernels-only  --train-only  --json FILE
 //!          --adapter NAME|INDEX
 
@@ -26,6 +27,7 @@ fn parse(args: &[String]) -> Result<(BenchOptions, Option<String>, Option<String
             "--warmup" => o.warmup = num(val()?)?,
             "--budget" => o.budget_s = val()?.parse().map_err(|e| format!("--budget: {e}"))?,
             "--filter" => o.filter = Some(val()?),
+            "--sizes" => o.resnet_sizes = val()?.split(',').map(|s| num(s.to_owned())).collect::<Result<_, _>>()?,
             "--model" => models.push(match val()?.as_str() {
                 "paper" => ModelKind::Paper,
                 "resnet" => ModelKind::Resnet,

@@ -58,12 +58,17 @@ pub struct BenchOptions {
     /// ResNet model (128x128 and 256x256, `TrainConfig::resnet_defaults()`) at the batches
     /// of `batches` that are at most 4, or at batch 1 if there is none.
     pub models: Vec<ModelKind>,
-    /// Untimed runs before the timed ones (at least 1 is always made).
+    /// Untimed runs before the timed ones. Kernel rows always make at least 1; a training
+    /// row with 0 times its first iteration too (pipeline compilation and first allocations
+    /// included: for rows too slow to repeat).
     pub warmup: usize,
     /// Timed runs per row (the median is reported).
     pub iters: usize,
-    /// Only kernel rows whose "name layer" contains this substring.
+    /// Only kernel rows whose "name layer" contains this substring (or one of several
+    /// separated by '|', e.g. "Conv(64->128)|ConvT(128->64)").
     pub filter: Option<String>,
+    /// Image sizes of the ResNet model's training rows.
+    pub resnet_sizes: Vec<usize>,
     /// Seconds a training row may spend: its timed iterations stop early once they have
     /// used this much (after at least 3, or `iters` if smaller), and its warm-ups after the
     /// first stop once they have used a third of it. 0 = no limit. Kernel rows always
@@ -81,6 +86,7 @@ impl Default for BenchOptions {
             warmup: 2,
             iters: 10,
             filter: None,
+            resnet_sizes: vec![128, 256],
             budget_s: 90.0,
         }
     }
@@ -591,21 +597,29 @@ fn train_row(gpu: &Rc<Gpu>, cfg: TrainConfig, opts: &BenchOptions, progress: &mu
     let b = random(gpu, &mut rng, &[n, 1, s, s], 1.0)?;
     gpu.synchronize()?;
     let budget = if opts.budget_s > 0.0 { opts.budget_s } else { f64::INFINITY };
-    let t = Instant::now();
-    gan.train_step(&a, &b)?;
-    let first_s = t.elapsed().as_secs_f64();
-    let mut warm_spent = first_s;
-    let mut warmup = 1;
-    progress(&format!("  first iteration {first_s:.3} s"));
-    while warmup < opts.warmup && warm_spent < budget / 3.0 {
-        let t = Instant::now();
-        gan.train_step(&a, &b)?;
-        warm_spent += t.elapsed().as_secs_f64();
-        warmup += 1;
-    }
-    let created = gpu.pool_stats().buffers_created;
-    let submits = gpu.submits();
     let mut times = Vec::new();
+    let t = Instant::now();
+    let (mut created, mut submits) = (gpu.pool_stats().buffers_created, gpu.submits());
+    gan.train_step(&a, &b)?;
+    gpu.synchronize()?;
+    let first_s = t.elapsed().as_secs_f64();
+    progress(&format!("  first iteration {first_s:.3} s"));
+    let mut warmup = 0;
+    if opts.warmup == 0 {
+        // No warm-up asked for (rows too slow to repeat): the first iteration is timed,
+        // pipeline compilation and first allocations included.
+        times.push(first_s);
+    } else {
+        warmup = 1;
+        let mut warm_spent = first_s;
+        while warmup < opts.warmup && warm_spent < budget / 3.0 {
+            let t = Instant::now();
+            gan.train_step(&a, &b)?;
+            warm_spent += t.elapsed().as_secs_f64();
+            warmup += 1;
+        }
+        (created, submits) = (gpu.pool_stats().buffers_created, gpu.submits());
+    }
     let min_iters = opts.iters.min(3);
     while times.len() < opts.iters {
         gpu.synchronize()?;
@@ -653,7 +667,10 @@ pub fn run(gpu: &Rc<Gpu>, opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -
     let load_start = loadavg();
     let mut kernels = Vec::new();
     if opts.kernels {
-        let matches = |s: &KernelSpec| opts.filter.as_ref().is_none_or(|f| format!("{} {}", s.name(), s.layer()).contains(f.as_str()));
+        let matches = |s: &KernelSpec| {
+            let id = format!("{} {}", s.name(), s.layer());
+            opts.filter.as_ref().is_none_or(|f| f.split('|').any(|part| id.contains(part)))
+        };
         let mut plan: Vec<(KernelSpec, usize)> = Vec::new();
         for &n in &batches {
             plan.extend(kernel_specs().into_iter().filter(|s| s.batched() && matches(s)).map(|s| (s, n)));
@@ -685,7 +702,7 @@ pub fn run(gpu: &Rc<Gpu>, opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -
                     if small.is_empty() {
                         small.push(1);
                     }
-                    for size in [128, 256] {
+                    for &size in &opts.resnet_sizes {
                         for &n in &small {
                             cfgs.push(TrainConfig { batch_size: n, size, ..TrainConfig::resnet_defaults() });
                         }

@@ -414,6 +414,7 @@ pub fn bench(adapter: Option<&str>, args: &BenchArgs) -> Result<()> {
         warmup: args.warmup,
         iters: args.iters,
         filter: args.filter.clone(),
+        resnet_sizes: BenchOptions::default().resnet_sizes,
         budget_s: args.budget,
     };
     let report = mr2ct::bench::run(&gpu, &opts, &mut |line| eprintln!("{line}"))?;

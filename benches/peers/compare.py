@@ -83,6 +83,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--budget", type=float, default=90.0)
     ap.add_argument("--filter", default=None)
+    ap.add_argument("--sizes", default=None, help="image sizes of the ResNet rows (default 128,256)")
     ap.add_argument("--model", action="append", choices=["paper", "resnet"])
     ap.add_argument("--kernels-only", action="store_true")
     ap.add_argument("--train-only", action="store_true")
@@ -97,6 +98,8 @@ def main():
     common = ["--batches", a.batches, "--iters", str(a.iters), "--warmup", str(a.warmup), "--budget", str(a.budget)]
     if a.filter:
         common += ["--filter", a.filter]
+    if a.sizes:
+        common += ["--sizes", a.sizes]
     for m in a.model or []:
         common += ["--model", m]
     if a.kernels_only:

@@ -383,14 +383,18 @@ def train_row(model, n, size, dev, warmup, iters, budget, progress):
     sync(dev)
     first = time.perf_counter() - t
     progress(f"  first iteration {first:.3f} s")
+    times = []
     spent, done = first, 1
-    while done < warmup and spent < budget / 3:
+    if warmup == 0:
+        # As mr2ct: no warm-up asked for, so the first iteration is the timed one.
+        times.append(first)
+        done = 0
+    while 0 < done < warmup and spent < budget / 3:
         t = time.perf_counter()
         gan.step(a, b)
         sync(dev)
         spent += time.perf_counter() - t
         done += 1
-    times = []
     while len(times) < iters:
         sync(dev)
         t = time.perf_counter()
@@ -414,7 +418,8 @@ def main():
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--budget", type=float, default=90.0, help="seconds a training row may spend (0 = no limit)")
-    ap.add_argument("--filter", default=None, help="only kernel rows whose 'name layer' contains this")
+    ap.add_argument("--filter", default=None, help="only kernel rows whose 'name layer' contains this (or one of several separated by '|')")
+    ap.add_argument("--sizes", default="128,256", help="image sizes of the ResNet rows")
     ap.add_argument("--model", action="append", choices=["paper", "resnet"])
     ap.add_argument("--kernels-only", action="store_true")
     ap.add_argument("--train-only", action="store_true")
@@ -450,7 +455,7 @@ def main():
     if not args.train_only:
         plan = [(s, n) for n in batches for s in kernel_specs()]
         plan.append(({"kind": "adam", "name": "adam_step", "layer": "Adam(G)", "uses": 2 + 2 * PAPER_D_PARAMS / PAPER_G_PARAMS}, 1))
-        plan = [(s, n) for (s, n) in plan if not args.filter or args.filter in f"{s['name']} {s['layer']}"]
+        plan = [(s, n) for (s, n) in plan if not args.filter or any(p in f"{s['name']} {s['layer']}" for p in args.filter.split("|"))]
         for i, (s, n) in enumerate(plan):
             progress(f"[{i + 1}/{len(plan)}] {s['name']} {s['layer']} batch {n}")
             if s["kind"] == "adam":
@@ -472,7 +477,7 @@ def main():
                 rows += [("paper", n, 64) for n in batches]
             else:
                 small = [n for n in batches if n <= 4] or [1]
-                rows += [("resnet", n, s) for s in (128, 256) for n in small]
+                rows += [("resnet", n, s) for s in (int(v) for v in args.sizes.split(",")) for n in small]
         for (m, n, s) in rows:
             progress(f"train {m} {s}x{s} batch {n}")
             row = train_row(m, n, s, dev, args.warmup, args.iters, args.budget, progress)

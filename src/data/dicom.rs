@@ -4,9 +4,17 @@
 //! extended 8-bit / lossless, JPEG 2000 via openjp2). Everything else is ours, because the
 //! probe (shared/notes/dicom-rs-probe.md) found dicom-pixeldata silently wrong or panicking on
 //! bad input:
+//! - before dicom-object parses anything, `check_structure` walks the element headers as it
+//!   will and refuses declared lengths past the end of the data, binary values that are not a
+//!   whole number of values (dicom-parser would drift off the structure), nesting deeper than
+//!   [`MAX_NESTING`] and deflated data sets inflating past `max_file_bytes`: dicom-object
+//!   zero-fills every value at its declared length before reading it, so a few hundred bytes
+//!   could otherwise take gigabytes, and it builds nested sequences recursively (stack
+//!   overflow). tests/data/fuzz_regressions/ has an input for each;
 //! - the image pixel module is checked before decoding: SamplesPerPixel 1, MONOCHROME1/2,
 //!   BitsAllocated 8/16/32, BitsStored in 1..=BitsAllocated, HighBit consistent, Rows x Columns
-//!   within `LoadOptions::max_pixels_per_slice`, frames within `max_voxels_per_file`;
+//!   within `LoadOptions::max_pixels_per_slice`, frames within `max_frames_per_file` and
+//!   `max_voxels_per_file`;
 //! - native pixel data must be at least Rows x Columns x frames x bytes long (shorter is
 //!   truncation); longer data is accepted only when the excess is one pad byte or all zeros
 //!   (trailing padding, with a warning); other excess means the size tags do not describe
@@ -20,7 +28,8 @@
 //! - stored values are converted by us (mask to BitsStored at HighBit, sign-extend when
 //!   PixelRepresentation is 1) and rescaled by us, with RescaleSlope/Intercept taken from the
 //!   per-frame functional groups, else the shared ones, else the top level. An unparsable,
-//!   zero or non-finite slope or intercept is an error (dicom-pixeldata would use 1/0).
+//!   zero or non-finite slope or intercept is an error (dicom-pixeldata would use 1/0), and so
+//!   is a rescale taking a stored value beyond the f32 range.
 //! - JPEG-LS is not supported: its decoder (CharLS) needs cmake and a C++ toolchain, which this
 //!   project does not require. Such files are skipped with a reason saying so.
 //!
@@ -549,12 +558,15 @@ fn check_structure<R: std::io::Read + std::io::Seek>(
         if len as u64 > left {
             return Err(too_long(format!("file meta element {}", h.tag()), len as u64, left));
         }
-        if h.tag() == dicom_core::Tag(0x0002, 0x0010) && len <= 64 {
+        if h.tag() == dicom_core::Tag(0x0002, 0x0010) {
+            // As dicom-object will look it up: trailing whitespace and NULs dropped. Bytes are
+            // taken as Latin-1, a superset of what its text decoder accepts.
             let mut v = vec![0u8; len as usize];
             if src.read_exact(&mut v).is_err() {
                 return Ok(());
             }
-            ts_uid = Some(String::from_utf8_lossy(&v).trim_matches(|c: char| c == '\0' || c == ' ').to_string());
+            let text: String = v.iter().map(|&b| b as char).collect();
+            ts_uid = Some(text.trim_end_matches(|c: char| c.is_whitespace() || c == '\0').to_string());
         } else if src.seek(SeekFrom::Current(len as i64)).is_err() {
             return Ok(());
         }
@@ -570,11 +582,19 @@ fn check_structure<R: std::io::Read + std::io::Seek>(
         // inflate is walked as far as it goes: dicom-object reads (and allocates) that far.
         let start = pos(src);
         let rest: Box<dyn Read + '_> = Box::new(&mut *src);
-        let inflated = std::io::copy(&mut adapter.adapt_reader(rest).take(max_inflated + 1), &mut std::io::sink());
-        let n = match inflated {
-            Ok(n) => n,
-            Err(_) => return Ok(()),
-        };
+        let mut inflater = adapter.adapt_reader(rest).take(max_inflated + 1);
+        let mut n = 0u64;
+        let mut chunk = vec![0u8; 1 << 16];
+        loop {
+            match inflater.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(k) => n += k as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // Corrupt deflate data: what came before the error is what dicom-object sees.
+                Err(_) => break,
+            }
+        }
+        drop(inflater);
         if n > max_inflated {
             return Err(Fail::new(
                 SkipKind::TooLarge,
@@ -588,6 +608,17 @@ fn check_structure<R: std::io::Read + std::io::Seek>(
         return walk_data_set(&mut Counted { inner: adapter.adapt_reader(rest), pos: 0 }, n, ts, stop_at, &too_long);
     }
     walk_data_set(src, total, ts, stop_at, &too_long)
+}
+
+/// Size of one value of a binary VR (1 for text and bytes).
+fn value_unit(vr: dicom_core::VR) -> u64 {
+    use dicom_core::VR;
+    match vr {
+        VR::US | VR::SS | VR::OW => 2,
+        VR::AT | VR::FL | VR::OF | VR::SL | VR::UL | VR::OL => 4,
+        VR::FD | VR::OD | VR::SV | VR::UV | VR::OV => 8,
+        _ => 1,
+    }
 }
 
 /// A reader that can tell its position (all the lazy reader asks of `Seek`), for walking a
@@ -627,12 +658,20 @@ fn walk_data_set<R: std::io::Read + std::io::Seek>(
 
     let Ok(mut reader) = LazyDataSetReader::new_with_ts(src, ts) else { return Ok(()) };
     let mut depth = 0usize;
+    // The next pixel-data item is the basic offset table.
+    let mut offset_table_next = false;
     while let Some(token) = reader.advance() {
         let Ok(token) = token else { return Ok(()) };
         match token {
             LazyDataToken::ElementHeader(h) if depth == 0 && stop_at.is_some_and(|t| h.tag >= t) => return Ok(()),
             LazyDataToken::PixelSequenceStart if depth == 0 && stop_at.is_some_and(|t| t <= tags::PIXEL_DATA) => return Ok(()),
             LazyDataToken::SequenceStart { .. } | LazyDataToken::ItemStart { .. } | LazyDataToken::PixelSequenceStart => {
+                match token {
+                    LazyDataToken::PixelSequenceStart => offset_table_next = true,
+                    // An empty first item: no offset table, the next item is a fragment.
+                    LazyDataToken::ItemStart { len } if len.0 == 0 => offset_table_next = false,
+                    _ => {}
+                }
                 depth += 1;
                 if depth > MAX_NESTING {
                     return Err(Fail::new(
@@ -648,6 +687,16 @@ fn walk_data_set<R: std::io::Read + std::io::Seek>(
                 if header.len.is_defined() && len > left {
                     return Err(too_long(format!("element {} ({})", header.tag, header.vr), len, left));
                 }
+                // dicom-parser reads whole numbers of binary values and moves on as if it had
+                // read the declared length; a remainder would make its reading drift from this
+                // walk's (and from the file's structure).
+                let unit = value_unit(header.vr);
+                if header.len.is_defined() && len % unit != 0 {
+                    return Err(Fail::new(
+                        SkipKind::Corrupt,
+                        format!("element {} ({}) has length {len}, not a multiple of {unit}", header.tag, header.vr),
+                    ));
+                }
                 if decoder.skip_bytes(header.len.0).is_err() {
                     return Ok(());
                 }
@@ -656,6 +705,10 @@ fn walk_data_set<R: std::io::Read + std::io::Seek>(
                 let left = total.saturating_sub(decoder.position());
                 if len as u64 > left {
                     return Err(too_long("a pixel data fragment".into(), len as u64, left));
+                }
+                // The offset table is read as 32-bit values (see above).
+                if std::mem::take(&mut offset_table_next) && len % 4 != 0 {
+                    return Err(Fail::new(SkipKind::Corrupt, format!("pixel data offset table has length {len}, not a multiple of 4")));
                 }
                 if decoder.skip_bytes(len).is_err() {
                     return Ok(());
