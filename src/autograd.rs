@@ -5,6 +5,7 @@
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -13,8 +14,25 @@ pub type BackwardFn = Box<dyn Fn(&Tensor) -> Result<Vec<Option<Tensor>>>>;
 
 pub struct Node {
     pub op: &'static str,
-    pub inputs: Vec<Tensor>,
+    pub inputs: Vec<Input>,
     pub backward: BackwardFn,
+}
+
+/// What a node remembers of an input: identity, shape, whether it wants a gradient and its own
+/// node. Not its storage: an intermediate is freed as soon as no backward rule saved it, so a
+/// step holds only the activations backward needs.
+#[derive(Clone)]
+pub struct Input {
+    pub id: usize,
+    pub shape: Vec<usize>,
+    pub requires_grad: bool,
+    pub node: Option<Rc<Node>>,
+}
+
+impl Input {
+    pub fn of(t: &Tensor) -> Input {
+        Input { id: t.id(), shape: t.shape().to_vec(), requires_grad: t.requires_grad(), node: t.node().cloned() }
+    }
 }
 
 thread_local! {
@@ -56,28 +74,23 @@ impl Gradients {
 }
 
 /// Tensors reachable from `root` through nodes, inputs before the ops that use them.
-fn tape(root: &Tensor) -> Vec<Tensor> {
+fn tape(root: Input) -> Vec<Input> {
     let mut order = Vec::new();
     let mut seen = HashSet::new();
     // Iterative post-order DFS: deep generators would overflow a recursive walk's stack
     // only in theory, but the explicit stack keeps it obviously bounded.
-    let mut stack: Vec<(Tensor, bool)> = vec![(root.clone(), false)];
+    let mut stack: Vec<(Input, bool)> = vec![(root, false)];
     while let Some((t, expanded)) = stack.pop() {
         if expanded {
             order.push(t);
             continue;
         }
-        if !seen.insert(t.id()) {
+        if !seen.insert(t.id) {
             continue;
         }
-        stack.push((t.clone(), true));
-        if let Some(node) = t.node() {
-            for i in node.inputs.iter().filter(|i| i.requires_grad()) {
-                if !seen.contains(&i.id()) {
-                    stack.push((i.clone(), false));
-                }
-            }
-        }
+        let inputs: Vec<Input> = t.node.as_ref().map(|n| n.inputs.iter().filter(|i| i.requires_grad && !seen.contains(&i.id)).cloned().collect()).unwrap_or_default();
+        stack.push((t, true));
+        stack.extend(inputs.into_iter().map(|i| (i, false)));
     }
     order
 }
@@ -95,14 +108,14 @@ pub fn backward(loss: &Tensor) -> Result<Gradients> {
 pub fn backward_with(output: &Tensor, grad: Tensor) -> Result<Gradients> {
     grad.expect_shape("backward", output.shape())?;
     no_grad(|| {
-        let order = tape(output);
+        let order = tape(Input::of(output));
         let mut grads: HashMap<usize, Tensor> = HashMap::new();
         grads.insert(output.id(), grad);
         let mut leaves = Gradients::default();
         for t in order.iter().rev() {
-            let Some(g) = grads.remove(&t.id()) else { continue };
-            let Some(node) = t.node() else {
-                leaves.map.insert(t.id(), g);
+            let Some(g) = grads.remove(&t.id) else { continue };
+            let Some(node) = &t.node else {
+                leaves.map.insert(t.id, g);
                 continue;
             };
             let input_grads = (node.backward)(&g)?;
@@ -111,17 +124,17 @@ pub fn backward_with(output: &Tensor, grad: Tensor) -> Result<Gradients> {
             }
             for (input, gi) in node.inputs.iter().zip(input_grads) {
                 let Some(gi) = gi else { continue };
-                if !input.requires_grad() {
+                if !input.requires_grad {
                     continue;
                 }
-                if gi.shape() != input.shape() {
-                    return Err(Error::shape(node.op, format!("gradient {:?} for input {:?}", gi.shape(), input.shape())));
+                if gi.shape() != input.shape.as_slice() {
+                    return Err(Error::shape(node.op, format!("gradient {:?} for input {:?}", gi.shape(), input.shape)));
                 }
-                let acc = match grads.remove(&input.id()) {
+                let acc = match grads.remove(&input.id) {
                     Some(prev) => crate::ops::elementwise::add(&prev, &gi)?,
                     None => gi,
                 };
-                grads.insert(input.id(), acc);
+                grads.insert(input.id, acc);
             }
         }
         Ok(leaves)

@@ -96,7 +96,7 @@ impl Tensor {
         if !autograd::is_grad_enabled() || !inputs.iter().any(|t| t.requires_grad()) {
             return output;
         }
-        let node = Node { op, inputs: inputs.iter().map(|t| (*t).clone()).collect(), backward: Box::new(backward) };
+        let node = Node { op, inputs: inputs.iter().map(|t| autograd::Input::of(t)).collect(), backward: Box::new(backward) };
         let inner = Rc::try_unwrap(output.0).unwrap_or_else(|rc| Inner {
             id: next_id(),
             shape: rc.shape.clone(),

@@ -11,6 +11,10 @@ use mr2ct::cyclegan::train::{Domains, RunEnd, RunOptions, Trainer};
 use mr2ct::cyclegan::TrainConfig;
 use mr2ct::Error;
 
+/// Host RSS is per process and the tests of this file run as threads of one: the kill test
+/// reads 8 MiB files, so it and the memory tests take turns.
+static HOST_MEMORY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn tmp(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("mr2ct-faults-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -97,6 +101,7 @@ fn version_bytes(v: u8) -> Vec<u8> {
 
 #[test]
 fn sigkill_while_writing_a_checkpoint_leaves_the_previous_one_whole() {
+    let _turn = HOST_MEMORY.lock().unwrap_or_else(|e| e.into_inner());
     let path = tmp("killfile");
     let exe = std::env::current_exe().unwrap();
     let mut rng = mr2ct::nn::init::Rng::new(99);
@@ -134,6 +139,7 @@ fn sigkill_while_writing_a_checkpoint_leaves_the_previous_one_whole() {
 /// Device memory of `steps` training steps: pool counters must not move from step `flat_from`
 /// (0-based) on, and host RSS must not grow after warm-up.
 fn check_flat_memory(pool_size: usize, flat_from: usize, steps: usize) {
+    let _turn = HOST_MEMORY.lock().unwrap_or_else(|e| e.into_inner());
     let g = gpu();
     let mut gan = mr2ct::cyclegan::CycleGan::new(&g, TrainConfig { synthetic_pool_size: pool_size, ..cfg(1) }, mr2ct::cyclegan::Init::Normal).unwrap();
     let a = mr2ct::Tensor::from_slice(&g, &host_values(5, 2 * 64 * 64), &[2, 1, 64, 64]).unwrap();
