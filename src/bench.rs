@@ -70,9 +70,10 @@ pub struct BenchOptions {
     /// Image sizes of the ResNet model's training rows.
     pub resnet_sizes: Vec<usize>,
     /// Seconds a training row may spend: its timed iterations stop early once they have
-    /// used this much (after at least 3, or `iters` if smaller), and its warm-ups after the
-    /// first stop once they have used a third of it. 0 = no limit. Kernel rows always
-    /// run `warmup` + `iters` times.
+    /// used this much (after at least 3, or `iters` if smaller; after 1 when the first
+    /// iteration alone took longer than the budget), and its warm-ups after the first stop
+    /// once they have used a third of it. 0 = no limit. Kernel rows always run `warmup` +
+    /// `iters` times.
     pub budget_s: f64,
 }
 
@@ -620,7 +621,9 @@ fn train_row(gpu: &Rc<Gpu>, cfg: TrainConfig, opts: &BenchOptions, progress: &mu
         }
         (created, submits) = (gpu.pool_stats().buffers_created, gpu.submits());
     }
-    let min_iters = opts.iters.min(3);
+    // At least 3 timed iterations (or `iters` if fewer), unless one iteration alone exceeds
+    // the budget: then one (e.g. the ResNet model at 256x256 on lavapipe, minutes each).
+    let min_iters = if first_s > budget { 1 } else { opts.iters.min(3) };
     while times.len() < opts.iters {
         gpu.synchronize()?;
         let t = Instant::now();

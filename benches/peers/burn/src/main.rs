@@ -200,7 +200,7 @@ fn train_row(n: usize, warmup: usize, iters: usize, budget: f64, device: &Device
         last = step();
         let _ = device.sync();
         times.push(t.elapsed().as_secs_f64());
-        if times.len() >= iters.min(3) && times.iter().sum::<f64>() >= budget {
+        if times.len() >= (if first > budget { 1 } else { iters.min(3) }) && times.iter().sum::<f64>() >= budget {
             break;
         }
     }
