@@ -398,6 +398,9 @@ pub struct BenchArgs {
     /// Seconds a training row may spend before it stops early (0 = no limit).
     #[arg(long, default_value_t = 90.0)]
     budget: f64,
+    /// Image sizes of the ResNet training rows (comma-separated) [default: 128,256].
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
 }
 
 pub fn bench(adapter: Option<&str>, args: &BenchArgs) -> Result<()> {
@@ -414,7 +417,7 @@ pub fn bench(adapter: Option<&str>, args: &BenchArgs) -> Result<()> {
         warmup: args.warmup,
         iters: args.iters,
         filter: args.filter.clone(),
-        resnet_sizes: BenchOptions::default().resnet_sizes,
+        resnet_sizes: if args.sizes.is_empty() { BenchOptions::default().resnet_sizes } else { args.sizes.clone() },
         budget_s: args.budget,
     };
     let report = mr2ct::bench::run(&gpu, &opts, &mut |line| eprintln!("{line}"))?;
