@@ -138,6 +138,14 @@ impl Gpu {
                 v.push(e.to_string().lines().next().unwrap_or("unknown wgpu error").to_owned());
             }
         }));
+        // A lost device (driver reset, GPU removed) becomes the next operation's error instead
+        // of a panic deep inside wgpu.
+        let lost = errors.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut v) = lost.lock() {
+                v.push(format!("device lost ({reason:?}): {}", message.lines().next().unwrap_or("")));
+            }
+        });
         let align = limits.min_uniform_buffer_offset_alignment as u64;
         let recorder = Recorder::new(&device, align, MAX_DISPATCHES_PER_SUBMIT);
         Ok(Rc::new(Gpu {
