@@ -15,9 +15,12 @@
 // E[x^2] - E[x]^2 nor a single f32 mean could give. Eval mode stores (running_mean, 0,
 // 1/sqrt(running_var + eps), running_var) in the same layout.
 //
-// Reductions: one workgroup per group; each invocation sums a strided slice in a fixed
-// order, then a fixed-shape tree in workgroup memory. No atomics, so results are
-// bit-for-bit repeatable.
+// Reductions: a workgroup of 256 invocations serves 256 / RL groups with RL lanes each
+// (RL a power of two, an override chosen per call from the group size: about 64 elements per
+// lane, so a 4x4 or 8x8 InstanceNorm plane gets one lane and no barrier, a BatchNorm channel
+// of 16 x 32 x 32 gets 256). Each lane sums a strided slice in a fixed order, then a fixed-shape
+// tree within its segment of workgroup memory. No atomics, so results are bit-for-bit
+// repeatable (and independent of the adapter's SIMD width).
 
 struct Params {
     outer: u32,     // BN: N; IN: 1
@@ -34,15 +37,18 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 
 const WG: u32 = 256u;
+override RL: u32 = 256u;  // lanes per group in the reductions; divides WG
 
 var<workgroup> red_a: array<f32, WG>;
 var<workgroup> red_b: array<f32, WG>;
 
-// Sums red_a and red_b over the workgroup into element 0 (fixed pairing order).
-fn tree_sum2(lid: u32) {
+// Sums red_a and red_b over each segment of RL lanes into the segment's first element
+// (fixed pairing order). Every invocation of the workgroup must call it (barriers).
+fn segment_sum2(lid: u32) {
     workgroupBarrier();
-    for (var off = WG / 2u; off > 0u; off = off >> 1u) {
-        if (lid < off) {
+    let lane = lid % RL;
+    for (var off = RL / 2u; off > 0u; off = off >> 1u) {
+        if (lane < off) {
             red_a[lid] += red_a[lid + off];
             red_b[lid] += red_b[lid + off];
         }
@@ -54,12 +60,18 @@ fn group_id(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
 
+// Group and lane of a reduction invocation.
+fn reduce_slot(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) -> vec2<u32> {
+    return vec2<u32>(group_id(wid, nwg) * (WG / RL) + lid / RL, lid % RL);
+}
+
 fn linear(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
-// Walking a group's elements j = lid, lid + WG, ... as (n, s) with j = n * hw + s: the step
-// WG is split once into whole planes and a remainder, so the loop needs no division.
+// Walking a group's elements j = lane, lane + RL, ... as (n, s) with j = n * hw + s: the step
+// RL is split once into whole planes and a remainder, so the loop needs no division. A lane
+// of a group past the last starts past the end (n = outer) and walks nothing.
 struct Walk {
     n: u32,
     s: u32,
@@ -69,8 +81,9 @@ struct Walk {
     stride: u32,
 }
 
-fn walk_start(g: u32, lid: u32) -> Walk {
-    return Walk(lid / p.hw, lid % p.hw, WG / p.hw, WG % p.hw, g * p.hw, p.groups * p.hw);
+fn walk_start(g: u32, lane: u32) -> Walk {
+    let n0 = select(p.outer, lane / p.hw, g < p.groups);
+    return Walk(n0, lane % p.hw, RL / p.hw, RL % p.hw, g * p.hw, p.groups * p.hw);
 }
 
 fn walk_addr(w: Walk) -> u32 {
@@ -94,13 +107,14 @@ fn walk_next(w: ptr<function, Walk>) {
 @compute @workgroup_size(256)
 fn norm_stats(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let lid = lid3.x;
-    let g = group_id(wid, nwg);
-    if (g >= p.groups) { return; }
+    let slot = reduce_slot(lid, wid, nwg);
+    let g = slot.x;
+    let head = lid - slot.y;  // the segment's first lane
     let inv_count = 1.0 / f32(p.count);
 
     // Pass 1: the shift (an f32 mean, off by a few ulps at most).
     var s1 = 0.0;
-    var w = walk_start(g, lid);
+    var w = walk_start(g, slot.y);
     loop {
         if (w.n >= p.outer) { break; }
         s1 += stats_x[walk_addr(w)];
@@ -108,14 +122,14 @@ fn norm_stats(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_
     }
     red_a[lid] = s1;
     red_b[lid] = 0.0;
-    tree_sum2(lid);
-    let shift = red_a[0] * inv_count;
+    segment_sum2(lid);
+    let shift = red_a[head] * inv_count;
     workgroupBarrier();
 
     // Pass 2: mean and mean square of the deviations from the shift.
     var sd = 0.0;
     var sdd = 0.0;
-    w = walk_start(g, lid);
+    w = walk_start(g, slot.y);
     loop {
         if (w.n >= p.outer) { break; }
         let d = stats_x[walk_addr(w)] - shift;
@@ -125,11 +139,11 @@ fn norm_stats(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_
     }
     red_a[lid] = sd;
     red_b[lid] = sdd;
-    tree_sum2(lid);
-    if (lid == 0u) {
-        let dmean = red_a[0] * inv_count;
+    segment_sum2(lid);
+    if (slot.y == 0u && g < p.groups) {
+        let dmean = red_a[lid] * inv_count;
         // dmean is tiny (the shift's rounding error), so this difference does not cancel.
-        let var_b = max(red_b[0] * inv_count - dmean * dmean, 0.0);
+        let var_b = max(red_b[lid] * inv_count - dmean * dmean, 0.0);
         stats_out[g] = vec4<f32>(shift, dmean, 1.0 / sqrt(var_b + p.eps), var_b);
     }
 }
@@ -195,12 +209,12 @@ fn norm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 @compute @workgroup_size(256)
 fn norm_backward_reduce(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let lid = lid3.x;
-    let g = group_id(wid, nwg);
-    if (g >= p.groups) { return; }
-    let st = bred_stats[g];
+    let slot = reduce_slot(lid, wid, nwg);
+    let g = slot.x;
+    let st = bred_stats[min(g, p.groups - 1u)];
     var sg = 0.0;
     var sgx = 0.0;
-    var w = walk_start(g, lid);
+    var w = walk_start(g, slot.y);
     loop {
         if (w.n >= p.outer) { break; }
         let a = walk_addr(w);
@@ -211,9 +225,9 @@ fn norm_backward_reduce(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(
     }
     red_a[lid] = sg;
     red_b[lid] = sgx;
-    tree_sum2(lid);
-    if (lid == 0u) {
-        bred_out[g] = vec2<f32>(red_a[0], red_b[0] * st.z);
+    segment_sum2(lid);
+    if (slot.y == 0u && g < p.groups) {
+        bred_out[g] = vec2<f32>(red_a[lid], red_b[lid] * st.z);
     }
 }
 

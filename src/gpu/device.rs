@@ -135,7 +135,11 @@ impl Gpu {
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             if let Ok(mut v) = sink.lock() {
-                v.push(e.to_string().lines().next().unwrap_or("unknown wgpu error").to_owned());
+                // wgpu's message is "Validation Error" and then the cause on further lines;
+                // keep all of it on one line so the error says what was wrong.
+                let text = e.to_string();
+                let parts: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && *l != "Caused by:").collect();
+                v.push(if parts.is_empty() { "unknown wgpu error".to_owned() } else { parts.join(": ") });
             }
         }));
         // A lost device (driver reset, GPU removed) becomes the next operation's error instead

@@ -28,6 +28,9 @@ struct NormParams {
     train: u32,
 }
 
+/// Workgroup size of the reduction kernels (`WG` in shaders/norm.wgsl).
+const REDUCE_WG: usize = 256;
+
 /// The group layout of one norm call; see the module docs.
 #[derive(Clone, Copy)]
 struct Layout {
@@ -47,6 +50,20 @@ impl Layout {
     }
     fn count(&self) -> usize {
         self.outer * self.hw
+    }
+    /// Lanes per group in the reduction kernels (override `RL`): a power of two giving each
+    /// lane about `ELEMENTS_PER_LANE` elements, from 1 (a plane of up to 8x8: a serial sum,
+    /// no barrier) to the 256 of a workgroup. One group per 256-lane workgroup whatever its
+    /// size made InstanceNorm2d(512) on 4x4 planes run 8192 workgroups of mostly idle lanes
+    /// and barriers: 137 ms at batch 16 on lavapipe against 1.5 ms now (benches/NOTES.md,
+    /// sitting 7). 64 rather than 16 elements per lane: same speed, and the chaotic
+    /// three-iteration comparison with PyTorch (tests/cyclegan.rs) lands closer to f64.
+    fn reduce_lanes(&self) -> usize {
+        const ELEMENTS_PER_LANE: usize = 64;
+        self.count().div_ceil(ELEMENTS_PER_LANE).next_power_of_two().clamp(1, REDUCE_WG)
+    }
+    fn reduce_grid(&self) -> [u32; 3] {
+        grid_1d(self.groups * self.reduce_lanes(), REDUCE_WG as u32)
     }
     fn params(&self, eps: f32, momentum: f32, train: bool) -> NormParams {
         NormParams {
@@ -97,7 +114,14 @@ fn affine_or_identity(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>
 /// Per-group batch statistics `[groups, 4]` of x.
 fn group_stats(x: &Tensor, l: Layout, eps: f32) -> Result<Tensor> {
     let stats = Tensor::uninit(x.gpu(), &[l.groups, 4])?;
-    x.gpu().dispatch(Kernel::new(&NORM, "norm_stats"), bytemuck::bytes_of(&l.params(eps, 0.0, true)), &[stats.write(), x.read()], grid_1d(l.groups, 1))?;
+    let lanes = l.reduce_lanes();
+    let consts = [("RL", lanes as f64)];
+    x.gpu().dispatch(
+        Kernel::new(&NORM, "norm_stats").with_constants(&consts),
+        bytemuck::bytes_of(&l.params(eps, 0.0, true)),
+        &[stats.write(), x.read()],
+        l.reduce_grid(),
+    )?;
     Ok(stats)
 }
 
@@ -133,11 +157,12 @@ impl Saved {
         // (sum gy, sum gy * xhat) per group: the parameter gradients, and in training mode
         // the two terms the input gradient subtracts.
         let red = Tensor::uninit(gpu, &[l.groups, 2])?;
+        let consts = [("RL", l.reduce_lanes() as f64)];
         gpu.dispatch(
-            Kernel::new(&NORM, "norm_backward_reduce"),
+            Kernel::new(&NORM, "norm_backward_reduce").with_constants(&consts),
             bytemuck::bytes_of(&params),
             &[red.write(), gy.read(), self.x.read(), self.stats.read()],
-            grid_1d(l.groups, 1),
+            l.reduce_grid(),
         )?;
         let mut grads = Vec::with_capacity(3);
         if self.want_x {
