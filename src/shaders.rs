@@ -21,4 +21,9 @@ shader!(REDUCE, "reduce");
 shader!(LOSS, "loss");
 shader!(ADAM, "adam");
 
-pub static ALL: &[&Shader] = &[&ELEMENTWISE, &ACTIVATION, &CONV2D, &NORM, &PAD, &REDUCE, &LOSS, &ADAM];
+/// conv2d.wgsl with the subgroup kernels of conv2d_subgroup.wgsl appended (WGSL has no
+/// includes; they use conv2d.wgsl's declarations). Compiled only where `Gpu::subgroups()`.
+pub static CONV2D_SUBGROUP: Shader =
+    Shader { name: "conv2d_subgroup", source: concat!(include_str!("../shaders/conv2d.wgsl"), include_str!("../shaders/conv2d_subgroup.wgsl")) };
+
+pub static ALL: &[&Shader] = &[&ELEMENTWISE, &ACTIVATION, &CONV2D, &CONV2D_SUBGROUP, &NORM, &PAD, &REDUCE, &LOSS, &ADAM];

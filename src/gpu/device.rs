@@ -1,7 +1,7 @@
 //! Adapter choice and the `Gpu` context that owns the device, the pool, the pipeline cache
 //! and the recorder.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
@@ -28,6 +28,9 @@ pub struct AdapterSummary {
     pub max_storage_buffer_binding_size: u64,
     pub max_compute_workgroup_storage_size: u32,
     pub max_compute_invocations_per_workgroup: u32,
+    /// Subgroup operations with at least 8 lanes per subgroup (what the conv subgroup
+    /// kernels need).
+    pub subgroups: bool,
     pub timestamp_query: bool,
 }
 
@@ -71,6 +74,7 @@ fn summary(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
         max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
         max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
         timestamp_query: a.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+        subgroups: a.features().contains(wgpu::Features::SUBGROUP) && info.subgroup_min_size >= 8,
     }
 }
 
@@ -89,6 +93,7 @@ pub struct Gpu {
     pipelines: RefCell<PipelineCache>,
     recorder: RefCell<Recorder>,
     errors: Arc<Mutex<Vec<String>>>,
+    subgroups: Cell<bool>,
 }
 
 impl Gpu {
@@ -121,7 +126,10 @@ impl Gpu {
         // The defaults cap storage bindings at 128 MiB; batch-128 activations need more, so
         // ask for everything the adapter offers.
         let limits = adapter.limits();
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let mut features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        if summary.subgroups {
+            features |= wgpu::Features::SUBGROUP;
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("mr2ct"),
             required_features: features,
@@ -155,12 +163,14 @@ impl Gpu {
         Ok(Rc::new(Gpu {
             device,
             queue,
-            adapter: summary,
             limits,
             pool: Rc::default(),
             pipelines: RefCell::new(PipelineCache::new(std::env::var_os("MR2CT_SHADER_CHECKS").is_some_and(|v| v != "0"))),
             recorder: RefCell::new(recorder),
             errors,
+            // MR2CT_SUBGROUPS=0 keeps the plain kernels (to compare, or to rule them out).
+            subgroups: Cell::new(summary.subgroups && std::env::var_os("MR2CT_SUBGROUPS").is_none_or(|v| v != "0")),
+            adapter: summary,
         }))
     }
 
@@ -194,6 +204,18 @@ impl Gpu {
             }
         };
         Ok(PooledBuffer::new(buffer, class, bytes, self.pool.clone()))
+    }
+
+    /// Whether kernels may use subgroup operations (the adapter has them with >= 8 lanes,
+    /// and neither MR2CT_SUBGROUPS=0 nor `set_subgroups(false)` turned them off).
+    pub fn subgroups(&self) -> bool {
+        self.subgroups.get()
+    }
+
+    /// Turns the subgroup kernels off, or back on where the adapter has them; the results
+    /// agree to rounding (tests/conv.rs compares both paths).
+    pub fn set_subgroups(&self, on: bool) {
+        self.subgroups.set(on && self.adapter.subgroups);
     }
 
     pub fn pool_stats(&self) -> PoolStats {

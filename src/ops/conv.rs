@@ -12,7 +12,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid_1d, Kernel};
-use crate::shaders::CONV2D;
+use crate::shaders::{CONV2D, CONV2D_SUBGROUP};
 use crate::tensor::Tensor;
 
 /// Mirrors `Params` in shaders/conv2d.wgsl.
@@ -72,6 +72,26 @@ const TP: usize = 4;
 const WEIGHT_GRAD_MIN_GROUPS: usize = 64;
 /// ...but gives each split at least this many output pixels.
 const WEIGHT_GRAD_MIN_PIXELS: usize = 256;
+
+/// Pixels and channels per lane of the subgroup kernels (fixed in conv2d_subgroup.wgsl).
+const SUBGROUP_TP: usize = 2;
+const SUBGROUP_TC: usize = 16;
+
+/// The grid of a subgroup kernel over `pixels` output pixels and `tiles` channel tiles (x
+/// phases): its workgroup size (override `SWG`: the pixel lanes rounded up to a power of two,
+/// 8 to 64, so a small layer does not run 64 lanes for a few pixels) and workgroup counts.
+/// None when the pixel axis would exceed the adapter's per-dimension limit or the channels do
+/// not fill a 16-wide tile; the plain kernels serve those.
+fn subgroup_grid(gpu: &crate::gpu::Gpu, pixels: usize, tiles: usize, channels: usize) -> Option<(usize, [u32; 3])> {
+    if !gpu.subgroups() || channels < SUBGROUP_TC {
+        return None;
+    }
+    let lanes = pixels.div_ceil(SUBGROUP_TP);
+    let wg = lanes.next_power_of_two().clamp(8, 64);
+    let x = lanes.div_ceil(wg);
+    let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    (x <= max && tiles <= max).then_some((wg, [x as u32, tiles as u32, 1]))
+}
 
 /// A convolution's shape in conv terms.
 #[derive(Clone, Copy, Debug)]
@@ -251,12 +271,23 @@ pub(crate) fn forward(g: &Geom, xp: &Tensor, w: &Tensor, bias: Option<&Tensor>) 
     let gpu = xp.gpu();
     let wp = pack_weight(g, w, false)?;
     let y = Tensor::uninit(gpu, &[g.n, g.cout, g.oh, g.ow])?;
-    let tc = channel_tile(g.cout);
     let mut params = g.params();
     params.has_bias = bias.is_some() as u32;
-    params.ctiles = g.cout.div_ceil(tc) as u32;
-    params.ptiles = (g.n * g.oh * g.ow).div_ceil(TP) as u32;
     let b = bias.unwrap_or(w);
+    let pixels = g.n * g.oh * g.ow;
+    if let Some((wg, grid)) = subgroup_grid(gpu, pixels, g.cout.div_ceil(SUBGROUP_TC), g.cout) {
+        let consts = [("SWG", wg as f64)];
+        gpu.dispatch(
+            Kernel::new(&CONV2D_SUBGROUP, "conv2d_forward_subgroup").with_constants(&consts),
+            bytemuck::bytes_of(&params),
+            &[y.write(), xp.read(), wp.read(), b.read()],
+            grid,
+        )?;
+        return Ok(y);
+    }
+    let tc = channel_tile(g.cout);
+    params.ctiles = g.cout.div_ceil(tc) as u32;
+    params.ptiles = pixels.div_ceil(TP) as u32;
     let consts = [("TP", TP as f64), ("TC", tc as f64), ("WG", WG as f64)];
     gpu.dispatch(
         Kernel::new(&CONV2D, "conv2d_forward").with_constants(&consts),
@@ -272,13 +303,30 @@ pub(crate) fn backward_input(g: &Geom, gyp: &Tensor, w: &Tensor, bias: Option<&T
     let gpu = gyp.gpu();
     let wp = pack_weight(g, w, true)?;
     let gx = Tensor::uninit(gpu, &[g.n, g.cin, g.h, g.w])?;
-    let tc = channel_tile(g.cin);
     let mut params = g.params();
     params.has_bias = bias.is_some() as u32;
-    params.ctiles = g.cin.div_ceil(tc) as u32;
-    // Each of the stride^2 phases holds at most ceil(h/s) x ceil(w/s) pixels per image.
-    params.ptiles = (g.n * g.h.div_ceil(g.stride) * g.w.div_ceil(g.stride)).div_ceil(TP) as u32;
     let b = bias.unwrap_or(w);
+    // Each of the stride^2 phases holds at most ceil(h/s) x ceil(w/s) pixels per image.
+    let phase_pixels = g.n * g.h.div_ceil(g.stride) * g.w.div_ceil(g.stride);
+    // The subgroup kernel walks every tap of a phase for every pixel; when grad_out is
+    // smaller than the kernel (the 1x1 input of a transposed conv) most taps would read the
+    // border, and the plain kernel, which skips them, is faster.
+    let taps_mostly_hit = g.oh >= g.k && g.ow >= g.k;
+    let ctiles16 = g.cin.div_ceil(SUBGROUP_TC);
+    if let Some((wg, grid)) = subgroup_grid(gpu, phase_pixels, g.stride * g.stride * ctiles16, g.cin).filter(|_| taps_mostly_hit) {
+        params.ctiles = ctiles16 as u32;
+        let consts = [("SWG", wg as f64)];
+        gpu.dispatch(
+            Kernel::new(&CONV2D_SUBGROUP, "conv2d_backward_input_subgroup").with_constants(&consts),
+            bytemuck::bytes_of(&params),
+            &[gx.write(), gyp.read(), wp.read(), b.read()],
+            grid,
+        )?;
+        return Ok(gx);
+    }
+    let tc = channel_tile(g.cin);
+    params.ctiles = g.cin.div_ceil(tc) as u32;
+    params.ptiles = phase_pixels.div_ceil(TP) as u32;
     let consts = [("TP", TP as f64), ("TC", tc as f64), ("WG", WG as f64)];
     let tiles = params.ptiles as usize * g.stride * g.stride * params.ctiles as usize;
     gpu.dispatch(
