@@ -159,3 +159,53 @@ fn conv2d_backward_input_subgroup(@builtin(local_invocation_index) lid: u32, @bu
         }
     }
 }
+
+// Partial weight gradient of one split of the output pixels (as conv2d_backward_weight, same
+// partial layout [split][co][ci][kh][kw]), as a GEMM with the pixels as the reduction:
+// part[co, ci, tap] = sum_pixels gy[pixel, co] x_tap[pixel, ci]. Lanes take 2 output channels
+// each, the workgroup one (tap, 16 input channels) tile (wid.y) of one split (wid.z), so the
+// x values of a step are the same for every lane and are broadcast like the weights above.
+// A step is 4 consecutive output pixels of a row: gy is read unpacked (NCHW, as vec4 along
+// the row, hence ow % 4 == 0), x from its packed copy. act = packed x, wpk = gy as vec4s.
+@compute @workgroup_size(SWG)
+fn conv2d_backward_weight_subgroup(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
+    let kk = p.k * p.k;
+    let ci16 = (p.cin + 15u) / 16u;
+    let tap = wid.y / ci16;
+    let c0 = (wid.y - tap * ci16) * 4u;
+    let split = wid.z;
+    let kh = tap / p.k;
+    let kw = tap - kh * p.k;
+    let co = (wid.x * SWG + lid) * 2u;
+    let coa = min(co, p.cout - 1u);
+    let cob = min(co + 1u, p.cout - 1u);
+    let j = sid % 8u;
+    let xcol = min(c0 + j % 4u, p.cin4 - 1u);
+    let xstep = p.stride * p.cin4;
+    // Lane j reads x at pixel j / 4 of the step into w0 and pixel 2 + j / 4 into w1.
+    let xsub = (j / 4u) * xstep;
+    let ow4 = p.ow / 4u;
+    let row0 = split * p.rows_per_split;
+    let row1 = min(row0 + p.rows_per_split, p.n * p.oh);
+    var acc: array<array<vec4<f32>, 4>, 2>;
+    for (var row = row0; row < row1; row++) {
+        let nn = row / p.oh;
+        let oy = row - nn * p.oh;
+        let ga = ((nn * p.cout + coa) * p.oh + oy) * ow4;
+        let gb = ((nn * p.cout + cob) * p.oh + oy) * ow4;
+        var xb = ((nn * p.xh + oy * p.stride + kh) * p.xw + kw) * p.cin4 + xcol + xsub;
+        for (var o4 = 0u; o4 < ow4; o4++) {
+            subgroup_step(&acc, wpk[ga + o4], wpk[gb + o4], act[xb], act[xb + 2u * xstep]);
+            xb += 4u * xstep;
+        }
+    }
+    let ob = split * p.cout * p.cin * kk + tap;
+    for (var i = 0u; i < 2u; i++) {
+        let c = co + i;
+        for (var q = 0u; q < 4u; q++) {
+            if (c < p.cout) {
+                store_row(acc[i][q], c0 + q, ob + c * p.cin * kk, kk);
+            }
+        }
+    }
+}

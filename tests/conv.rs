@@ -583,6 +583,33 @@ fn conv_throughput() {
     time("conv_transpose2d forward 16x128x16x16 -> 64 (k4 s2 p1)", flops, &|| conv_transpose2d(&gy, &wt, None, 2, 1, 0).unwrap());
 }
 
+/// f64 reference: gw[co, ci, kh, kw] = sum over n, oy, ox of gy[n, co, oy, ox] x[n, ci, oy*s - p + kh, ox*s - p + kw].
+fn conv_weight_grad_host(c: &Case, x: &[f64], gy: &[f64]) -> Vec<f64> {
+    let (oh, ow) = c.conv_out();
+    let mut gw = vec![0.0; c.cout * c.cin * c.k * c.k];
+    for n in 0..c.n {
+        for co in 0..c.cout {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let g = gy[((n * c.cout + co) * oh + oy) * ow + ox];
+                    for ci in 0..c.cin {
+                        for kh in 0..c.k {
+                            for kw in 0..c.k {
+                                let iy = (oy * c.s + kh) as isize - c.p as isize;
+                                let ix = (ox * c.s + kw) as isize - c.p as isize;
+                                if iy >= 0 && ix >= 0 && iy < c.h as isize && ix < c.w as isize {
+                                    gw[((co * c.cin + ci) * c.k + kh) * c.k + kw] += g * x[((n * c.cin + ci) * c.h + iy as usize) * c.w + ix as usize];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    gw
+}
+
 /// The subgroup kernels (conv2d_subgroup.wgsl; taken for 16+ channels where the adapter has
 /// subgroups, as lavapipe does) and the plain kernels, each against the f64 host reference:
 /// the forward directly, the input gradient through the adjoint identity gx = conv_transpose2d(gy)
@@ -596,6 +623,10 @@ fn subgroup_and_plain_kernels_match_the_host_reference() {
         Case::new(1, 17, 16, 5, 5, 3, 1, 1, 0),
         Case::new(3, 16, 48, 11, 11, 4, 2, 1, 0),
         Case::new(1, 40, 24, 6, 6, 4, 1, 0, 0),
+        // Output widths that are multiples of 4 (the subgroup weight gradient's condition).
+        Case::new(2, 20, 33, 16, 8, 4, 2, 1, 0),
+        Case::new(1, 17, 16, 8, 8, 3, 1, 1, 0),
+        Case::new(2, 16, 32, 9, 16, 3, 1, 2, 0),
     ];
     let paths: &[bool] = if g.adapter.subgroups { &[true, false] } else { &[false] };
     for &sub in paths {
@@ -620,6 +651,16 @@ fn subgroup_and_plain_kernels_match_the_host_reference() {
             let yt = conv_transpose2d(&gt, &wt, None, c.s, c.p, t.op).unwrap();
             let e = rel_l2_f64(&to_f64(&yt.to_vec().unwrap()), &gx_want);
             assert!(e < 1e-5, "subgroups {sub} {c:?}: conv_transpose2d forward vs host {e:.2e}");
+            let gw_want = conv_weight_grad_host(c, &to_f64(&x), &to_f64(&gy));
+            let e = rel_l2_f64(&to_f64(&r.gw), &gw_want);
+            assert!(e < 1e-5, "subgroups {sub} {c:?}: weight gradient vs host {e:.2e}");
+            // conv_transpose2d's weight gradient is the same sum with its input as the conv's
+            // output gradient and its upstream gradient as the conv's input.
+            let wt = Tensor::param(&g, &w, &[c.cout, c.cin, c.k, c.k]).unwrap();
+            let yt = conv_transpose2d(&gt, &wt, None, c.s, c.p, t.op).unwrap();
+            let grads = mr2ct::autograd::backward_with(&yt, Tensor::from_slice(&g, &x, yt.shape()).unwrap()).unwrap();
+            let e = rel_l2_f64(&to_f64(&grads.get(&wt).unwrap().to_vec().unwrap()), &gw_want);
+            assert!(e < 1e-5, "subgroups {sub} {c:?}: conv_transpose2d weight gradient vs host {e:.2e}");
         }
     }
     g.set_subgroups(true);

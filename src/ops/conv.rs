@@ -338,31 +338,64 @@ pub(crate) fn backward_input(g: &Geom, gyp: &Tensor, w: &Tensor, bias: Option<&T
     Ok(gx)
 }
 
-/// gw [cout, cin, k, k] from x packed by `pack_x` and grad_out packed by `pack_gy`.
-pub(crate) fn backward_weight(g: &Geom, xp: &Tensor, gyp: &Tensor) -> Result<Tensor> {
-    let gpu = xp.gpu();
-    let tco = channel_tile(g.cout);
-    let tci = channel_tile(g.cin);
-    let tiles = g.k * g.k * g.cout.div_ceil(tco) * g.cin.div_ceil(tci);
-    let groups = tiles.div_ceil(WG);
-    // Split the reduction over output rows until the grid is wide enough; the split count
-    // depends on the shape only, so the summation order is fixed.
+/// How the weight gradient splits its reduction over output rows: until the grid has
+/// `WEIGHT_GRAD_MIN_GROUPS` workgroups, each split keeping at least `WEIGHT_GRAD_MIN_PIXELS`
+/// output pixels. The split count depends on the shape only, so the summation order is fixed.
+fn weight_grad_splits(g: &Geom, groups: usize) -> (usize, usize) {
     let rows = g.n * g.oh;
     let max_splits = rows.div_ceil(WEIGHT_GRAD_MIN_PIXELS.div_ceil(g.ow)).max(1);
-    let want = WEIGHT_GRAD_MIN_GROUPS.div_ceil(groups).clamp(1, max_splits);
+    let want = WEIGHT_GRAD_MIN_GROUPS.div_ceil(groups.max(1)).clamp(1, max_splits);
     let rows_per_split = rows.div_ceil(want);
-    let splits = rows.div_ceil(rows_per_split);
-    let part = Tensor::uninit(gpu, &[splits * g.cout, g.cin, g.k, g.k])?;
+    (rows_per_split, rows.div_ceil(rows_per_split))
+}
+
+/// gw [cout, cin, k, k] from x packed by `pack_x` and grad_out `gy`; `gyp` is gy packed by
+/// `pack_gy` where the caller has it (the subgroup kernel reads gy itself, the plain one the
+/// packed copy, made here when not given).
+pub(crate) fn backward_weight(g: &Geom, xp: &Tensor, gy: &Tensor, gyp: Option<&Tensor>) -> Result<Tensor> {
+    let gpu = xp.gpu();
     let mut params = g.params();
-    params.rows_per_split = rows_per_split as u32;
-    params.splits = splits as u32;
-    let consts = [("TCO", tco as f64), ("TCI", tci as f64), ("WG", WG as f64)];
-    gpu.dispatch(
-        Kernel::new(&CONV2D, "conv2d_backward_weight").with_constants(&consts),
-        bytemuck::bytes_of(&params),
-        &[part.write(), xp.read(), gyp.read()],
-        grid_1d(tiles * splits, WG as u32),
-    )?;
+    // The subgroup kernel reads gy as vec4s along its rows.
+    let sub = if g.ow % 4 == 0 && g.cout >= SUBGROUP_TC { subgroup_grid(gpu, g.cout, g.k * g.k * g.cin.div_ceil(SUBGROUP_TC), g.cin) } else { None };
+    let (part, splits) = if let Some((wg, mut grid)) = sub {
+        let (rows_per_split, splits) = weight_grad_splits(g, grid[0] as usize * grid[1] as usize);
+        params.rows_per_split = rows_per_split as u32;
+        params.splits = splits as u32;
+        grid[2] = splits as u32;
+        let part = Tensor::uninit(gpu, &[splits * g.cout, g.cin, g.k, g.k])?;
+        let consts = [("SWG", wg as f64)];
+        gpu.dispatch(
+            Kernel::new(&CONV2D_SUBGROUP, "conv2d_backward_weight_subgroup").with_constants(&consts),
+            bytemuck::bytes_of(&params),
+            &[part.write(), xp.read(), gy.read()],
+            grid,
+        )?;
+        (part, splits)
+    } else {
+        let tco = channel_tile(g.cout);
+        let tci = channel_tile(g.cin);
+        let tiles = g.k * g.k * g.cout.div_ceil(tco) * g.cin.div_ceil(tci);
+        let (rows_per_split, splits) = weight_grad_splits(g, tiles.div_ceil(WG));
+        params.rows_per_split = rows_per_split as u32;
+        params.splits = splits as u32;
+        let part = Tensor::uninit(gpu, &[splits * g.cout, g.cin, g.k, g.k])?;
+        let consts = [("TCO", tco as f64), ("TCI", tci as f64), ("WG", WG as f64)];
+        let packed;
+        let gyp = match gyp {
+            Some(t) => t,
+            None => {
+                packed = pack_gy(g, gy)?;
+                &packed
+            }
+        };
+        gpu.dispatch(
+            Kernel::new(&CONV2D, "conv2d_backward_weight").with_constants(&consts),
+            bytemuck::bytes_of(&params),
+            &[part.write(), xp.read(), gyp.read()],
+            grid_1d(tiles * splits, WG as u32),
+        )?;
+        (part, splits)
+    };
     if splits == 1 {
         // The partial layout is the gradient's.
         return Ok(part);
@@ -401,7 +434,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, stride: usize, padd
                 grads[0] = Some(backward_input(&g, gyp, &saved_w, None)?);
             }
             if need.1 {
-                grads[1] = Some(backward_weight(&g, &xp, gyp)?);
+                grads[1] = Some(backward_weight(&g, &xp, gy, Some(gyp))?);
             }
         }
         if has_bias {

@@ -54,8 +54,10 @@ fn geom(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, stride: usize, padding: u
 pub fn conv_transpose2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize, output_padding: usize) -> Result<Tensor> {
     let g = geom(x, w, bias, stride, padding, output_padding)?;
     // x plays the adjoint conv's output gradient.
-    let xp = pack_gy(&g, x)?;
-    let y = backward_input(&g, &xp, w, bias)?;
+    let y = backward_input(&g, &pack_gy(&g, x)?, w, bias)?;
+    // The weight gradient reads x itself (packed again there when the adapter lacks the
+    // subgroup kernel), so the packed copy, larger than x by its border, is not kept.
+    let saved_x = x.detach();
     let need = (x.requires_grad(), w.requires_grad(), bias.is_some_and(|b| b.requires_grad()));
     let has_bias = bias.is_some();
     let saved_w = w.detach();
@@ -70,7 +72,7 @@ pub fn conv_transpose2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, stride: u
                 grads[0] = Some(forward(&g, gyp, &saved_w, None)?);
             }
             if need.1 {
-                grads[1] = Some(backward_weight(&g, gyp, &xp)?);
+                grads[1] = Some(backward_weight(&g, gyp, &saved_x, None)?);
             }
         }
         if has_bias {
