@@ -419,23 +419,25 @@ pub(crate) fn bias_grad(gy: &Tensor) -> Result<Tensor> {
 /// [N, Cout, (H + 2p - K)/s + 1, (W + 2p - K)/s + 1]. Records gradients to x, w and bias.
 pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
     let g = conv_geom("conv2d", x, w, bias, stride, padding)?;
-    let xp = pack_x(&g, x)?;
-    let y = forward(&g, &xp, w, bias)?;
+    let y = forward(&g, &pack_x(&g, x)?, w, bias)?;
     let need = (x.requires_grad(), w.requires_grad(), bias.is_some_and(|b| b.requires_grad()));
     let has_bias = bias.is_some();
     let saved_w = w.detach();
+    // Only the weight gradient reads x. It is kept as it is (usually the storage of another
+    // op's saved tensor too) and packed again in backward: keeping the packed copy instead
+    // cost its zero border and channel rounding for every conv input of the graph (a paper
+    // step at batch 128 held 1.36x the analytic memory with it, benches/NOTES.md).
+    let saved_x = need.1.then(|| x.detach());
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     Ok(Tensor::from_op(y, "conv2d", &inputs, move |gy| {
-        let gyp = if need.0 || need.1 { Some(pack_gy(&g, gy)?) } else { None };
+        let gyp = if need.0 { Some(pack_gy(&g, gy)?) } else { None };
         let mut grads = vec![None, None];
         if let Some(gyp) = &gyp {
-            if need.0 {
-                grads[0] = Some(backward_input(&g, gyp, &saved_w, None)?);
-            }
-            if need.1 {
-                grads[1] = Some(backward_weight(&g, &xp, gy, Some(gyp))?);
-            }
+            grads[0] = Some(backward_input(&g, gyp, &saved_w, None)?);
+        }
+        if let Some(x) = &saved_x {
+            grads[1] = Some(backward_weight(&g, &pack_x(&g, x)?, gy, gyp.as_ref())?);
         }
         if has_bias {
             grads.push(if need.2 { Some(bias_grad(gy)?) } else { None });

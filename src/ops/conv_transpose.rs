@@ -57,7 +57,7 @@ pub fn conv_transpose2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, stride: u
     let y = backward_input(&g, &pack_gy(&g, x)?, w, bias)?;
     // The weight gradient reads x itself (packed again there when the adapter lacks the
     // subgroup kernel), so the packed copy, larger than x by its border, is not kept.
-    let saved_x = x.detach();
+    let saved_x = w.requires_grad().then(|| x.detach());
     let need = (x.requires_grad(), w.requires_grad(), bias.is_some_and(|b| b.requires_grad()));
     let has_bias = bias.is_some();
     let saved_w = w.detach();
@@ -71,8 +71,8 @@ pub fn conv_transpose2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, stride: u
             if need.0 {
                 grads[0] = Some(forward(&g, gyp, &saved_w, None)?);
             }
-            if need.1 {
-                grads[1] = Some(backward_weight(&g, gyp, &saved_x, None)?);
+            if let Some(x) = &saved_x {
+                grads[1] = Some(backward_weight(&g, gyp, x, None)?);
             }
         }
         if has_bias {
