@@ -91,6 +91,7 @@ def main():
     ap.add_argument("--mr2ct", default=None, help="command that runs mr2ct's bench (options are appended)")
     ap.add_argument("--python", default=None)
     ap.add_argument("--burn-json", default=None, help="benches/peers/burn output of this sitting")
+    ap.add_argument("--burn", default=None, help="command that runs the burn peer (e.g. its built binary); run after PyTorch in this sitting, on the paper batches")
     ap.add_argument("--reuse", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
@@ -112,6 +113,11 @@ def main():
         sg = [sgemm(py)]
         sitting["mr2ct"] = run(mr2ct_command(a.mr2ct) + common + ["--json", mj], os.path.join(a.out, "mr2ct.log"))
         sitting["torch"] = run([py, os.path.join(HERE, "torch_cyclegan.py")] + common + ["--json", tj], os.path.join(a.out, "torch.log"))
+        if a.burn:
+            bj = os.path.join(a.out, "burn.json")
+            batches = ",".join(b for b in a.batches.split(",") if int(b) <= 16)
+            sitting["burn"] = run(a.burn.split() + ["--batches", batches, "--iters", str(a.iters), "--warmup", str(a.warmup), "--budget", str(a.budget), "--json", bj], os.path.join(a.out, "burn.log"))
+            a.burn_json = bj
         sg.append(sgemm(py))
         sitting["sgemm_gflops"] = sg
     with open(mj) as f:
@@ -175,6 +181,13 @@ def main():
                 f"{(ratio or float('nan')):>7.2f} {(b or float('nan')):>8.2f} {((b / r['median_s']) if b else float('nan')):>10.2f}")
         if not burn:
             out("burn: the issue's figures (burn 0.22.1 Autodiff<Wgpu> on lavapipe), not measured in this sitting.")
+        else:
+            for r in burn.get("train", []):
+                out(f"burn paper batch {r['batch']}: median {r['median_s']:.3f} s over {r.get('iters')} iterations, finite losses: {r.get('finite')}")
+            for k in burn.get("kernels", []):
+                mk = next((x for x in rows if x["name"] == k.get("name") and x["layer"] == k.get("layer") and x["batch"] == k.get("batch")), None)
+                versus = f"; mr2ct {mk['mr2ct_ms']:.3f} ms ({mk['mr2ct_rate']:.1f} GFLOP/s)" if mk else ""
+                out(f"burn {k.get('name')} {k.get('layer')} batch {k.get('batch')}: {k.get('median_ms', float('nan')):.3f} ms ({k.get('gflops', float('nan')):.1f} GFLOP/s){versus}")
         for r in m["train"]:
             mem = r.get("memory", {})
             if "analytic_bytes" in mem:
