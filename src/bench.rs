@@ -75,6 +75,9 @@ pub struct BenchOptions {
     /// once they have used a third of it. 0 = no limit. Kernel rows always run `warmup` +
     /// `iters` times.
     pub budget_s: f64,
+    /// Time kernel rows with timestamp queries where the adapter has them (the device's
+    /// time from the first to the last kernel of the run); false: wall clock only.
+    pub timestamps: bool,
 }
 
 impl Default for BenchOptions {
@@ -89,6 +92,7 @@ impl Default for BenchOptions {
             filter: None,
             resnet_sizes: vec![128, 256],
             budget_s: 90.0,
+            timestamps: true,
         }
     }
 }
@@ -108,8 +112,13 @@ pub struct KernelRow {
     pub layer: String,
     pub batch: usize,
     pub shape: String,
-    /// Seconds of each timed run.
+    /// Seconds of each timed run: the device's (timestamp queries) where it has them,
+    /// else wall clock.
     pub times: Vec<f64>,
+    /// Wall clock of each timed run (record + submit + wait).
+    pub wall_times: Vec<f64>,
+    /// Whether `times` came from timestamp queries.
+    pub device_timed: bool,
     pub warmup: usize,
     pub flops: f64,
     pub bytes: f64,
@@ -163,7 +172,11 @@ pub struct TrainRow {
     pub size: usize,
     pub ngf: usize,
     pub ndf: usize,
+    /// Wall clock of each timed iteration (what a user waits for: the host's graph building
+    /// and recording included).
     pub times: Vec<f64>,
+    /// Device time of each timed iteration from timestamp queries, where the adapter has them.
+    pub device_times: Option<Vec<f64>>,
     pub warmup: usize,
     /// The first warm-up iteration (pipeline compilation and first allocations included).
     pub first_s: f64,
@@ -390,22 +403,34 @@ fn dims(s: &[usize]) -> String {
     s.iter().map(usize::to_string).collect::<Vec<_>>().join("x")
 }
 
-/// Runs `f` `warmup` times, then `iters` timed times, each on an idle device and followed by
-/// `synchronize`.
-fn time_runs(gpu: &Gpu, warmup: usize, iters: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+/// Wall-clock and (with `timestamps`, where the adapter has them) device seconds of each of
+/// `iters` timed runs of `f`, after `warmup` untimed ones; each run starts on an idle device
+/// and ends with `synchronize`.
+struct Timed {
+    wall: Vec<f64>,
+    device: Option<Vec<f64>>,
+}
+
+fn time_runs(gpu: &Gpu, warmup: usize, iters: usize, timestamps: bool, mut f: impl FnMut() -> Result<()>) -> Result<Timed> {
     for _ in 0..warmup {
         f()?;
         gpu.synchronize()?;
     }
-    let mut times = Vec::with_capacity(iters);
+    let mut wall = Vec::with_capacity(iters);
+    let mut device = Vec::with_capacity(iters);
     for _ in 0..iters {
         gpu.synchronize()?;
+        let timed = timestamps && gpu.start_device_timing();
         let t = Instant::now();
         f()?;
         gpu.synchronize()?;
-        times.push(t.elapsed().as_secs_f64());
+        wall.push(t.elapsed().as_secs_f64());
+        if let Some((seconds, _)) = gpu.stop_device_timing().filter(|_| timed) {
+            device.push(seconds);
+        }
     }
-    Ok(times)
+    let device = (device.len() == wall.len()).then_some(device);
+    Ok(Timed { wall, device })
 }
 
 /// One row of the kernel table, not yet bound to a batch (see `kernel_specs`).
@@ -624,21 +649,21 @@ fn train_row(gpu: &Rc<Gpu>, cfg: TrainConfig, opts: &BenchOptions, progress: &mu
     // At least 3 timed iterations (or `iters` if fewer), unless one iteration alone exceeds
     // the budget: then one (e.g. the ResNet model at 256x256 on lavapipe, minutes each).
     let min_iters = if first_s > budget { 1 } else { opts.iters.min(3) };
+    let mut device_times = Vec::new();
     while times.len() < opts.iters {
-        gpu.synchronize()?;
-        let t = Instant::now();
-        gan.train_step(&a, &b)?;
-        gpu.synchronize()?;
-        times.push(t.elapsed().as_secs_f64());
+        let timed = time_runs(gpu, 0, 1, opts.timestamps, || gan.train_step(&a, &b).map(|_| ()))?;
+        times.extend(timed.wall);
+        device_times.extend(timed.device.unwrap_or_default());
         if times.len() >= min_iters && times.iter().sum::<f64>() >= budget {
             break;
         }
     }
+    let device_times = (!device_times.is_empty() && device_times.len() == times.len() && opts.warmup > 0).then_some(device_times);
     let stats = gpu.pool_stats();
     let analytic = (cfg.model == ModelKind::Paper && s == 64).then(|| paper_analytic_memory(&cfg, parameters));
     let memory = MemoryReport { measured: stats.bytes_allocated.saturating_sub(base), buffers_created_timed: stats.buffers_created - created, analytic };
     let submits_per_iter = (gpu.submits() - submits) as f64 / times.len().max(1) as f64;
-    Ok(TrainRow { model: cfg.model, batch: n, size: s, ngf: cfg.ngf, ndf: cfg.ndf, times, warmup, first_s, submits_per_iter, memory })
+    Ok(TrainRow { model: cfg.model, batch: n, size: s, ngf: cfg.ngf, ndf: cfg.ndf, times, device_times, warmup, first_s, submits_per_iter, memory })
 }
 
 fn model_name(m: ModelKind) -> &'static str {
@@ -683,9 +708,23 @@ pub fn run(gpu: &Rc<Gpu>, opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -
         for (i, (spec, n)) in plan.into_iter().enumerate() {
             progress(&format!("[{}/{total}] {} {} batch {n}", i + 1, spec.name(), spec.layer()));
             let mut case = spec.prepare(gpu, n, i as u64 + 1)?;
-            let times = time_runs(gpu, warmup, opts.iters, || case.record())?;
+            let timed = time_runs(gpu, warmup, opts.iters, opts.timestamps, || case.record())?;
             let c = case;
-            let row = KernelRow { name: c.name, layer: c.layer, batch: c.batch, shape: c.shape, times, warmup, flops: c.flops, bytes: c.bytes, bound: c.bound, uses_per_iter: c.uses_per_iter };
+            let device_timed = timed.device.is_some();
+            let row = KernelRow {
+                name: c.name,
+                layer: c.layer,
+                batch: c.batch,
+                shape: c.shape,
+                times: timed.device.unwrap_or_else(|| timed.wall.clone()),
+                wall_times: timed.wall,
+                device_timed,
+                warmup,
+                flops: c.flops,
+                bytes: c.bytes,
+                bound: c.bound,
+                uses_per_iter: c.uses_per_iter,
+            };
             progress(&format!("  {:.3} ms  {:.1} GFLOP/s  {:.1} GB/s", row.median_s() * 1e3, row.gflops(), row.gbps()));
             kernels.push(row);
         }
@@ -754,6 +793,16 @@ impl BenchReport {
         Some(v)
     }
 
+    /// How the rows were timed, in words.
+    pub fn timing_note(&self) -> String {
+        let device = self.kernels.iter().any(|k| k.device_timed);
+        if device {
+            "kernel rows: timestamp queries (device time from the first to the last kernel of a run; wall clock of record + submit + wait in wall_median_ms); training rows: wall clock of the iteration (device time in device_median_s)".into()
+        } else {
+            "wall clock around record + submit + wait".into()
+        }
+    }
+
     pub fn to_json(&self) -> Value {
         let a = &self.adapter;
         let kernels: Vec<Value> = self
@@ -773,6 +822,8 @@ impl BenchReport {
                     "min_ms": lo * 1e3,
                     "max_ms": hi * 1e3,
                     "runs": k.times.len(),
+                    "timing": if k.device_timed { "timestamp" } else { "wall" },
+                    "wall_median_ms": median(&k.wall_times) * 1e3,
                     "warmup": k.warmup,
                     "uses_per_iter": k.uses_per_iter,
                 })
@@ -796,6 +847,7 @@ impl BenchReport {
                     "ngf": t.ngf,
                     "ndf": t.ndf,
                     "submits_per_iter": t.submits_per_iter,
+                    "device_median_s": t.device_times.as_deref().map(median),
                     "memory": {
                         "measured_bytes": t.memory.measured,
                         "buffers_created_timed": t.memory.buffers_created_timed,
@@ -818,7 +870,7 @@ impl BenchReport {
         json!({
             "tool": "mr2ct",
             "adapter": {"name": a.name, "backend": a.backend, "driver": a.driver, "driver_info": a.driver_info, "device_type": a.device_type, "timestamp_query": a.timestamp_query},
-            "timing": "wall clock around record + submit + wait, median of the timed runs",
+            "timing": self.timing_note(),
             "warmup": self.warmup,
             "iters": self.iters,
             "batches": self.batches,
@@ -837,7 +889,7 @@ impl BenchReport {
         let a = &self.adapter;
         let mut s = String::new();
         let _ = writeln!(s, "adapter: {} ({}, {} {}, {})", a.name, a.backend, a.driver, a.driver_info, a.device_type);
-        let _ = writeln!(s, "timing: wall clock around record + submit + wait; median of {} runs after {} warm-up", self.iters, self.warmup);
+        let _ = writeln!(s, "timing: {}; median of {} runs after {} warm-up", self.timing_note(), self.iters, self.warmup);
         if let (Some(a), Some(b)) = self.loadavg {
             let _ = writeln!(s, "host load average (1/5/15 min): {:.2} {:.2} {:.2} at the start, {:.2} {:.2} {:.2} at the end", a[0], a[1], a[2], b[0], b[1], b[2]);
         }

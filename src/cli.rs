@@ -401,6 +401,9 @@ pub struct BenchArgs {
     /// Image sizes of the ResNet training rows (comma-separated) [default: 128,256].
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<usize>,
+    /// Time kernel rows by wall clock only, even where the adapter has timestamp queries.
+    #[arg(long)]
+    wall_clock: bool,
 }
 
 pub fn bench(adapter: Option<&str>, args: &BenchArgs) -> Result<()> {
@@ -419,6 +422,7 @@ pub fn bench(adapter: Option<&str>, args: &BenchArgs) -> Result<()> {
         filter: args.filter.clone(),
         resnet_sizes: if args.sizes.is_empty() { BenchOptions::default().resnet_sizes } else { args.sizes.clone() },
         budget_s: args.budget,
+        timestamps: !args.wall_clock,
     };
     let report = mr2ct::bench::run(&gpu, &opts, &mut |line| eprintln!("{line}"))?;
     println!("{}", report.print_table());

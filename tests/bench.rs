@@ -43,6 +43,15 @@ fn tiny_run_has_the_json_shape_and_positive_numbers() {
         positive(&k["gflops"], "gflops");
         positive(&k["gbps"], "gbps");
         assert_eq!(k["runs"], 2);
+        // With timestamp queries the device's span lies inside the wall-clock interval
+        // around record + submit + wait.
+        let wall = positive(&k["wall_median_ms"], "wall_median_ms");
+        if gpu.adapter.timestamp_query {
+            assert_eq!(k["timing"], "timestamp", "{k}");
+            assert!(k["median_ms"].as_f64().unwrap() <= wall, "device {} ms > wall {wall} ms", k["median_ms"]);
+        } else {
+            assert_eq!(k["timing"], "wall", "{k}");
+        }
     }
     assert_eq!(j["train"].as_array().map(Vec::len), Some(0));
     assert!(lines.len() >= 16, "progress lines: {lines:?}");

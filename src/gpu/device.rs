@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use super::pipelines::{Kernel, PipelineCache};
 use super::pool::{size_class, PoolState, PoolStats, PooledBuffer};
-use super::recorder::{Arg, Command, Recorder, PARAMS_SLOT};
+use super::recorder::{Arg, Command, Recorder, Timestamps, PARAMS_SLOT};
 use crate::error::{Error, Result};
 
 /// Dispatches recorded before the recorder submits on its own. A paper-model training step
@@ -94,6 +94,7 @@ pub struct Gpu {
     recorder: RefCell<Recorder>,
     errors: Arc<Mutex<Vec<String>>>,
     subgroups: Cell<bool>,
+    timestamps: RefCell<Option<Timestamps>>,
 }
 
 impl Gpu {
@@ -171,6 +172,7 @@ impl Gpu {
             // MR2CT_SUBGROUPS=0 keeps the plain kernels (to compare, or to rule them out).
             subgroups: Cell::new(summary.subgroups && std::env::var_os("MR2CT_SUBGROUPS").is_none_or(|v| v != "0")),
             adapter: summary,
+            timestamps: RefCell::new(None),
         }))
     }
 
@@ -303,8 +305,34 @@ impl Gpu {
 
     /// Submits everything recorded so far (no wait).
     pub fn flush(&self) -> Result<()> {
-        self.recorder.borrow_mut().flush(&self.device, &self.queue);
-        self.check_errors()
+        let mut timing = self.timestamps.borrow_mut();
+        let timed = self.recorder.borrow_mut().flush(&self.device, &self.queue, timing.as_mut());
+        self.check_errors()?;
+        timed.map_err(Error::Gpu)
+    }
+
+    /// Starts timing submissions on the device with timestamp queries (from the first
+    /// dispatch of each submission to the end of its last), where the adapter has them;
+    /// returns whether it does. Each timed submission waits for its timestamps: for
+    /// benchmarks, not training.
+    pub fn start_device_timing(&self) -> bool {
+        if !self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+            return false;
+        }
+        let mut t = self.timestamps.borrow_mut();
+        match t.as_mut() {
+            Some(t) => {
+                t.seconds = 0.0;
+                t.submissions = 0;
+            }
+            None => *t = Some(Timestamps::new(&self.device, &self.queue)),
+        }
+        true
+    }
+
+    /// Device seconds and submissions timed since `start_device_timing`, and stops timing.
+    pub fn stop_device_timing(&self) -> Option<(f64, u64)> {
+        self.timestamps.borrow_mut().take().map(|t| (t.seconds, t.submissions))
     }
 
     /// Uploads host data into `buffer`. Pending work is submitted first, because a queue
