@@ -869,7 +869,7 @@ impl BenchReport {
             .collect();
         json!({
             "tool": "mr2ct",
-            "adapter": {"name": a.name, "backend": a.backend, "driver": a.driver, "driver_info": a.driver_info, "device_type": a.device_type, "timestamp_query": a.timestamp_query},
+            "adapter": {"name": a.name, "backend": a.backend, "driver": a.driver, "driver_info": a.driver_info, "device_type": a.device_type, "timestamp_query": a.timestamp_query, "subgroups": a.subgroups},
             "timing": self.timing_note(),
             "warmup": self.warmup,
             "iters": self.iters,

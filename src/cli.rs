@@ -25,12 +25,13 @@ pub fn devices() -> Result<()> {
     for a in adapters {
         println!("{}: {} ({} {}, driver {} {})", a.index, a.name, a.backend, a.device_type, a.driver, a.driver_info);
         println!(
-            "   max buffer {} MiB, max storage binding {} MiB, workgroup storage {} KiB, {} invocations/workgroup, timestamps {}",
+            "   max buffer {} MiB, max storage binding {} MiB, workgroup storage {} KiB, {} invocations/workgroup, timestamps {}, subgroup kernels {}",
             a.max_buffer_size >> 20,
             a.max_storage_buffer_binding_size >> 20,
             a.max_compute_workgroup_storage_size >> 10,
             a.max_compute_invocations_per_workgroup,
-            if a.timestamp_query { "yes" } else { "no" }
+            if a.timestamp_query { "yes" } else { "no" },
+            if a.subgroups { "yes" } else { "no" }
         );
     }
     Ok(())

@@ -1,7 +1,10 @@
 //! burn 0.22.1 peer of `mr2ct bench`: the paper model (../../../../shared/reference-model.md)
 //! and one CycleGAN training iteration as mr2ct's `CycleGan::train_step` (generator step with
 //! the discriminators' gradients discarded, discriminator step, Adam lr 2e-4 betas 0.5/0.999),
-//! on `Device::vulkan(DeviceKind::DefaultDevice).autodiff()` (lavapipe where there is no GPU).
+//! on `Device::wgpu(DeviceKind::DefaultDevice).autodiff()`, burn's wgpu backend with its WGSL
+//! compiler (lavapipe where there is no GPU), the issue's `Autodiff<Wgpu>`. (With burn's
+//! `vulkan` feature, i.e. cubecl's own SPIR-V compiler, lavapipe 22.3 crashed in
+//! vkCreateComputePipelines on the first matmul kernel: benches/NOTES.md.)
 //! Also the two conv rows (Conv(64->128) and ConvT(128->64) forward at batch 16).
 //! Prints a table and writes JSON of the shape compare.py reads ({"adapter", "kernels", "train"}).
 //!
@@ -252,7 +255,7 @@ fn main() {
     let iters: usize = get("--iters").and_then(|v| v.parse().ok()).unwrap_or(10);
     let warmup: usize = get("--warmup").and_then(|v| v.parse().ok()).unwrap_or(3);
     let budget: f64 = get("--budget").and_then(|v| v.parse().ok()).unwrap_or(300.0);
-    let device = Device::vulkan(DeviceKind::DefaultDevice).autodiff();
+    let device = Device::wgpu(DeviceKind::DefaultDevice).autodiff();
     let mut train = Vec::new();
     for &n in &batches {
         eprintln!("train paper 64x64 batch {n}");
@@ -263,7 +266,7 @@ fn main() {
     let kernels = if args.iter().any(|a| a == "--no-kernels") { Vec::new() } else { kernel_rows(16, warmup, iters, &device) };
     let report = serde_json::json!({
         "tool": "burn",
-        "adapter": {"name": "burn 0.22.1 Autodiff on Device::vulkan(DefaultDevice)", "backend": "wgpu (Vulkan)", "driver": "see `mr2ct devices` for the adapter"},
+        "adapter": {"name": "burn 0.22.1 Autodiff on Device::wgpu(DefaultDevice)", "backend": "wgpu (WGSL)", "driver": "see `mr2ct devices` for the adapter"},
         "kernels": kernels,
         "train": train,
     });
