@@ -91,7 +91,8 @@ def main():
     ap.add_argument("--mr2ct", default=None, help="command that runs mr2ct's bench (options are appended)")
     ap.add_argument("--python", default=None)
     ap.add_argument("--burn-json", default=None, help="benches/peers/burn output of this sitting")
-    ap.add_argument("--burn", default=None, help="command that runs the burn peer (e.g. its built binary); run after PyTorch in this sitting, on the paper batches")
+    ap.add_argument("--burn", default=None, help="command that runs the burn peer (e.g. its built binary); run after PyTorch in this sitting")
+    ap.add_argument("--burn-batches", default="1,4,16", help="batches of the burn peer's paper rows (the issue's table: 1,4,16)")
     ap.add_argument("--reuse", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
@@ -115,8 +116,7 @@ def main():
         sitting["torch"] = run([py, os.path.join(HERE, "torch_cyclegan.py")] + common + ["--json", tj], os.path.join(a.out, "torch.log"))
         if a.burn:
             bj = os.path.join(a.out, "burn.json")
-            batches = ",".join(b for b in a.batches.split(",") if int(b) <= 16)
-            sitting["burn"] = run(a.burn.split() + ["--batches", batches, "--iters", str(a.iters), "--warmup", str(a.warmup), "--budget", str(a.budget), "--json", bj], os.path.join(a.out, "burn.log"))
+            sitting["burn"] = run(a.burn.split() + ["--batches", a.burn_batches, "--iters", str(a.iters), "--warmup", str(a.warmup), "--budget", str(a.budget), "--json", bj], os.path.join(a.out, "burn.log"))
             a.burn_json = bj
         sg.append(sgemm(py))
         sitting["sgemm_gflops"] = sg
