@@ -355,7 +355,8 @@ fn weight_grad_splits(g: &Geom, groups: usize) -> (usize, usize) {
 pub(crate) fn backward_weight(g: &Geom, xp: &Tensor, gy: &Tensor, gyp: Option<&Tensor>) -> Result<Tensor> {
     let gpu = xp.gpu();
     let mut params = g.params();
-    // The subgroup kernel reads gy as vec4s along its rows.
+    // The subgroup kernel reads gy as vec4s along its rows. Its lanes take 2 output channels
+    // each where the other kernels take 2 pixels, so the lane count is `subgroup_grid`'s.
     let sub = if g.ow % 4 == 0 && g.cout >= SUBGROUP_TC { subgroup_grid(gpu, g.cout, g.k * g.k * g.cin.div_ceil(SUBGROUP_TC), g.cin) } else { None };
     let (part, splits) = if let Some((wg, mut grid)) = sub {
         let (rows_per_split, splits) = weight_grad_splits(g, grid[0] as usize * grid[1] as usize);
