@@ -106,7 +106,7 @@ impl Adam {
                 Kernel::new(&ADAM, "adam_step"),
                 bytemuck::bytes_of(&params),
                 &[p.write(), self.m[i].write(), self.v[i].write(), g.read()],
-                grid_1d(n, 256),
+                grid_1d(n.div_ceil(4), 256),
             )?;
         }
         Ok(())
