@@ -16,7 +16,7 @@ fn tmp(name: &str) -> PathBuf {
 
 /// The last line of stderr: the error line the CLI promises.
 fn error_line(stderr: &str) -> String {
-    stderr.lines().filter(|l| !l.contains("XDG_RUNTIME_DIR")).last().unwrap_or("").to_owned()
+    stderr.lines().filter(|l| !l.contains("XDG_RUNTIME_DIR")).next_back().unwrap_or("").to_owned()
 }
 
 #[test]

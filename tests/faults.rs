@@ -86,7 +86,7 @@ fn a_stop_request_checkpoints_mid_epoch_and_resume_matches_an_uninterrupted_run(
 fn kill_test_child_writer() {
     let Ok(path) = std::env::var("MR2CT_KILL_TEST_FILE") else { return };
     let path = std::path::PathBuf::from(path);
-    let versions: Vec<Vec<u8>> = (0..2u8).map(|v| version_bytes(v)).collect();
+    let versions: Vec<Vec<u8>> = (0..2u8).map(version_bytes).collect();
     for i in 0.. {
         mr2ct::io::write_atomic(&path, &versions[i % 2]).unwrap();
     }

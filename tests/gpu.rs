@@ -10,7 +10,7 @@ use mr2ct::{Error, Tensor};
 #[test]
 fn a_tensor_beyond_the_binding_limit_is_an_error_naming_the_limit() {
     let g = gpu();
-    let limit = g.limits.max_storage_buffer_binding_size as u64;
+    let limit = g.limits.max_storage_buffer_binding_size;
     let elements = (limit / 4 + 1) as usize;
     match Tensor::uninit(&g, &[elements]) {
         Err(Error::Limit { what, value, limit: l }) => {

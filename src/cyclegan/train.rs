@@ -269,13 +269,13 @@ impl Trainer {
             let last = self.epoch == cfg.epochs;
             self.write_csv(&opts.out_dir.join("losses.csv"))?;
             self.write_loss_plot(&opts.out_dir.join("loss_curves.png"))?;
-            if last || (opts.sample_every > 0 && self.epoch % opts.sample_every == 0) {
+            if last || (opts.sample_every > 0 && self.epoch.is_multiple_of(opts.sample_every)) {
                 let mr = Tensor::from_slice(&self.gpu, &data.mr[..sample_n * per], &[sample_n, 1, size, size])?;
                 let ct = Tensor::from_slice(&self.gpu, &data.ct[..sample_n * per], &[sample_n, 1, size, size])?;
                 self.write_samples(&opts.out_dir.join(format!("samples_epoch{:04}.png", self.epoch)), &mr, &ct)?;
             }
             let stop = opts.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
-            if last || stop || (opts.checkpoint_every > 0 && self.epoch % opts.checkpoint_every == 0) {
+            if last || stop || (opts.checkpoint_every > 0 && self.epoch.is_multiple_of(opts.checkpoint_every)) {
                 self.save_checkpoint(&opts.out_dir)?;
             }
             if stop && !last {

@@ -691,7 +691,7 @@ fn walk_data_set<R: std::io::Read + std::io::Seek>(
                 // read the declared length; a remainder would make its reading drift from this
                 // walk's (and from the file's structure).
                 let unit = value_unit(header.vr);
-                if header.len.is_defined() && len % unit != 0 {
+                if header.len.is_defined() && !len.is_multiple_of(unit) {
                     return Err(Fail::new(
                         SkipKind::Corrupt,
                         format!("element {} ({}) has length {len}, not a multiple of {unit}", header.tag, header.vr),

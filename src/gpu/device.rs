@@ -70,7 +70,7 @@ fn summary(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
         driver: info.driver,
         driver_info: info.driver_info,
         max_buffer_size: limits.max_buffer_size,
-        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
         max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
         max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
         timestamp_query: a.features().contains(wgpu::Features::TIMESTAMP_QUERY),
@@ -180,7 +180,7 @@ impl Gpu {
     pub fn alloc(&self, bytes: u64) -> Result<PooledBuffer> {
         let bytes = bytes.max(4);
         let class = size_class(bytes);
-        let max_binding = self.limits.max_storage_buffer_binding_size as u64;
+        let max_binding = self.limits.max_storage_buffer_binding_size;
         if bytes > max_binding {
             return Err(Error::Limit { what: "a storage buffer binding".into(), value: bytes, limit: max_binding });
         }

@@ -96,7 +96,7 @@ impl Recorder {
 
     /// Encodes everything recorded so far into one command buffer and submits it; with
     /// `timing`, brackets its compute passes with timestamps and adds their span to it.
-    pub fn flush(&mut self, device: &wgpu::Device, queue: &wgpu::Queue, mut timing: Option<&mut Timestamps>) -> Result<(), String> {
+    pub fn flush(&mut self, device: &wgpu::Device, queue: &wgpu::Queue, timing: Option<&mut Timestamps>) -> Result<(), String> {
         if self.commands.is_empty() {
             return Ok(());
         }
@@ -149,7 +149,7 @@ impl Recorder {
         self.params.clear();
         self.dispatches = 0;
         self.submits += 1;
-        match timing.as_deref_mut() {
+        match timing {
             Some(t) if timed => t.collect(device),
             _ => Ok(()),
         }

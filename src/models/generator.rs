@@ -90,7 +90,7 @@ impl Module for PaperGenerator {
 impl Network for PaperGenerator {
     fn forward(&self, x: &Tensor, training: bool, frozen: bool) -> Result<Tensor> {
         let s = x.shape();
-        if s.len() != 4 || s[1] != 1 || s[2] != s[3] || s[2] < 64 || s[2] % 16 != 0 {
+        if s.len() != 4 || s[1] != 1 || s[2] != s[3] || s[2] < 64 || !s[2].is_multiple_of(16) {
             return Err(Error::shape("paper generator", format!("expects [N, 1, S, S] with S a multiple of 16, at least 64; got {s:?}")));
         }
         let f = frozen;

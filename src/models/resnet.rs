@@ -99,7 +99,7 @@ impl Module for ResnetGenerator {
 impl Network for ResnetGenerator {
     fn forward(&self, x: &Tensor, _training: bool, frozen: bool) -> Result<Tensor> {
         let s = x.shape();
-        if s.len() != 4 || s[1] != 1 || s[2] % 4 != 0 || s[3] % 4 != 0 || s[2] < 8 || s[3] < 8 {
+        if s.len() != 4 || s[1] != 1 || !s[2].is_multiple_of(4) || !s[3].is_multiple_of(4) || s[2] < 8 || s[3] < 8 {
             return Err(Error::shape("resnet generator", format!("expects [N, 1, H, W] with H, W multiples of 4 and at least 8; got {s:?}")));
         }
         let mut h = relu(&self.stem.forward(&reflection_pad2d(x, 3)?, frozen)?)?;

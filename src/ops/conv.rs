@@ -261,7 +261,7 @@ fn pack_weight(g: &Geom, w: &Tensor, for_input_grad: bool) -> Result<Tensor> {
         ..Default::default()
     };
     // Even kernels move 4 taps per lane with vec4 loads.
-    let (entry, lanes) = if (g.k * g.k) % 4 == 0 { ("conv2d_pack_weight_vec4", total / 4) } else { ("conv2d_pack_weight", total) };
+    let (entry, lanes) = if (g.k * g.k).is_multiple_of(4) { ("conv2d_pack_weight_vec4", total / 4) } else { ("conv2d_pack_weight", total) };
     w.gpu().dispatch(Kernel::new(&CONV2D, entry), bytemuck::bytes_of(&params), &[out.write(), w.read()], grid_1d(lanes, 256))?;
     Ok(out)
 }
@@ -357,7 +357,7 @@ pub(crate) fn backward_weight(g: &Geom, xp: &Tensor, gy: &Tensor, gyp: Option<&T
     let mut params = g.params();
     // The subgroup kernel reads gy as vec4s along its rows. Its lanes take 2 output channels
     // each where the other kernels take 2 pixels, so the lane count is `subgroup_grid`'s.
-    let sub = if g.ow % 4 == 0 && g.cout >= SUBGROUP_TC { subgroup_grid(gpu, g.cout, g.k * g.k * g.cin.div_ceil(SUBGROUP_TC), g.cin) } else { None };
+    let sub = if g.ow.is_multiple_of(4) && g.cout >= SUBGROUP_TC { subgroup_grid(gpu, g.cout, g.k * g.k * g.cin.div_ceil(SUBGROUP_TC), g.cin) } else { None };
     let (part, splits) = if let Some((wg, mut grid)) = sub {
         let (rows_per_split, splits) = weight_grad_splits(g, grid[0] as usize * grid[1] as usize);
         params.rows_per_split = rows_per_split as u32;
