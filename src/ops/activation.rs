@@ -9,7 +9,7 @@ use crate::tensor::Tensor;
 fn unary(entry: &'static str, x: &Tensor, slope: f32) -> Result<Tensor> {
     let out = Tensor::uninit(x.gpu(), x.shape())?;
     let n = x.numel();
-    x.gpu().dispatch(Kernel::new(&ACTIVATION, entry), bytemuck::bytes_of(&flat_params(n, slope)), &[out.write(), x.read()], grid_1d(n, 256))?;
+    x.gpu().dispatch(Kernel::new(&ACTIVATION, entry), bytemuck::bytes_of(&flat_params(n, slope)), &[out.write(), x.read()], grid_1d(n.div_ceil(4), 256))?;
     Ok(out)
 }
 
@@ -21,7 +21,7 @@ fn backward(entry: &'static str, grad_out: &Tensor, saved: &Tensor, slope: f32) 
         Kernel::new(&ACTIVATION, entry),
         bytemuck::bytes_of(&flat_params(n, slope)),
         &[out.write(), grad_out.read(), saved.read()],
-        grid_1d(n, 256),
+        grid_1d(n.div_ceil(4), 256),
     )?;
     Ok(out)
 }

@@ -19,14 +19,14 @@ fn binary_kernel(entry: &'static str, a: &Tensor, b: &Tensor, alpha: f32) -> Res
     same_shape(entry, a, b)?;
     let out = Tensor::uninit(a.gpu(), a.shape())?;
     let n = a.numel();
-    a.gpu().dispatch(Kernel::new(&ELEMENTWISE, entry), bytemuck::bytes_of(&flat_params(n, alpha)), &[out.write(), a.read(), b.read()], grid_1d(n, 256))?;
+    a.gpu().dispatch(Kernel::new(&ELEMENTWISE, entry), bytemuck::bytes_of(&flat_params(n, alpha)), &[out.write(), a.read(), b.read()], grid_1d(n.div_ceil(4), 256))?;
     Ok(out)
 }
 
 fn scale_kernel(a: &Tensor, alpha: f32) -> Result<Tensor> {
     let out = Tensor::uninit(a.gpu(), a.shape())?;
     let n = a.numel();
-    a.gpu().dispatch(Kernel::new(&ELEMENTWISE, "scale"), bytemuck::bytes_of(&flat_params(n, alpha)), &[out.write(), a.read()], grid_1d(n, 256))?;
+    a.gpu().dispatch(Kernel::new(&ELEMENTWISE, "scale"), bytemuck::bytes_of(&flat_params(n, alpha)), &[out.write(), a.read()], grid_1d(n.div_ceil(4), 256))?;
     Ok(out)
 }
 
@@ -34,7 +34,7 @@ fn scale_kernel(a: &Tensor, alpha: f32) -> Result<Tensor> {
 pub fn fill(gpu: &Rc<Gpu>, shape: &[usize], value: f32) -> Result<Tensor> {
     let out = Tensor::uninit(gpu, shape)?;
     let n = out.numel();
-    gpu.dispatch(Kernel::new(&ELEMENTWISE, "fill"), bytemuck::bytes_of(&flat_params(n, value)), &[out.write()], grid_1d(n, 256))?;
+    gpu.dispatch(Kernel::new(&ELEMENTWISE, "fill"), bytemuck::bytes_of(&flat_params(n, value)), &[out.write()], grid_1d(n.div_ceil(4), 256))?;
     Ok(out)
 }
 
