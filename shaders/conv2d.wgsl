@@ -128,6 +128,23 @@ fn store4(v: vec4<f32>, c4: u32, count: u32, ob: u32, stride: u32) {
     if (c + 3u < count) { out[ob + (c + 3u) * stride] = r.w; }
 }
 
+// Output pixel px of the forward (flat over n, oy, ox): where its receptive field starts in
+// the packed input, and where its channel 0 goes in y [n, cout, oh, ow].
+fn forward_input_base(px: u32) -> u32 {
+    let ohw = p.oh * p.ow;
+    let nn = px / ohw;
+    let r = px - nn * ohw;
+    let oy = r / p.ow;
+    let ox = r - oy * p.ow;
+    return ((nn * p.xh + oy * p.stride) * p.xw + ox * p.stride) * p.cin4;
+}
+
+fn forward_output_base(px: u32) -> u32 {
+    let ohw = p.oh * p.ow;
+    let nn = px / ohw;
+    return nn * p.cout * ohw + (px - nn * ohw);
+}
+
 // y[n, co, oy, ox] = bias[co] + sum_{kh, kw, ci} x[n, ci, oy*s - pad + kh, ox*s - pad + kw] w[co, ci, kh, kw]
 // act = packed x [N, xh, xw, cin4] (pad included), wpk = [k*k][cin4*4][cout4] vec4 over co.
 // GEMM: M = N*OH*OW pixels (TP per invocation), N = Cout (TC per invocation),
@@ -142,12 +159,7 @@ fn conv2d_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_
     // Pixels past the end are clamped for the loads and skipped by the store.
     var base: array<u32, FP>;
     for (var i = 0u; i < TP; i++) {
-        let px = min(p0 + i, npix - 1u);
-        let nn = px / ohw;
-        let r = px - nn * ohw;
-        let oy = r / p.ow;
-        let ox = r - oy * p.ow;
-        base[i] = ((nn * p.xh + oy * p.stride) * p.xw + ox * p.stride) * p.cin4;
+        base[i] = forward_input_base(min(p0 + i, npix - 1u));
     }
     var col: array<u32, FC4>;
     for (var q = 0u; q < TC / 4u; q++) {
@@ -182,8 +194,7 @@ fn conv2d_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_
     }
     for (var i = 0u; i < TP; i++) {
         let px = p0 + i;
-        let nn = px / ohw;
-        let ob = nn * p.cout * ohw + (px - nn * ohw);
+        let ob = forward_output_base(px);
         for (var q = 0u; q < TC / 4u; q++) {
             if (px < npix) {
                 store4(acc[i][q], c0 + q, p.cout, ob, ohw);
@@ -200,41 +211,73 @@ fn conv2d_forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_
 // split into s*s phases (ry, rx) = ((iy + pad) mod s, (ix + pad) mod s); a tile holds pixels
 // of one phase (tile = (pixel tile, phase * ctiles + channel tile)), so its tap loops skip
 // the taps that miss. With qy = (iy + pad) / s the tap j reads oy = qy - j.
+// One phase (ry, rx) of the input gradient: its pixels are iy = q.y * s + ry - pad for q.y in
+// [q0.y, q0.y + nq / nqx) (and the same along x), and the taps j < taps reach them.
+struct Phase {
+    r: vec2<u32>,
+    q0: vec2<u32>,
+    nqx: u32,
+    nq: u32,      // pixels per image; 0: the phase has none
+    taps: vec2<u32>,
+}
+
+fn input_grad_phase(phase: u32) -> Phase {
+    let s = p.stride;
+    let ry = phase / s;
+    let rx = phase - ry * s;
+    // Range of q with 0 <= q*s + r - pad < h.
+    let qy0 = select(0u, (p.pad - ry + s - 1u) / s, p.pad > ry);
+    let qx0 = select(0u, (p.pad - rx + s - 1u) / s, p.pad > rx);
+    let qy1 = select(0u, (p.h - 1u + p.pad - ry) / s + 1u, p.h - 1u + p.pad >= ry);
+    let qx1 = select(0u, (p.w - 1u + p.pad - rx) / s + 1u, p.w - 1u + p.pad >= rx);
+    let empty = qy1 <= qy0 || qx1 <= qx0;
+    let nqx = select(qx1 - qx0, 0u, empty);
+    let nq = select((qy1 - qy0) * nqx, 0u, empty);
+    let jy = select(0u, (p.k - ry + s - 1u) / s, p.k > ry);
+    let jx = select(0u, (p.k - rx + s - 1u) / s, p.k > rx);
+    return Phase(vec2<u32>(ry, rx), vec2<u32>(qy0, qx0), nqx, nq, vec2<u32>(jy, jx));
+}
+
+// Pixel px of a phase (flat over n and its q grid) as (n, qy, qx).
+fn phase_pixel(ph: Phase, px: u32) -> vec3<u32> {
+    let nn = px / ph.nq;
+    let r = px - nn * ph.nq;
+    return vec3<u32>(nn, ph.q0.x + r / ph.nqx, ph.q0.y + r % ph.nqx);
+}
+
+// Where a phase pixel's tap 0 reads the packed grad_out.
+fn phase_grad_base(q: vec3<u32>) -> u32 {
+    return ((q.x * p.gh + q.y + p.gborder) * p.gw + q.z + p.gborder) * p.cout4;
+}
+
+// Where a phase pixel's channel 0 goes in gx [n, cin, h, w].
+fn phase_output_base(ph: Phase, q: vec3<u32>) -> u32 {
+    let iy = q.y * p.stride + ph.r.x - p.pad;
+    let ix = q.z * p.stride + ph.r.y - p.pad;
+    return q.x * p.cin * p.h * p.w + iy * p.w + ix;
+}
+
 @compute @workgroup_size(WG)
 fn conv2d_backward_input(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let s = p.stride;
     let tt = split_tile(tile_index(lid, wid, nwg), p.ptiles);
     let rest = min(tt.y, s * s * p.ctiles - 1u);
     let phase = rest / p.ctiles;
-    let ry = phase / s;
-    let rx = phase - ry * s;
     let c0 = (rest - phase * p.ctiles) * (TC / 4u);
-    // Range of q with 0 <= q*s + r - pad < h.
-    let qy0 = select(0u, (p.pad - ry + s - 1u) / s, p.pad > ry);
-    let qx0 = select(0u, (p.pad - rx + s - 1u) / s, p.pad > rx);
-    let qy1 = select(0u, (p.h - 1u + p.pad - ry) / s + 1u, p.h - 1u + p.pad >= ry);
-    let qx1 = select(0u, (p.w - 1u + p.pad - rx) / s + 1u, p.w - 1u + p.pad >= rx);
-    if (qy1 <= qy0 || qx1 <= qx0) {
+    let ph = input_grad_phase(phase);
+    if (ph.nq == 0u) {
         return;  // this phase has no pixels
     }
-    let nqx = qx1 - qx0;
-    let nq = (qy1 - qy0) * nqx;
-    let npix = p.n * nq;
+    let npix = p.n * ph.nq;
     let p0 = select(npix, tt.x * TP, tt.x < p.ptiles && tt.y < s * s * p.ctiles);
-    let jy = select(0u, (p.k - ry + s - 1u) / s, p.k > ry);
-    let jx = select(0u, (p.k - rx + s - 1u) / s, p.k > rx);
     var base: array<u32, FP>;
     var qlo = vec2<u32>(0xffffffffu);
     var qhi = vec2<u32>(0u);
     for (var i = 0u; i < TP; i++) {
-        let px = min(p0 + i, npix - 1u);
-        let nn = px / nq;
-        let r = px - nn * nq;
-        let qy = qy0 + r / nqx;
-        let qx = qx0 + r % nqx;
-        base[i] = ((nn * p.gh + qy + p.gborder) * p.gw + qx + p.gborder) * p.cout4;
-        qlo = min(qlo, vec2<u32>(qy, qx));
-        qhi = max(qhi, vec2<u32>(qy, qx));
+        let q = phase_pixel(ph, min(p0 + i, npix - 1u));
+        base[i] = phase_grad_base(q);
+        qlo = min(qlo, q.yz);
+        qhi = max(qhi, q.yz);
     }
     // Only taps with 0 <= q - t < oh for some pixel of this lane reach real grad_out; the
     // others would read the zero border. Skipping them matters when grad_out is small
@@ -242,7 +285,7 @@ fn conv2d_backward_input(@builtin(local_invocation_index) lid: u32, @builtin(wor
     // one SIMD batch may disagree on the range; lavapipe then masks, and masked lanes skip
     // their loads, which is where the time goes.
     let t0 = select(vec2<u32>(0u), qlo + 1u - vec2<u32>(p.oh, p.ow), qlo + 1u > vec2<u32>(p.oh, p.ow));
-    let t1 = min(vec2<u32>(jy, jx), qhi + 1u);
+    let t1 = min(ph.taps, qhi + 1u);
     var col: array<u32, FC4>;
     for (var q = 0u; q < TC / 4u; q++) {
         col[q] = min(c0 + q, p.cin4 - 1u);
@@ -251,8 +294,8 @@ fn conv2d_backward_input(@builtin(local_invocation_index) lid: u32, @builtin(wor
     if (p0 < npix) {
         for (var ty = t0.x; ty < t1.x; ty++) {
             for (var tx = t0.y; tx < t1.y; tx++) {
-                let kh = ry + s * ty;
-                let kw = rx + s * tx;
+                let kh = ph.r.x + s * ty;
+                let kw = ph.r.y + s * tx;
                 // base - toff stays >= 0: the border is ceil(k / s) - 1 >= ty, tx.
                 let toff = (ty * p.gw + tx) * p.cout4;
                 let wrow = (kh * p.k + kw) * p.cout4 * 4u;
@@ -278,11 +321,7 @@ fn conv2d_backward_input(@builtin(local_invocation_index) lid: u32, @builtin(wor
     let hw = p.h * p.w;
     for (var i = 0u; i < TP; i++) {
         let px = p0 + i;
-        let nn = px / nq;
-        let r = px - nn * nq;
-        let iy = (qy0 + r / nqx) * s + ry - p.pad;
-        let ix = (qx0 + r % nqx) * s + rx - p.pad;
-        let ob = nn * p.cin * hw + iy * p.w + ix;
+        let ob = phase_output_base(ph, phase_pixel(ph, px));
         for (var q = 0u; q < TC / 4u; q++) {
             if (px < npix) {
                 store4(acc[i][q], c0 + q, p.cin, ob, hw);

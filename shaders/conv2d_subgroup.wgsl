@@ -59,12 +59,7 @@ fn conv2d_forward_subgroup(@builtin(local_invocation_index) lid: u32, @builtin(w
     let c0 = wid.y * 4u;
     var base: array<u32, 2>;
     for (var i = 0u; i < 2u; i++) {
-        let px = min(p0 + i, npix - 1u);
-        let nn = px / ohw;
-        let r = px - nn * ohw;
-        let oy = r / p.ow;
-        let ox = r - oy * p.ow;
-        base[i] = ((nn * p.xh + oy * p.stride) * p.xw + ox * p.stride) * p.cin4;
+        base[i] = forward_input_base(min(p0 + i, npix - 1u));
     }
     let j = sid % 8u;
     let wcol = min(c0 + j % 4u, p.cout4 - 1u);
@@ -84,8 +79,7 @@ fn conv2d_forward_subgroup(@builtin(local_invocation_index) lid: u32, @builtin(w
     }
     for (var i = 0u; i < 2u; i++) {
         let px = p0 + i;
-        let nn = px / ohw;
-        let ob = nn * p.cout * ohw + (px - nn * ohw);
+        let ob = forward_output_base(px);
         for (var q = 0u; q < 4u; q++) {
             if (px < npix) {
                 store4(acc[i][q], c0 + q, p.cout, ob, ohw);
@@ -101,39 +95,25 @@ fn conv2d_forward_subgroup(@builtin(local_invocation_index) lid: u32, @builtin(w
 fn conv2d_backward_input_subgroup(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
     let s = p.stride;
     let phase = wid.y / p.ctiles;
-    let ry = phase / s;
-    let rx = phase - ry * s;
     let c0 = (wid.y - phase * p.ctiles) * 4u;
-    let qy0 = select(0u, (p.pad - ry + s - 1u) / s, p.pad > ry);
-    let qx0 = select(0u, (p.pad - rx + s - 1u) / s, p.pad > rx);
-    let qy1 = select(0u, (p.h - 1u + p.pad - ry) / s + 1u, p.h - 1u + p.pad >= ry);
-    let qx1 = select(0u, (p.w - 1u + p.pad - rx) / s + 1u, p.w - 1u + p.pad >= rx);
-    if (qy1 <= qy0 || qx1 <= qx0) {
+    let ph = input_grad_phase(phase);
+    if (ph.nq == 0u) {
         return;  // this phase has no pixels (uniform in the workgroup)
     }
-    let nqx = qx1 - qx0;
-    let nq = (qy1 - qy0) * nqx;
-    let npix = p.n * nq;
+    let npix = p.n * ph.nq;
     let p0 = (wid.x * SWG + lid) * 2u;
-    let jy = select(0u, (p.k - ry + s - 1u) / s, p.k > ry);
-    let jx = select(0u, (p.k - rx + s - 1u) / s, p.k > rx);
     var base: array<u32, 2>;
     for (var i = 0u; i < 2u; i++) {
-        let px = min(p0 + i, npix - 1u);
-        let nn = px / nq;
-        let r = px - nn * nq;
-        let qy = qy0 + r / nqx;
-        let qx = qx0 + r % nqx;
-        base[i] = ((nn * p.gh + qy + p.gborder) * p.gw + qx + p.gborder) * p.cout4;
+        base[i] = phase_grad_base(phase_pixel(ph, min(p0 + i, npix - 1u)));
     }
     let j = sid % 8u;
     let wcol = min(c0 + j % 4u, p.cin4 - 1u);
     let wsub = j / 4u;
     var acc: array<array<vec4<f32>, 4>, 2>;
-    for (var ty = 0u; ty < jy; ty++) {
-        for (var tx = 0u; tx < jx; tx++) {
-            let kh = ry + s * ty;
-            let kw = rx + s * tx;
+    for (var ty = 0u; ty < ph.taps.x; ty++) {
+        for (var tx = 0u; tx < ph.taps.y; tx++) {
+            let kh = ph.r.x + s * ty;
+            let kw = ph.r.y + s * tx;
             let toff = (ty * p.gw + tx) * p.cout4;
             let wrow = (kh * p.k + kw) * p.cout4 * 4u + wsub;
             for (var c = 0u; c < p.cout4; c++) {
@@ -147,11 +127,7 @@ fn conv2d_backward_input_subgroup(@builtin(local_invocation_index) lid: u32, @bu
     let hw = p.h * p.w;
     for (var i = 0u; i < 2u; i++) {
         let px = p0 + i;
-        let nn = px / nq;
-        let r = px - nn * nq;
-        let iy = (qy0 + r / nqx) * s + ry - p.pad;
-        let ix = (qx0 + r % nqx) * s + rx - p.pad;
-        let ob = nn * p.cin * hw + iy * p.w + ix;
+        let ob = phase_output_base(ph, phase_pixel(ph, px));
         for (var q = 0u; q < 4u; q++) {
             if (px < npix) {
                 store4(acc[i][q], c0 + q, p.cin, ob, hw);
