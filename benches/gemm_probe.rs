@@ -12,132 +12,67 @@
 use std::time::Instant;
 use wgpu::util::DeviceExt;
 
-const SRC_SSBO: &str = r#"
+/// Declarations every variant shares: sizes, the output, the 4-row multiply-add.
+const COMMON: &str = r#"
 struct P { m: u32, n4: u32, k4: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read_write> c: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b: array<vec4<f32>>;
 fn mac4(acc: vec4<f32>, x: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>) -> vec4<f32> {
     return fma(vec4<f32>(x.x), b0, fma(vec4<f32>(x.y), b1, fma(vec4<f32>(x.z), b2, fma(vec4<f32>(x.w), b3, acc))));
 }
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let mt = p.m / 4u;
-    let t = gid.x;
-    let r0 = (t % mt) * 4u;
-    let c0 = (t / mt) * 2u;
-    var acc: array<array<vec4<f32>, 2>, 4>;
-    for (var k = 0u; k < p.k4; k++) {
-        var x: array<vec4<f32>, 4>;
-        for (var i = 0u; i < 4u; i++) { x[i] = a[(r0 + i) * p.k4 + k]; }
-        for (var q = 0u; q < 2u; q++) {
-            let rb = k * 4u * p.n4 + c0 + q;
-            let b0 = b[rb]; let b1 = b[rb + p.n4]; let b2 = b[rb + 2u * p.n4]; let b3 = b[rb + 3u * p.n4];
-            for (var i = 0u; i < 4u; i++) { acc[i][q] = mac4(acc[i][q], x[i], b0, b1, b2, b3); }
-        }
-    }
-    for (var i = 0u; i < 4u; i++) { for (var q = 0u; q < 2u; q++) { c[(r0 + i) * p.n4 + c0 + q] = acc[i][q]; } }
-}
 "#;
 
-const SRC_TEX: &str = r#"
-struct P { m: u32, n4: u32, k4: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read_write> c: array<vec4<f32>>;
+const SSBO_OPERANDS: &str = r#"
+@group(0) @binding(2) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> b: array<vec4<f32>>;
+"#;
+/// Keeps both storage bindings in the pipeline layout when a variant computes its operands.
+const SSBO_KEEP: &str = "_ = a[0]; _ = b[0];";
+
+const TEXTURE_OPERANDS: &str = r#"
 @group(0) @binding(2) var a: texture_2d<f32>;   // [m rows][k4 texels]
 @group(0) @binding(3) var b: texture_2d<f32>;   // [k rows][n4 texels]
-fn mac4(acc: vec4<f32>, x: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>) -> vec4<f32> {
-    return fma(vec4<f32>(x.x), b0, fma(vec4<f32>(x.y), b1, fma(vec4<f32>(x.z), b2, fma(vec4<f32>(x.w), b3, acc))));
-}
+"#;
+
+/// The 4 rows x 8 columns per lane kernel, with `load_a` the statement that sets x[i] (row
+/// r0 + i, reduction vec4 k), `load_b` the statements that set b0..b3 (reduction rows
+/// k*4 .. k*4+3, column group col) and `keep` statements run once at the start.
+fn tile_4x8(operands: &str, keep: &str, load_a: &str, load_b: &str) -> String {
+    format!(
+        r#"{COMMON}{operands}
 @compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
+    {keep}
     let mt = p.m / 4u;
     let t = gid.x;
     let r0 = (t % mt) * 4u;
     let c0 = (t / mt) * 2u;
     var acc: array<array<vec4<f32>, 2>, 4>;
-    for (var k = 0u; k < p.k4; k++) {
+    for (var k = 0u; k < p.k4; k++) {{
         var x: array<vec4<f32>, 4>;
-        for (var i = 0u; i < 4u; i++) { x[i] = textureLoad(a, vec2<u32>(k, r0 + i), 0); }
-        for (var q = 0u; q < 2u; q++) {
+        for (var i = 0u; i < 4u; i++) {{ {load_a} }}
+        for (var q = 0u; q < 2u; q++) {{
             let col = c0 + q;
-            let b0 = textureLoad(b, vec2<u32>(col, k * 4u), 0);
-            let b1 = textureLoad(b, vec2<u32>(col, k * 4u + 1u), 0);
-            let b2 = textureLoad(b, vec2<u32>(col, k * 4u + 2u), 0);
-            let b3 = textureLoad(b, vec2<u32>(col, k * 4u + 3u), 0);
-            for (var i = 0u; i < 4u; i++) { acc[i][q] = mac4(acc[i][q], x[i], b0, b1, b2, b3); }
-        }
-    }
-    for (var i = 0u; i < 4u; i++) { for (var q = 0u; q < 2u; q++) { c[(r0 + i) * p.n4 + c0 + q] = acc[i][q]; } }
+            {load_b}
+            for (var i = 0u; i < 4u; i++) {{ acc[i][q] = mac4(acc[i][q], x[i], b0, b1, b2, b3); }}
+        }}
+    }}
+    for (var i = 0u; i < 4u; i++) {{ for (var q = 0u; q < 2u; q++) {{ c[(r0 + i) * p.n4 + c0 + q] = acc[i][q]; }} }}
+}}
+"#
+    )
 }
-"#;
 
-const SRC_NOB: &str = r#"
-struct P { m: u32, n4: u32, k4: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read_write> c: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b: array<vec4<f32>>;
-fn mac4(acc: vec4<f32>, x: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>) -> vec4<f32> {
-    return fma(vec4<f32>(x.x), b0, fma(vec4<f32>(x.y), b1, fma(vec4<f32>(x.z), b2, fma(vec4<f32>(x.w), b3, acc))));
-}
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    _ = a[0]; _ = b[0]; let mt = p.m / 4u;
-    let t = gid.x;
-    let r0 = (t % mt) * 4u;
-    let c0 = (t / mt) * 2u;
-    var acc: array<array<vec4<f32>, 2>, 4>;
-    for (var k = 0u; k < p.k4; k++) {
-        var x: array<vec4<f32>, 4>;
-        for (var i = 0u; i < 4u; i++) { x[i] = a[(r0 + i) * p.k4 + k]; }
-        for (var q = 0u; q < 2u; q++) {
-            let rb = k * 4u * p.n4 + c0 + q;
-            let fb = f32(rb); let b0 = vec4<f32>(fb, fb+1.0, fb+2.0, fb+3.0); let b1 = b0 * 0.5; let b2 = b0 * 0.25; let b3 = b0 * 0.125;
-            for (var i = 0u; i < 4u; i++) { acc[i][q] = mac4(acc[i][q], x[i], b0, b1, b2, b3); }
-        }
-    }
-    for (var i = 0u; i < 4u; i++) { for (var q = 0u; q < 2u; q++) { c[(r0 + i) * p.n4 + c0 + q] = acc[i][q]; } }
-}
-"#;
-const SRC_NOAB: &str = r#"
-struct P { m: u32, n4: u32, k4: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read_write> c: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b: array<vec4<f32>>;
-fn mac4(acc: vec4<f32>, x: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>) -> vec4<f32> {
-    return fma(vec4<f32>(x.x), b0, fma(vec4<f32>(x.y), b1, fma(vec4<f32>(x.z), b2, fma(vec4<f32>(x.w), b3, acc))));
-}
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    _ = a[0]; _ = b[0]; let mt = p.m / 4u;
-    let t = gid.x;
-    let r0 = (t % mt) * 4u;
-    let c0 = (t / mt) * 2u;
-    var acc: array<array<vec4<f32>, 2>, 4>;
-    for (var k = 0u; k < p.k4; k++) {
-        var x: array<vec4<f32>, 4>;
-        for (var i = 0u; i < 4u; i++) { x[i] = vec4<f32>(f32(k + i), f32(r0), 1.0, 2.0); }
-        for (var q = 0u; q < 2u; q++) {
-            let rb = k * 4u * p.n4 + c0 + q;
-            let fb = f32(rb); let b0 = vec4<f32>(fb, fb+1.0, fb+2.0, fb+3.0); let b1 = b0 * 0.5; let b2 = b0 * 0.25; let b3 = b0 * 0.125;
-            for (var i = 0u; i < 4u; i++) { acc[i][q] = mac4(acc[i][q], x[i], b0, b1, b2, b3); }
-        }
-    }
-    for (var i = 0u; i < 4u; i++) { for (var q = 0u; q < 2u; q++) { c[(r0 + i) * p.n4 + c0 + q] = acc[i][q]; } }
-}
-"#;
-const SRC_SG: &str = r#"
-struct P { m: u32, n4: u32, k4: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read_write> c: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b: array<vec4<f32>>;
-fn mac4(acc: vec4<f32>, x: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>) -> vec4<f32> {
-    return fma(vec4<f32>(x.x), b0, fma(vec4<f32>(x.y), b1, fma(vec4<f32>(x.z), b2, fma(vec4<f32>(x.w), b3, acc))));
-}
+const SSBO_A: &str = "x[i] = a[(r0 + i) * p.k4 + k];";
+const SSBO_B: &str = "let rb = k * 4u * p.n4 + col; let b0 = b[rb]; let b1 = b[rb + p.n4]; let b2 = b[rb + 2u * p.n4]; let b3 = b[rb + 3u * p.n4];";
+const TEXTURE_A: &str = "x[i] = textureLoad(a, vec2<u32>(k, r0 + i), 0);";
+const TEXTURE_B: &str = "let b0 = textureLoad(b, vec2<u32>(col, k * 4u), 0); let b1 = textureLoad(b, vec2<u32>(col, k * 4u + 1u), 0); let b2 = textureLoad(b, vec2<u32>(col, k * 4u + 2u), 0); let b3 = textureLoad(b, vec2<u32>(col, k * 4u + 3u), 0);";
+/// Values made from the indices instead of loaded (the product is then not A B).
+const COMPUTED_A: &str = "x[i] = vec4<f32>(f32(k + i), f32(r0), 1.0, 2.0);";
+const COMPUTED_B: &str = "let fb = f32(k * 4u * p.n4 + col); let b0 = vec4<f32>(fb, fb + 1.0, fb + 2.0, fb + 3.0); let b1 = b0 * 0.5; let b2 = b0 * 0.25; let b3 = b0 * 0.125;";
+
+/// Kernel bodies after COMMON and SSBO_OPERANDS.
+const SUBGROUP_4X8: &str = r#"
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
     let mt = p.m / 4u;
@@ -164,15 +99,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(subgroup_invocat
 }
 "#;
 
-const SRC_SG2: &str = r#"
-struct P { m: u32, n4: u32, k4: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read_write> c: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b: array<vec4<f32>>;
-fn mac4(acc: vec4<f32>, x: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>) -> vec4<f32> {
-    return fma(vec4<f32>(x.x), b0, fma(vec4<f32>(x.y), b1, fma(vec4<f32>(x.z), b2, fma(vec4<f32>(x.w), b3, acc))));
-}
+const SUBGROUP_2X16: &str = r#"
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
     let mt = p.m / 2u;
@@ -226,7 +153,14 @@ fn main() {
     let at = mk_tex(k / 4, m, &av);
     let bt = mk_tex(n / 4, k, &bv);
     let tiles = (m / 4) * (n / 8); // 2x16 tiles: the same count
-    for (name, src, tex, needs_subgroups) in [("ssbo_4x8", SRC_SSBO, false, false), ("texture_4x8", SRC_TEX, true, false), ("no_b_loads_4x8", SRC_NOB, false, false), ("no_loads_4x8", SRC_NOAB, false, false), ("subgroup_4x8", SRC_SG, false, true), ("subgroup_2x16", SRC_SG2, false, true)] {
+    for (name, src, tex, needs_subgroups) in [
+        ("ssbo_4x8", tile_4x8(SSBO_OPERANDS, SSBO_KEEP, SSBO_A, SSBO_B), false, false),
+        ("texture_4x8", tile_4x8(TEXTURE_OPERANDS, "", TEXTURE_A, TEXTURE_B), true, false),
+        ("no_b_loads_4x8", tile_4x8(SSBO_OPERANDS, SSBO_KEEP, SSBO_A, COMPUTED_B), false, false),
+        ("no_loads_4x8", tile_4x8(SSBO_OPERANDS, SSBO_KEEP, COMPUTED_A, COMPUTED_B), false, false),
+        ("subgroup_4x8", format!("{COMMON}{SSBO_OPERANDS}{SUBGROUP_4X8}"), false, true),
+        ("subgroup_2x16", format!("{COMMON}{SSBO_OPERANDS}{SUBGROUP_2X16}"), false, true),
+    ] {
         if needs_subgroups && !gpu.subgroups() {
             println!("{name}: skipped (no subgroup operations with >= 8 lanes)");
             continue;

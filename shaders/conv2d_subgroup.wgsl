@@ -22,7 +22,8 @@ override SWG: u32 = 64u;  // lanes per workgroup, a multiple of 8
 
 // 16 weight vec4s of one reduction step, as lane j of every 8 holds them: w0 = row j / 4,
 // w1 = row 2 + j / 4 of the step's 4 reduction rows, column group j % 4. Adds the step to
-// the lane's 2 x 4 tile of (pixel, column group) accumulators.
+// the lane's 2 x 4 tile of (pixel, column group) accumulators. Written out per column group,
+// not as a loop: subgroupBroadcast takes its lane as a constant expression.
 fn subgroup_step(acc: ptr<function, array<array<vec4<f32>, 4>, 2>>, a0: vec4<f32>, a1: vec4<f32>, w0: vec4<f32>, w1: vec4<f32>) {
     var b0 = subgroupBroadcast(w0, 0u);
     var b1 = subgroupBroadcast(w0, 4u);
