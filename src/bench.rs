@@ -425,7 +425,7 @@ fn time_runs(gpu: &Gpu, warmup: usize, iters: usize, timestamps: bool, mut f: im
         f()?;
         gpu.synchronize()?;
         wall.push(t.elapsed().as_secs_f64());
-        if let Some((seconds, _)) = gpu.stop_device_timing().filter(|_| timed) {
+        if let Some(seconds) = gpu.stop_device_timing().filter(|_| timed) {
             device.push(seconds);
         }
     }

@@ -326,18 +326,15 @@ impl Gpu {
         }
         let mut t = self.timestamps.borrow_mut();
         match t.as_mut() {
-            Some(t) => {
-                t.seconds = 0.0;
-                t.submissions = 0;
-            }
+            Some(t) => t.seconds = 0.0,
             None => *t = Some(Timestamps::new(&self.device, &self.queue)),
         }
         true
     }
 
-    /// Device seconds and submissions timed since `start_device_timing`, and stops timing.
-    pub fn stop_device_timing(&self) -> Option<(f64, u64)> {
-        self.timestamps.borrow_mut().take().map(|t| (t.seconds, t.submissions))
+    /// Device seconds timed since `start_device_timing`, and stops timing.
+    pub fn stop_device_timing(&self) -> Option<f64> {
+        self.timestamps.borrow_mut().take().map(|t| t.seconds)
     }
 
     /// Uploads host data into `buffer`. Pending work is submitted first, because a queue

@@ -44,7 +44,6 @@ pub(crate) struct Timestamps {
     readback: wgpu::Buffer,
     period_ns: f64,
     pub seconds: f64,
-    pub submissions: u64,
 }
 
 impl Timestamps {
@@ -53,7 +52,7 @@ impl Timestamps {
         let buffer = |usage| device.create_buffer(&wgpu::BufferDescriptor { label: Some("mr2ct timestamps"), size: 16, usage, mapped_at_creation: false });
         let resolve = buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
         let readback = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
-        Timestamps { set, resolve, readback, period_ns: queue.get_timestamp_period() as f64, seconds: 0.0, submissions: 0 }
+        Timestamps { set, resolve, readback, period_ns: queue.get_timestamp_period() as f64, seconds: 0.0 }
     }
 
     /// Waits for the last submission and adds its end - start.
@@ -65,7 +64,6 @@ impl Timestamps {
         let ticks: [u64; 2] = bytemuck::pod_read_unaligned(&bytes[..16]);
         self.readback.unmap();
         self.seconds += ticks[1].saturating_sub(ticks[0]) as f64 * self.period_ns * 1e-9;
-        self.submissions += 1;
         Ok(())
     }
 }

@@ -55,10 +55,10 @@ pub fn conv_transpose2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, stride: u
     let g = geom(x, w, bias, stride, padding, output_padding)?;
     // x plays the adjoint conv's output gradient.
     let y = backward_input(&g, &pack_gy(&g, x)?, w, bias)?;
+    let need = (x.requires_grad(), w.requires_grad(), bias.is_some_and(|b| b.requires_grad()));
     // The weight gradient reads x itself (packed again there when the adapter lacks the
     // subgroup kernel), so the packed copy, larger than x by its border, is not kept.
-    let saved_x = w.requires_grad().then(|| x.detach());
-    let need = (x.requires_grad(), w.requires_grad(), bias.is_some_and(|b| b.requires_grad()));
+    let saved_x = need.1.then(|| x.detach());
     let has_bias = bias.is_some();
     let saved_w = w.detach();
     let mut inputs = vec![x, w];
