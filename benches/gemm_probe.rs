@@ -134,7 +134,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(subgroup_invocat
 "#;
 
 fn main() {
-    let gpu = mr2ct::gpu::Gpu::new(None).expect("an adapter");
+    let gpu = mr2ct::engine::gpu::Gpu::new(None).expect("an adapter");
     println!("adapter: {} ({}, {} {})", gpu.adapter.name, gpu.adapter.backend, gpu.adapter.driver, gpu.adapter.driver_info);
     let (dev, queue) = (&gpu.device, &gpu.queue);
     let (m, n, k) = (1024usize, 1024usize, 1024usize);

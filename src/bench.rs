@@ -29,20 +29,20 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::autograd::{backward, backward_with, no_grad};
+use crate::engine::autograd::{backward, backward_with, no_grad};
 use crate::cyclegan::{CycleGan, Init, ModelKind, TrainConfig};
-use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::engine::error::{Error, Result};
+use crate::engine::gpu::Gpu;
 use crate::models::{Network, PaperGenerator};
-use crate::nn::init::Rng;
-use crate::nn::{init_normal, BatchNorm2d, Module};
-use crate::ops::activation::{leaky_relu, relu, tanh};
-use crate::ops::conv::conv2d;
-use crate::ops::conv_transpose::conv_transpose2d;
-use crate::ops::norm::{batch_norm2d, instance_norm2d};
-use crate::ops::reduce::mean;
-use crate::optim::Adam;
-use crate::tensor::Tensor;
+use crate::engine::nn::init::Rng;
+use crate::engine::nn::{init_normal, BatchNorm2d, Module};
+use crate::engine::ops::activation::{leaky_relu, relu, tanh};
+use crate::engine::ops::conv::conv2d;
+use crate::engine::ops::conv_transpose::conv_transpose2d;
+use crate::engine::ops::norm::{batch_norm2d, instance_norm2d};
+use crate::engine::ops::reduce::mean;
+use crate::engine::optim::Adam;
+use crate::engine::tensor::Tensor;
 
 /// What to run. `BenchOptions::default()` is the full table with settings that finish on
 /// lavapipe (2 CPU cores) in tens of minutes; see the field docs.
@@ -192,7 +192,7 @@ impl TrainRow {
 
 #[derive(Clone, Debug)]
 pub struct BenchReport {
-    pub adapter: crate::gpu::AdapterSummary,
+    pub adapter: crate::engine::gpu::AdapterSummary,
     pub kernels: Vec<KernelRow>,
     pub train: Vec<TrainRow>,
     pub warmup: usize,

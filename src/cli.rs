@@ -14,11 +14,11 @@ use mr2ct::bench::BenchOptions;
 use mr2ct::io::weights::Precision;
 use mr2ct::sct::eval::EvalOptions;
 use mr2ct::sct::translate::{OutputFormat, TranslateOptions};
-use mr2ct::nn::init::Rng;
+use mr2ct::engine::nn::init::Rng;
 use mr2ct::{Error, Gpu, Result, Tensor};
 
 pub fn devices() -> Result<()> {
-    let adapters = mr2ct::gpu::list_adapters();
+    let adapters = mr2ct::engine::gpu::list_adapters();
     if adapters.is_empty() {
         println!("no adapters found (on Debian: apt-get install mesa-vulkan-drivers for the lavapipe CPU adapter)");
     }

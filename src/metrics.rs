@@ -4,7 +4,7 @@
 //! borders, as scikit-image's structural_similarity) on images whose background is set to
 //! -1024 and shifted by +1024, averaged over the mask.
 
-use crate::error::{Error, Result};
+use crate::engine::error::{Error, Result};
 
 pub const HU_MIN: f64 = -1024.0;
 pub const HU_MAX: f64 = 3000.0;

@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use mr2ct::ops::{activation, elementwise};
+use mr2ct::engine::ops::{activation, elementwise};
 use mr2ct::{backward, Tensor};
 
 fn act(name: &str, x: &Tensor) -> Tensor {
@@ -34,7 +34,7 @@ fn activations_match_pytorch() {
         let x = f.tensor(case, "x").requiring_grad();
         let y = act(case, &x);
         assert_close(&format!("{case} forward"), &y.to_vec().unwrap(), f.data(case, "y"), 1e-5);
-        let grads = mr2ct::autograd::backward_with(&y, f.tensor(case, "gy")).unwrap();
+        let grads = mr2ct::engine::autograd::backward_with(&y, f.tensor(case, "gy")).unwrap();
         assert_close(&format!("{case} backward"), &grads.get(&x).unwrap().to_vec().unwrap(), f.data(case, "gx"), 1e-5);
     }
 }
@@ -49,7 +49,7 @@ fn activation_backward_matches_finite_differences() {
     for case in ["leaky_relu", "relu", "tanh", "sigmoid"] {
         let x = Tensor::from_slice(&g, &xs, &[n]).unwrap().requiring_grad();
         let y = act(case, &x);
-        let grads = mr2ct::autograd::backward_with(&y, Tensor::from_slice(&g, &gy, &[n]).unwrap()).unwrap();
+        let grads = mr2ct::engine::autograd::backward_with(&y, Tensor::from_slice(&g, &gy, &[n]).unwrap()).unwrap();
         let got = to_f64(&grads.get(&x).unwrap().to_vec().unwrap());
         let fd = finite_diff(&to_f64(&xs), |v| v.iter().map(|x| act_host(case, *x)).collect(), &to_f64(&gy), 1e-6);
         let e = rel_l2_f64(&got, &fd);
@@ -80,7 +80,7 @@ fn elementwise_match_pytorch() {
         }
         .unwrap();
         assert_close(&format!("{case} forward"), &y.to_vec().unwrap(), f.data(case, "y"), 1e-6);
-        let grads = mr2ct::autograd::backward_with(&y, f.tensor(case, "gy")).unwrap();
+        let grads = mr2ct::engine::autograd::backward_with(&y, f.tensor(case, "gy")).unwrap();
         assert_close(&format!("{case} grad a"), &grads.get(&a).unwrap().to_vec().unwrap(), f.data(case, "ga"), 1e-6);
         assert_close(&format!("{case} grad b"), &grads.get(&b).unwrap().to_vec().unwrap(), f.data(case, "gb"), 1e-6);
     }
@@ -88,7 +88,7 @@ fn elementwise_match_pytorch() {
     let alpha = f.param_f64("scale", "alpha") as f32;
     let y = elementwise::scale(&a, alpha).unwrap();
     assert_close("scale forward", &y.to_vec().unwrap(), f.data("scale", "y"), 1e-6);
-    let grads = mr2ct::autograd::backward_with(&y, f.tensor("scale", "gy")).unwrap();
+    let grads = mr2ct::engine::autograd::backward_with(&y, f.tensor("scale", "gy")).unwrap();
     assert_close("scale grad", &grads.get(&a).unwrap().to_vec().unwrap(), f.data("scale", "ga"), 1e-6);
 }
 
@@ -99,7 +99,7 @@ fn a_tensor_used_twice_accumulates_both_gradients() {
     let xs = [0.5f32, -1.25, 2.0, 3.0];
     let x = Tensor::param(&g, &xs, &[4]).unwrap();
     let y = elementwise::scale_add(&x, 3.0, &elementwise::mul(&x, &x).unwrap()).unwrap();
-    let grads = mr2ct::autograd::backward_with(&y, Tensor::full(&g, &[4], 1.0).unwrap()).unwrap();
+    let grads = mr2ct::engine::autograd::backward_with(&y, Tensor::full(&g, &[4], 1.0).unwrap()).unwrap();
     let gx = grads.get(&x).unwrap().to_vec().unwrap();
     assert_eq!(gx, xs.iter().map(|v| 2.0 * v + 3.0).collect::<Vec<_>>());
 }
@@ -109,7 +109,7 @@ fn detach_and_no_grad_stop_gradients() {
     let g = gpu();
     let x = Tensor::param(&g, &[1.0, 2.0], &[2]).unwrap();
     let y = elementwise::add(&x, &x.detach()).unwrap();
-    let grads = mr2ct::autograd::backward_with(&y, Tensor::full(&g, &[2], 1.0).unwrap()).unwrap();
+    let grads = mr2ct::engine::autograd::backward_with(&y, Tensor::full(&g, &[2], 1.0).unwrap()).unwrap();
     assert_eq!(grads.get(&x).unwrap().to_vec().unwrap(), vec![1.0, 1.0]);
     let z = mr2ct::no_grad(|| elementwise::mul(&x, &x).unwrap());
     assert!(!z.requires_grad());

@@ -5,8 +5,8 @@
 
 mod common;
 use common::*;
-use mr2ct::ops::conv::conv2d;
-use mr2ct::ops::conv_transpose::conv_transpose2d;
+use mr2ct::engine::ops::conv::conv2d;
+use mr2ct::engine::ops::conv_transpose::conv_transpose2d;
 use mr2ct::Tensor;
 
 /// One convolution's shape. For conv_transpose2d, (h, w) is the input size and `op` the
@@ -155,7 +155,7 @@ fn run_gpu(op: Op, c: &Case, x: &[f32], w: &[f32], b: Option<&[f32]>, gy: &[f32]
     let bt = b.map(|b| Tensor::param(&g, b, &[c.cout]).unwrap());
     let y = op.gpu(c, &xt, &wt, bt.as_ref()).unwrap();
     assert_eq!(y.shape(), op.y_shape(c), "{} {c:?}: output shape", op.name());
-    let grads = mr2ct::autograd::backward_with(&y, Tensor::from_slice(&g, gy, y.shape()).unwrap()).unwrap();
+    let grads = mr2ct::engine::autograd::backward_with(&y, Tensor::from_slice(&g, gy, y.shape()).unwrap()).unwrap();
     Run {
         y: y.to_vec().unwrap(),
         gx: grads.get(&xt).unwrap().to_vec().unwrap(),
@@ -509,7 +509,7 @@ fn gradients_only_for_what_requires_grad() {
     let wt = Tensor::from_slice(&g, &w, &[4, 3, 4, 4]).unwrap();
     let bt = Tensor::from_slice(&g, &b, &[4]).unwrap();
     let y = conv2d(&xt, &wt, Some(&bt), 2, 1).unwrap();
-    let grads = mr2ct::autograd::backward_with(&y, Tensor::from_slice(&g, &gy, y.shape()).unwrap()).unwrap();
+    let grads = mr2ct::engine::autograd::backward_with(&y, Tensor::from_slice(&g, &gy, y.shape()).unwrap()).unwrap();
     assert_eq!(grads.len(), 1);
     let full = run_gpu(Op::Conv, &c, &x, &w, Some(&b), &gy);
     assert_eq!(grads.get(&xt).unwrap().to_vec().unwrap(), full.gx);
@@ -520,7 +520,7 @@ fn gradients_only_for_what_requires_grad() {
 
 #[test]
 fn shader_validates() {
-    let module = naga::front::wgsl::parse_str(mr2ct::shaders::CONV2D.source).expect("conv2d.wgsl parses");
+    let module = naga::front::wgsl::parse_str(mr2ct::engine::shaders::CONV2D.source).expect("conv2d.wgsl parses");
     naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all()).validate(&module).expect("conv2d.wgsl validates");
 }
 
@@ -575,7 +575,7 @@ fn conv_throughput() {
     let wg = w.requiring_grad();
     time("conv2d forward + input and weight gradients", 3.0 * flops, &|| {
         let y = conv2d(&xg, &wg, None, 2, 1).unwrap();
-        let gr = mr2ct::autograd::backward_with(&y, gy.clone()).unwrap();
+        let gr = mr2ct::engine::autograd::backward_with(&y, gy.clone()).unwrap();
         gr.get(&wg).unwrap().clone()
     });
     // The transposed counterpart in the decoder: ConvT(128->64) 16x16 -> 32x32.
@@ -658,7 +658,7 @@ fn subgroup_and_plain_kernels_match_the_host_reference() {
             // output gradient and its upstream gradient as the conv's input.
             let wt = Tensor::param(&g, &w, &[c.cout, c.cin, c.k, c.k]).unwrap();
             let yt = conv_transpose2d(&gt, &wt, None, c.s, c.p, t.op).unwrap();
-            let grads = mr2ct::autograd::backward_with(&yt, Tensor::from_slice(&g, &x, yt.shape()).unwrap()).unwrap();
+            let grads = mr2ct::engine::autograd::backward_with(&yt, Tensor::from_slice(&g, &x, yt.shape()).unwrap()).unwrap();
             let e = rel_l2_f64(&to_f64(&grads.get(&wt).unwrap().to_vec().unwrap()), &gw_want);
             assert!(e < 1e-5, "subgroups {sub} {c:?}: conv_transpose2d weight gradient vs host {e:.2e}");
         }

@@ -12,7 +12,7 @@ use dicom_object::InMemDicomObject;
 use mr2ct::data::dicom::{try_read_dicom, Accept};
 use mr2ct::data::nifti::try_read_nifti;
 use mr2ct::data::{LoadOptions, Modality, SkipKind, Skipped};
-use mr2ct::nn::init::Rng;
+use mr2ct::engine::nn::init::Rng;
 
 fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)

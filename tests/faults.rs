@@ -104,7 +104,7 @@ fn sigkill_while_writing_a_checkpoint_leaves_the_previous_one_whole() {
     let _turn = HOST_MEMORY.lock().unwrap_or_else(|e| e.into_inner());
     let path = tmp("killfile");
     let exe = std::env::current_exe().unwrap();
-    let mut rng = mr2ct::nn::init::Rng::new(99);
+    let mut rng = mr2ct::engine::nn::init::Rng::new(99);
     let mut landed_mid_write = 0;
     for round in 0..30 {
         let mut child = std::process::Command::new(&exe)

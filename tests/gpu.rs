@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use mr2ct::cyclegan::{CycleGan, Init, TrainConfig};
-use mr2ct::ops::activation;
+use mr2ct::engine::ops::activation;
 use mr2ct::{Error, Tensor};
 
 #[test]

@@ -5,9 +5,9 @@
 
 mod common;
 use common::*;
-use mr2ct::autograd::backward_with;
-use mr2ct::ops::{elementwise, loss, reduce};
-use mr2ct::optim::Adam;
+use mr2ct::engine::autograd::backward_with;
+use mr2ct::engine::ops::{elementwise, loss, reduce};
+use mr2ct::engine::optim::Adam;
 use mr2ct::{backward, Tensor};
 
 // ---------------------------------------------------------------------------------------

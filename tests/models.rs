@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 use mr2ct::models::{Network, PaperDiscriminator, PaperGenerator};
-use mr2ct::nn::{init::det_uniform, init::fnv1a64, init_deterministic, Module};
+use mr2ct::engine::nn::{init::det_uniform, init::fnv1a64, init_deterministic, Module};
 
 #[test]
 fn deterministic_recipe_matches_python_bit_for_bit() {
@@ -29,7 +29,7 @@ fn check_network(net: &dyn Network, case: &str, prefix: &str) {
     let x = f.tensor(case, "x").requiring_grad();
     let y = net.forward(&x, true, false).unwrap();
     assert_close(&format!("{case} forward"), &y.to_vec().unwrap(), f.data(case, "y"), 1e-4);
-    let grads = mr2ct::autograd::backward_with(&y, f.tensor(case, "gy")).unwrap();
+    let grads = mr2ct::engine::autograd::backward_with(&y, f.tensor(case, "gy")).unwrap();
     assert_close(&format!("{case} input gradient"), &grads.get(&x).unwrap().to_vec().unwrap(), f.data(case, "gx"), 1e-4);
     let strides = &f.meta[case]["strides"];
     let mut checked = 0;

@@ -6,9 +6,9 @@
 
 mod common;
 use common::*;
-use mr2ct::autograd::backward_with;
-use mr2ct::ops::norm::{batch_norm2d, instance_norm2d};
-use mr2ct::ops::pad::reflection_pad2d;
+use mr2ct::engine::autograd::backward_with;
+use mr2ct::engine::ops::norm::{batch_norm2d, instance_norm2d};
+use mr2ct::engine::ops::pad::reflection_pad2d;
 use mr2ct::Tensor;
 
 /// Relative L2 bound for every comparison in this file.
@@ -488,7 +488,7 @@ fn shape_errors_name_the_op() {
 
 #[test]
 fn norm_and_pad_shaders_validate() {
-    for sh in [&mr2ct::shaders::NORM, &mr2ct::shaders::PAD] {
+    for sh in [&mr2ct::engine::shaders::NORM, &mr2ct::engine::shaders::PAD] {
         let module = naga::front::wgsl::parse_str(sh.source).unwrap_or_else(|e| panic!("{}: {}", sh.name, e.emit_to_string(sh.source)));
         naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
             .validate(&module)

@@ -17,7 +17,7 @@ use mr2ct::data::prep::{prepare_slice, CtScaling};
 use mr2ct::data::{load_volume, LoadOptions, Modality};
 use mr2ct::io::weights::{self, Precision};
 use mr2ct::models::{Network, PaperGenerator};
-use mr2ct::nn::Module;
+use mr2ct::engine::nn::Module;
 use mr2ct::sct::{restore_slice, translate, OutputFormat, SctModel, TranslateOptions, MANIFEST};
 
 fn data(p: &str) -> PathBuf {

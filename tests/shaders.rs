@@ -1,11 +1,11 @@
 //! Every WGSL file in shaders/ is parsed and validated by naga, so a shader error points at
-//! its file and line at test time, and every file is registered in `mr2ct::shaders::ALL`.
+//! its file and line at test time, and every file is registered in `mr2ct::engine::shaders::ALL`.
 
 use std::path::Path;
 
 #[test]
 fn every_shader_parses_and_validates() {
-    for shader in mr2ct::shaders::ALL {
+    for shader in mr2ct::engine::shaders::ALL {
         let path = format!("shaders/{}.wgsl", shader.name);
         let module = naga::front::wgsl::parse_str(shader.source).unwrap_or_else(|e| panic!("{}", e.emit_to_string_with_path(shader.source, &path)));
         // The subgroup kernels are compiled only on adapters that have subgroup operations.
@@ -22,12 +22,12 @@ fn every_shader_parses_and_validates() {
 #[test]
 fn every_file_in_shaders_is_registered() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let registered: Vec<&str> = mr2ct::shaders::ALL.iter().map(|s| s.name).collect();
+    let registered: Vec<&str> = mr2ct::engine::shaders::ALL.iter().map(|s| s.name).collect();
     for entry in std::fs::read_dir(dir).unwrap() {
         let p = entry.unwrap().path();
         if p.extension().and_then(|e| e.to_str()) == Some("wgsl") {
             let stem = p.file_stem().unwrap().to_str().unwrap().to_owned();
-            assert!(registered.contains(&stem.as_str()), "{} is not in mr2ct::shaders::ALL", p.display());
+            assert!(registered.contains(&stem.as_str()), "{} is not in mr2ct::engine::shaders::ALL", p.display());
         }
     }
 }

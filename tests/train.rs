@@ -6,7 +6,7 @@ use common::*;
 use mr2ct::cyclegan::pool::ImagePool;
 use mr2ct::cyclegan::train::{Domains, RunOptions, Trainer};
 use mr2ct::cyclegan::{ModelKind, TrainConfig};
-use mr2ct::nn::init::Rng;
+use mr2ct::engine::nn::init::Rng;
 use mr2ct::Tensor;
 
 fn tiny_domains(n: usize, size: usize) -> (Vec<f32>, Vec<f32>) {

@@ -7,17 +7,17 @@ pub mod train;
 
 use std::rc::Rc;
 
-use crate::autograd::backward;
-use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::engine::autograd::backward;
+use crate::engine::error::{Error, Result};
+use crate::engine::gpu::Gpu;
 use crate::models::{Network, PaperDiscriminator, PaperGenerator};
-use crate::nn::init::Rng;
-use crate::nn::{init_deterministic, init_normal, Named};
-use crate::ops::elementwise::{add, scale_add};
-use crate::ops::loss;
-use crate::ops::reduce::stack_scalars;
-use crate::optim::Adam;
-use crate::tensor::Tensor;
+use crate::engine::nn::init::Rng;
+use crate::engine::nn::{init_deterministic, init_normal, Named};
+use crate::engine::ops::elementwise::{add, scale_add};
+use crate::engine::ops::loss;
+use crate::engine::ops::reduce::stack_scalars;
+use crate::engine::optim::Adam;
+use crate::engine::tensor::Tensor;
 pub use config::{GanLoss, ModelKind, TrainConfig};
 use pool::ImagePool;
 

@@ -2,9 +2,9 @@
 //! discriminators see a mix of the newest fakes and fakes from earlier steps, which damps
 //! oscillation. Images stay on the device; only the choice is made on the host.
 
-use crate::error::{Error, Result};
-use crate::nn::init::Rng;
-use crate::tensor::Tensor;
+use crate::engine::error::{Error, Result};
+use crate::engine::nn::init::Rng;
+use crate::engine::tensor::Tensor;
 
 pub struct ImagePool {
     capacity: usize,

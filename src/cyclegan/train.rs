@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{CycleGan, Init, StepLosses, TrainConfig};
-use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::engine::error::{Error, Result};
+use crate::engine::gpu::Gpu;
 use crate::io::{grid, plot, weights};
-use crate::nn::init::Rng;
-use crate::tensor::Tensor;
+use crate::engine::nn::init::Rng;
+use crate::engine::tensor::Tensor;
 
 /// losses.csv columns after `epoch` (the paper's Table 2, then timing).
 pub const CSV_COLUMNS: [&str; 9] = [

@@ -47,7 +47,7 @@ use dicom_object::{InMemDicomObject, OpenFileOptions};
 use dicom_pixeldata::PixelDecoder;
 
 use super::{Fail, LoadOptions, Modality, SeriesInfo, SkipKind, Skipped, Slice, SliceGeometry, SliceSource};
-use crate::error::Result;
+use crate::engine::error::Result;
 
 type Tag = dicom_core::Tag;
 

@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::engine::error::{Error, Result};
 
 pub use phantom::{write_phantom, PhantomOptions, PhantomSummary};
 pub use prep::{

@@ -22,7 +22,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::{Fail, LoadOptions, Modality, SeriesInfo, SkipKind, Skipped, Slice, SliceGeometry, SliceSource, Volume, VolumeFormat};
-use crate::error::Result;
+use crate::engine::error::Result;
 
 /// Which header fields gave the voxel-to-world affine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

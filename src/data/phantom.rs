@@ -31,8 +31,8 @@ use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::nn::init::{fnv1a64, Rng};
+use crate::engine::error::{Error, Result};
+use crate::engine::nn::init::{fnv1a64, Rng};
 
 /// Phantom options; `Default` gives the documented defaults.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

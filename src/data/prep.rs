@@ -20,7 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Fail, LoadOptions, Modality, SkipKind, Volume};
-use crate::nn::init::Rng;
+use crate::engine::nn::init::Rng;
 
 /// Lower end of the CT window (HU), mapped to -1.
 pub const CT_MIN_HU: f32 = -1024.0;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::engine::error::{Error, Result};
 
 /// An 8-bit RGB canvas.
 pub struct Canvas {

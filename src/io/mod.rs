@@ -9,7 +9,7 @@ pub mod weights;
 use std::io::Write;
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::engine::error::{Error, Result};
 
 /// Writes `bytes` to `path` atomically: a temporary sibling, fsync, rename, fsync of the
 /// directory. Readers see the old file or the new one, never a mix.

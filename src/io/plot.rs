@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::grid::Canvas;
-use crate::error::Result;
+use crate::engine::error::Result;
 
 pub struct Series<'a> {
     pub name: &'a str,

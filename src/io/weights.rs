@@ -6,8 +6,8 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, TensorView};
 
-use crate::error::{Error, Result};
-use crate::nn::Named;
+use crate::engine::error::{Error, Result};
+use crate::engine::nn::Named;
 
 /// How values are stored: f32, or f16 (half the size) converted with `half`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

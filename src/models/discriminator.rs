@@ -4,11 +4,11 @@
 use std::rc::Rc;
 
 use super::Network;
-use crate::error::{Error, Result};
-use crate::gpu::Gpu;
-use crate::nn::{BatchNorm2d, Conv2d, Module, Named};
-use crate::ops::activation::leaky_relu;
-use crate::tensor::Tensor;
+use crate::engine::error::{Error, Result};
+use crate::engine::gpu::Gpu;
+use crate::engine::nn::{BatchNorm2d, Conv2d, Module, Named};
+use crate::engine::ops::activation::leaky_relu;
+use crate::engine::tensor::Tensor;
 
 const SLOPE: f32 = 0.2;
 

@@ -6,9 +6,9 @@ pub mod discriminator;
 pub mod generator;
 pub mod resnet;
 
-use crate::error::Result;
-use crate::nn::{Module, Named};
-use crate::tensor::Tensor;
+use crate::engine::error::Result;
+use crate::engine::nn::Module;
+use crate::engine::tensor::Tensor;
 
 pub use discriminator::PaperDiscriminator;
 pub use generator::PaperGenerator;
@@ -19,9 +19,4 @@ pub trait Network: Module {
     /// `training`: batch statistics for BatchNorm (and running-statistics updates).
     /// `frozen`: parameters take no gradient (gradients still flow to the input).
     fn forward(&self, x: &Tensor, training: bool, frozen: bool) -> Result<Tensor>;
-}
-
-/// Named tensors of a network under a prefix (e.g. "G_AB").
-pub fn named(net: &dyn Network, prefix: &str) -> Vec<Named> {
-    net.named_tensors(prefix)
 }

@@ -7,13 +7,13 @@ use std::rc::Rc;
 
 use super::Network;
 use crate::cyclegan::config::TrainConfig;
-use crate::error::{Error, Result};
-use crate::gpu::Gpu;
-use crate::nn::{Conv2d, ConvTranspose2d, InstanceNorm2d, Module, Named};
-use crate::ops::activation::{leaky_relu, relu, tanh};
-use crate::ops::elementwise::add;
-use crate::ops::pad::reflection_pad2d;
-use crate::tensor::Tensor;
+use crate::engine::error::{Error, Result};
+use crate::engine::gpu::Gpu;
+use crate::engine::nn::{Conv2d, ConvTranspose2d, InstanceNorm2d, Module, Named};
+use crate::engine::ops::activation::{leaky_relu, relu, tanh};
+use crate::engine::ops::elementwise::add;
+use crate::engine::ops::pad::reflection_pad2d;
+use crate::engine::tensor::Tensor;
 
 fn join(p: &str, n: &str) -> String {
     if p.is_empty() { n.to_owned() } else { format!("{p}.{n}") }

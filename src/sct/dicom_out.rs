@@ -30,7 +30,7 @@ use dicom_object::{FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
 
 use super::{dicom_now, new_uid, SctModel, SyntheticCt};
 use crate::data::{SliceGeometry, Volume, VolumeFormat};
-use crate::error::{Error, Result};
+use crate::engine::error::{Error, Result};
 
 /// What was written.
 pub(crate) struct DicomSeries {

@@ -41,8 +41,8 @@ use super::png_out::{self, PanelRow};
 use super::{sanitize_name, SctModel};
 use crate::data::prep::percentile;
 use crate::data::{load_volume, LoadOptions, Modality, Volume};
-use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::engine::error::{Error, Result};
+use crate::engine::gpu::Gpu;
 use crate::metrics::{self, Vol};
 
 /// Which CT voxels are body.

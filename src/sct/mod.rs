@@ -32,11 +32,11 @@ use std::rc::Rc;
 use crate::cyclegan::{ModelKind, TrainConfig};
 use crate::data::prep::{self, resample, CtScaling, PrepRecord};
 use crate::data::{LoadOptions, Modality, Volume};
-use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::engine::error::{Error, Result};
+use crate::engine::gpu::Gpu;
 use crate::io::weights;
 use crate::models::{Network, PaperGenerator, ResnetGenerator};
-use crate::tensor::Tensor;
+use crate::engine::tensor::Tensor;
 
 pub use eval::{
     body_mask, evaluate, evaluate_with, pair_subjects, score_volume, EvalOptions, EvalReport, MaskRule, Scores, SsimMode,
@@ -83,7 +83,7 @@ impl SctModel {
     /// generator its `config` metadata describes and loads `G_AB.*` into it.
     pub fn load(gpu: &Rc<Gpu>, path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read weights: {e}")))?;
-        let fingerprint = format!("{:016x}", fnv1a64_bytes(&bytes));
+        let fingerprint = format!("{:016x}", crate::engine::nn::init::fnv1a64_bytes(&bytes));
         drop(bytes);
         let loaded = weights::load(path)?;
         let cfg_text = loaded.metadata.get("config").ok_or_else(|| {
@@ -199,16 +199,6 @@ pub fn restore_slice(unit: &[f32], size: usize, rows: usize, cols: usize, ct: &C
         }
     }
     out
-}
-
-/// FNV-1a 64 over bytes.
-pub(crate) fn fnv1a64_bytes(b: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for &x in b {
-        h ^= x as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
 }
 
 /// A new DICOM UID: 2.25 followed by the decimal value of a random (v4) UUID.

@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::data::{dot, Volume};
-use crate::error::{Error, Result};
+use crate::engine::error::{Error, Result};
 
 /// Voxel (i, j, k) -> RAS millimetres, rows [r0, r1, r2, offset]; plus a warning when the
 /// slice spacing is not uniform (the affine cannot hold that).

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::Result;
+use crate::engine::error::Result;
 use crate::io::grid::Canvas;
 
 /// CT display window for PNGs (HU): air black, soft tissue mid-grey, bone bright.

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{dicom_out, nifti_out, png_out, SctModel, StagedDir, SyntheticCt};
 use crate::data::{load_volume, LoadOptions, Modality, Volume};
-use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::engine::error::{Error, Result};
+use crate::engine::gpu::Gpu;
 
 /// The manifest every translate output directory holds.
 pub const MANIFEST: &str = "sct.json";

@@ -111,7 +111,7 @@ impl Fixture {
 
 /// Deterministic pseudo-random values in [-1, 1) for host-side tests.
 pub fn host_values(seed: u64, n: usize) -> Vec<f32> {
-    mr2ct::nn::init::det_uniform(seed, n)
+    mr2ct::engine::nn::init::det_uniform(seed, n)
 }
 
 /// Central finite differences in f64 of `loss(x) = sum(f(x) * gy)` with respect to every

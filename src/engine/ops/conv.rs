@@ -10,10 +10,10 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::error::{Error, Result};
-use crate::gpu::{grid_1d, Kernel};
-use crate::shaders::{CONV2D, CONV2D_SUBGROUP};
-use crate::tensor::Tensor;
+use crate::engine::error::{Error, Result};
+use crate::engine::gpu::{grid_1d, Kernel};
+use crate::engine::shaders::{CONV2D, CONV2D_SUBGROUP};
+use crate::engine::tensor::Tensor;
 
 /// Mirrors `Params` in shaders/conv2d.wgsl.
 #[repr(C)]
@@ -82,7 +82,7 @@ const SUBGROUP_TC: usize = 16;
 /// 8 to 64, so a small layer does not run 64 lanes for a few pixels) and workgroup counts.
 /// None when the pixel axis would exceed the adapter's per-dimension limit or the channels do
 /// not fill a 16-wide tile; the plain kernels serve those.
-fn subgroup_grid(gpu: &crate::gpu::Gpu, pixels: usize, tiles: usize, channels: usize) -> Option<(usize, [u32; 3])> {
+fn subgroup_grid(gpu: &crate::engine::gpu::Gpu, pixels: usize, tiles: usize, channels: usize) -> Option<(usize, [u32; 3])> {
     if !gpu.subgroups() || channels < SUBGROUP_TC {
         return None;
     }

@@ -7,8 +7,8 @@
 //!   bias gradient   = the per-channel sum of grad_out.
 
 use super::conv::{backward_input, backward_weight, bias_grad, forward, pack_gy, pack_x, Geom};
-use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::engine::error::{Error, Result};
+use crate::engine::tensor::Tensor;
 
 /// Shapes checked, as the geometry of the adjoint convolution (whose input is this op's
 /// output).

@@ -2,10 +2,10 @@
 //! stack_scalars, which gathers a step's losses for a single readback.
 
 use super::flat_params;
-use crate::error::{Error, Result};
-use crate::gpu::{grid_1d, Kernel};
-use crate::shaders::REDUCE;
-use crate::tensor::Tensor;
+use crate::engine::error::{Error, Result};
+use crate::engine::gpu::{grid_1d, Kernel};
+use crate::engine::shaders::REDUCE;
+use crate::engine::tensor::Tensor;
 
 /// Elements one workgroup of `sum_partials` folds into one partial (CHUNK in reduce.wgsl).
 const CHUNK: u32 = 8192;

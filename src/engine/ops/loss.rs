@@ -5,10 +5,10 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::reduce::reduce_sum;
-use crate::error::{Error, Result};
-use crate::gpu::{grid_1d, Kernel};
-use crate::shaders::LOSS;
-use crate::tensor::Tensor;
+use crate::engine::error::{Error, Result};
+use crate::engine::gpu::{grid_1d, Kernel};
+use crate::engine::shaders::LOSS;
+use crate::engine::tensor::Tensor;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]

@@ -4,9 +4,10 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use crate::autograd::{self, Node};
-use crate::error::{Error, Result};
-use crate::gpu::{Arg, Gpu, PooledBuffer};
+use crate::engine::autograd::{self, Node};
+use crate::engine::error::{Error, Result};
+use crate::engine::gpu::{Arg, Gpu, PooledBuffer};
+use crate::engine::kernels;
 
 thread_local! {
     static NEXT_ID: Cell<usize> = const { Cell::new(1) };
@@ -66,7 +67,9 @@ impl Tensor {
     }
 
     pub fn full(gpu: &Rc<Gpu>, shape: &[usize], value: f32) -> Result<Tensor> {
-        crate::ops::elementwise::fill(gpu, shape, value)
+        let t = Tensor::uninit(gpu, shape)?;
+        kernels::fill(gpu, t.write(), t.numel(), value)?;
+        Ok(t)
     }
 
     /// A trainable leaf: gradients are collected for it by `backward`.
@@ -150,11 +153,6 @@ impl Tensor {
     pub fn write(&self) -> Arg<'_> {
         Arg::Write(self.buffer(), self.bytes())
     }
-    /// Whether two handles share one buffer.
-    pub fn same_storage(&self, other: &Tensor) -> bool {
-        Rc::ptr_eq(&self.0.storage, &other.0.storage)
-    }
-
     /// Copies the values to the host (submits recorded work and waits).
     pub fn to_vec(&self) -> Result<Vec<f32>> {
         let bytes = self.gpu().read(self.buffer(), self.bytes())?;
@@ -184,6 +182,16 @@ impl Tensor {
         }
         self.gpu().copy(src.buffer(), 0, self.buffer(), 0, self.bytes());
         Ok(())
+    }
+
+    /// self + other as a new tensor, recorded on no graph (the tape's gradient accumulation).
+    pub(crate) fn sum_untracked(&self, other: &Tensor) -> Result<Tensor> {
+        if self.shape() != other.shape() {
+            return Err(Error::shape("accumulate", format!("{:?} vs {:?}", self.shape(), other.shape())));
+        }
+        let out = Tensor::uninit(self.gpu(), self.shape())?;
+        kernels::add(self.gpu(), out.write(), self.read(), other.read(), self.numel())?;
+        Ok(out)
     }
 
     pub fn expect_shape(&self, op: &'static str, shape: &[usize]) -> Result<()> {

@@ -4,8 +4,13 @@
 
 /// FNV-1a, 64 bit: turns a parameter name into a seed.
 pub fn fnv1a64(s: &str) -> u64 {
+    fnv1a64_bytes(s.as_bytes())
+}
+
+/// FNV-1a, 64 bit, over bytes (also the fingerprint of a weights file).
+pub fn fnv1a64_bytes(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
-    for b in s.bytes() {
+    for &b in bytes {
         h ^= b as u64;
         h = h.wrapping_mul(0x100000001b3);
     }

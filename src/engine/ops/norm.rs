@@ -8,10 +8,10 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::error::{Error, Result};
-use crate::gpu::{grid_1d, Kernel};
-use crate::shaders::NORM;
-use crate::tensor::Tensor;
+use crate::engine::error::{Error, Result};
+use crate::engine::gpu::{grid_1d, Kernel};
+use crate::engine::shaders::NORM;
+use crate::engine::tensor::Tensor;
 
 /// Mirrors `Params` in shaders/norm.wgsl.
 #[repr(C)]

@@ -3,11 +3,11 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::autograd::Gradients;
-use crate::error::{Error, Result};
-use crate::gpu::{grid_1d, Kernel};
-use crate::shaders::ADAM;
-use crate::tensor::Tensor;
+use crate::engine::autograd::Gradients;
+use crate::engine::error::{Error, Result};
+use crate::engine::gpu::{grid_1d, Kernel};
+use crate::engine::shaders::ADAM;
+use crate::engine::tensor::Tensor;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]

@@ -1,10 +1,10 @@
 //! LeakyReLU, ReLU, tanh and sigmoid, each forward next to its backward kernel.
 
 use super::flat_params;
-use crate::error::Result;
-use crate::gpu::{grid_1d, Kernel};
-use crate::shaders::ACTIVATION;
-use crate::tensor::Tensor;
+use crate::engine::error::Result;
+use crate::engine::gpu::{grid_1d, Kernel};
+use crate::engine::shaders::ACTIVATION;
+use crate::engine::tensor::Tensor;
 
 fn unary(entry: &'static str, x: &Tensor, slope: f32) -> Result<Tensor> {
     let out = Tensor::uninit(x.gpu(), x.shape())?;

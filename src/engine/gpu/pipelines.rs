@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::shaders::Shader;
+use crate::engine::shaders::Shader;
 
 /// What to run: an entry point of a shader file, with its override constants.
 #[derive(Clone, Copy)]

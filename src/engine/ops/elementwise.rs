@@ -1,12 +1,12 @@
-//! add, sub, mul, scale, fill: same-shape elementwise arithmetic (no broadcasting).
+//! add, sub, mul, scale: same-shape elementwise arithmetic (no broadcasting).
 
-use std::rc::Rc;
+
 
 use super::flat_params;
-use crate::error::{Error, Result};
-use crate::gpu::{grid_1d, Gpu, Kernel};
-use crate::shaders::ELEMENTWISE;
-use crate::tensor::Tensor;
+use crate::engine::error::{Error, Result};
+use crate::engine::gpu::{grid_1d, Kernel};
+use crate::engine::shaders::ELEMENTWISE;
+use crate::engine::tensor::Tensor;
 
 fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.shape() != b.shape() {
@@ -27,14 +27,6 @@ fn scale_kernel(a: &Tensor, alpha: f32) -> Result<Tensor> {
     let out = Tensor::uninit(a.gpu(), a.shape())?;
     let n = a.numel();
     a.gpu().dispatch(Kernel::new(&ELEMENTWISE, "scale"), bytemuck::bytes_of(&flat_params(n, alpha)), &[out.write(), a.read()], grid_1d(n.div_ceil(4), 256))?;
-    Ok(out)
-}
-
-/// A new tensor of `shape` with every element `value`.
-pub fn fill(gpu: &Rc<Gpu>, shape: &[usize], value: f32) -> Result<Tensor> {
-    let out = Tensor::uninit(gpu, shape)?;
-    let n = out.numel();
-    gpu.dispatch(Kernel::new(&ELEMENTWISE, "fill"), bytemuck::bytes_of(&flat_params(n, value)), &[out.write()], grid_1d(n.div_ceil(4), 256))?;
     Ok(out)
 }
 

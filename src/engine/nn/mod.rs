@@ -6,10 +6,10 @@ pub mod init;
 
 use std::rc::Rc;
 
-use crate::error::Result;
-use crate::gpu::Gpu;
-use crate::ops;
-use crate::tensor::Tensor;
+use crate::engine::error::Result;
+use crate::engine::gpu::Gpu;
+use crate::engine::ops;
+use crate::engine::tensor::Tensor;
 
 /// What a named tensor of a model is, which decides its initialisation and whether the
 /// optimizer updates it.

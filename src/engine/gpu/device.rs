@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use super::pipelines::{Kernel, PipelineCache};
 use super::pool::{size_class, PoolState, PoolStats, PooledBuffer};
 use super::recorder::{Arg, Command, Recorder, Timestamps, PARAMS_SLOT};
-use crate::error::{Error, Result};
+use crate::engine::error::{Error, Result};
 
 /// Dispatches recorded before the recorder submits on its own. A paper-model training step
 /// records about 1100, so a step stays one submission; the parameter arena costs 256 bytes

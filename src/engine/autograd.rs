@@ -7,8 +7,8 @@ use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
-use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::engine::error::{Error, Result};
+use crate::engine::tensor::Tensor;
 
 pub type BackwardFn = Box<dyn Fn(&Tensor) -> Result<Vec<Option<Tensor>>>>;
 
@@ -131,7 +131,7 @@ pub fn backward_with(output: &Tensor, grad: Tensor) -> Result<Gradients> {
                     return Err(Error::shape(node.op, format!("gradient {:?} for input {:?}", gi.shape(), input.shape)));
                 }
                 let acc = match grads.remove(&input.id) {
-                    Some(prev) => crate::ops::elementwise::add(&prev, &gi)?,
+                    Some(prev) => prev.sum_untracked(&gi)?,
                     None => gi,
                 };
                 grads.insert(input.id, acc);

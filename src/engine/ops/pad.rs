@@ -2,10 +2,10 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::error::{Error, Result};
-use crate::gpu::{grid_1d, Kernel};
-use crate::shaders::PAD;
-use crate::tensor::Tensor;
+use crate::engine::error::{Error, Result};
+use crate::engine::gpu::{grid_1d, Kernel};
+use crate::engine::shaders::PAD;
+use crate::engine::tensor::Tensor;
 
 /// Mirrors `Params` in shaders/pad.wgsl.
 #[repr(C)]
