@@ -135,55 +135,178 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(subgroup_invocat
 
 fn main() {
     let gpu = mr2ct::engine::gpu::Gpu::new(None).expect("an adapter");
-    println!("adapter: {} ({}, {} {})", gpu.adapter.name, gpu.adapter.backend, gpu.adapter.driver, gpu.adapter.driver_info);
+    println!(
+        "adapter: {} ({}, {} {})",
+        gpu.adapter.name, gpu.adapter.backend, gpu.adapter.driver, gpu.adapter.driver_info
+    );
     let (dev, queue) = (&gpu.device, &gpu.queue);
     let (m, n, k) = (1024usize, 1024usize, 1024usize);
-    let av: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0).collect();
-    let bv: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 8.0).collect();
+    let av: Vec<f32> = (0..m * k)
+        .map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0)
+        .collect();
+    let bv: Vec<f32> = (0..k * n)
+        .map(|i| ((i * 5 % 11) as f32 - 5.0) / 8.0)
+        .collect();
     let params: [u32; 4] = [m as u32, (n / 4) as u32, (k / 4) as u32, 0];
-    let pbuf = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: bytemuck::cast_slice(&params), usage: wgpu::BufferUsages::UNIFORM });
-    let cbuf = dev.create_buffer(&wgpu::BufferDescriptor { label: None, size: (m * n * 4) as u64, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false });
-    let abuf = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: bytemuck::cast_slice(&av), usage: wgpu::BufferUsages::STORAGE });
-    let bbuf = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: bytemuck::cast_slice(&bv), usage: wgpu::BufferUsages::STORAGE });
+    let pbuf = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: None,
+        contents: bytemuck::cast_slice(&params),
+        usage: wgpu::BufferUsages::UNIFORM,
+    });
+    let cbuf = dev.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: (m * n * 4) as u64,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let abuf = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: None,
+        contents: bytemuck::cast_slice(&av),
+        usage: wgpu::BufferUsages::STORAGE,
+    });
+    let bbuf = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: None,
+        contents: bytemuck::cast_slice(&bv),
+        usage: wgpu::BufferUsages::STORAGE,
+    });
     let mk_tex = |w: usize, h: usize, data: &[f32]| {
-        let t = dev.create_texture(&wgpu::TextureDescriptor { label: None, size: wgpu::Extent3d { width: w as u32, height: h as u32, depth_or_array_layers: 1 }, mip_level_count: 1, sample_count: 1, dimension: wgpu::TextureDimension::D2, format: wgpu::TextureFormat::Rgba32Float, usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST, view_formats: &[] });
-        queue.write_texture(wgpu::TexelCopyTextureInfo { texture: &t, mip_level: 0, origin: wgpu::Origin3d::ZERO, aspect: wgpu::TextureAspect::All }, bytemuck::cast_slice(data), wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some((w * 16) as u32), rows_per_image: None }, wgpu::Extent3d { width: w as u32, height: h as u32, depth_or_array_layers: 1 });
+        let t = dev.create_texture(&wgpu::TextureDescriptor {
+            label: None,
+            size: wgpu::Extent3d {
+                width: w as u32,
+                height: h as u32,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        queue.write_texture(
+            wgpu::TexelCopyTextureInfo {
+                texture: &t,
+                mip_level: 0,
+                origin: wgpu::Origin3d::ZERO,
+                aspect: wgpu::TextureAspect::All,
+            },
+            bytemuck::cast_slice(data),
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some((w * 16) as u32),
+                rows_per_image: None,
+            },
+            wgpu::Extent3d {
+                width: w as u32,
+                height: h as u32,
+                depth_or_array_layers: 1,
+            },
+        );
         t.create_view(&Default::default())
     };
     let at = mk_tex(k / 4, m, &av);
     let bt = mk_tex(n / 4, k, &bv);
     let tiles = (m / 4) * (n / 8); // 2x16 tiles: the same count
     for (name, src, tex, needs_subgroups) in [
-        ("ssbo_4x8", tile_4x8(SSBO_OPERANDS, SSBO_KEEP, SSBO_A, SSBO_B), false, false),
-        ("texture_4x8", tile_4x8(TEXTURE_OPERANDS, "", TEXTURE_A, TEXTURE_B), true, false),
-        ("no_b_loads_4x8", tile_4x8(SSBO_OPERANDS, SSBO_KEEP, SSBO_A, COMPUTED_B), false, false),
-        ("no_loads_4x8", tile_4x8(SSBO_OPERANDS, SSBO_KEEP, COMPUTED_A, COMPUTED_B), false, false),
-        ("subgroup_4x8", format!("{COMMON}{SSBO_OPERANDS}{SUBGROUP_4X8}"), false, true),
-        ("subgroup_2x16", format!("{COMMON}{SSBO_OPERANDS}{SUBGROUP_2X16}"), false, true),
+        (
+            "ssbo_4x8",
+            tile_4x8(SSBO_OPERANDS, SSBO_KEEP, SSBO_A, SSBO_B),
+            false,
+            false,
+        ),
+        (
+            "texture_4x8",
+            tile_4x8(TEXTURE_OPERANDS, "", TEXTURE_A, TEXTURE_B),
+            true,
+            false,
+        ),
+        (
+            "no_b_loads_4x8",
+            tile_4x8(SSBO_OPERANDS, SSBO_KEEP, SSBO_A, COMPUTED_B),
+            false,
+            false,
+        ),
+        (
+            "no_loads_4x8",
+            tile_4x8(SSBO_OPERANDS, SSBO_KEEP, COMPUTED_A, COMPUTED_B),
+            false,
+            false,
+        ),
+        (
+            "subgroup_4x8",
+            format!("{COMMON}{SSBO_OPERANDS}{SUBGROUP_4X8}"),
+            false,
+            true,
+        ),
+        (
+            "subgroup_2x16",
+            format!("{COMMON}{SSBO_OPERANDS}{SUBGROUP_2X16}"),
+            false,
+            true,
+        ),
     ] {
         if needs_subgroups && !gpu.subgroups() {
             println!("{name}: skipped (no subgroup operations with >= 8 lanes)");
             continue;
         }
-        let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor { label: None, source: wgpu::ShaderSource::Wgsl(src.into()) });
-        let pipe = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor { label: None, layout: None, module: &module, entry_point: Some("main"), compilation_options: Default::default(), cache: None });
+        let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: None,
+            source: wgpu::ShaderSource::Wgsl(src.into()),
+        });
+        let pipe = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: None,
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
         let bgl = pipe.get_bind_group_layout(0);
         let entries = if tex {
             vec![
-                wgpu::BindGroupEntry { binding: 0, resource: pbuf.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 1, resource: cbuf.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::TextureView(&at) },
-                wgpu::BindGroupEntry { binding: 3, resource: wgpu::BindingResource::TextureView(&bt) },
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: pbuf.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: cbuf.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: wgpu::BindingResource::TextureView(&at),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 3,
+                    resource: wgpu::BindingResource::TextureView(&bt),
+                },
             ]
         } else {
             vec![
-                wgpu::BindGroupEntry { binding: 0, resource: pbuf.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 1, resource: cbuf.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 2, resource: abuf.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 3, resource: bbuf.as_entire_binding() },
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: pbuf.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: cbuf.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: abuf.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 3,
+                    resource: bbuf.as_entire_binding(),
+                },
             ]
         };
-        let bg = dev.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &bgl, entries: &entries });
+        let bg = dev.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &bgl,
+            entries: &entries,
+        });
         let run = || {
             let mut enc = dev.create_command_encoder(&Default::default());
             {
@@ -207,8 +330,18 @@ fn main() {
         let out = gpu.read(&cbuf, (m * n * 4) as u64).unwrap();
         let cv: &[f32] = bytemuck::cast_slice(&out);
         let (i, j) = (37usize, 611usize);
-        let want: f64 = (0..k).map(|kk| av[i * k + kk] as f64 * bv[kk * n + j] as f64).sum();
-        let ok = if (cv[i * n + j] as f64 - want).abs() < 1e-3 { "correct" } else { "not a product (on purpose)" };
-        println!("{name:16} {m}x{n}x{k}: median {:7.1} ms  {:6.2} GFLOP/s  ({ok})", ts[2] * 1e3, 2.0 * (m * n * k) as f64 / ts[2] / 1e9);
+        let want: f64 = (0..k)
+            .map(|kk| av[i * k + kk] as f64 * bv[kk * n + j] as f64)
+            .sum();
+        let ok = if (cv[i * n + j] as f64 - want).abs() < 1e-3 {
+            "correct"
+        } else {
+            "not a product (on purpose)"
+        };
+        println!(
+            "{name:16} {m}x{n}x{k}: median {:7.1} ms  {:6.2} GFLOP/s  ({ok})",
+            ts[2] * 1e3,
+            2.0 * (m * n * k) as f64 / ts[2] / 1e9
+        );
     }
 }

@@ -13,13 +13,22 @@ use mr2ct::Gpu;
 
 fn kernels(c: &mut Criterion) {
     let gpu = Gpu::new(None).expect("a wgpu adapter (install mesa-vulkan-drivers for lavapipe)");
-    let batch: usize = std::env::var("MR2CT_BENCH_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let batch: usize = std::env::var("MR2CT_BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let mut group = c.benchmark_group(format!("{} batch {batch}", gpu.adapter.name));
     // Flat sampling: every sample runs the same number of iterations (at least one), so a
     // row slower than the measurement time costs 10 runs, not the 55 of linear sampling.
-    group.sample_size(10).sampling_mode(SamplingMode::Flat).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
     for (i, spec) in kernel_specs().into_iter().enumerate() {
-        let mut case = spec.prepare(&gpu, batch, i as u64 + 1).expect("preparing a kernel row");
+        let mut case = spec
+            .prepare(&gpu, batch, i as u64 + 1)
+            .expect("preparing a kernel row");
         // Criterion reports "elements" per second: here flops (compute-bound rows) or bytes
         // (memory-bound rows), so its throughput column is FLOP/s or B/s.
         group.throughput(match case.bound {

@@ -17,17 +17,35 @@ fn parse(args: &[String]) -> Result<(BenchOptions, Option<String>, Option<String
     let (mut json, mut adapter, mut models) = (None, None, Vec::new());
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut val = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
-        let num = |v: String| v.trim().parse::<usize>().map_err(|e| format!("{a} {v}: {e}"));
+        let mut val = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{a} needs a value"))
+        };
+        let num = |v: String| {
+            v.trim()
+                .parse::<usize>()
+                .map_err(|e| format!("{a} {v}: {e}"))
+        };
         match a.as_str() {
             // cargo bench passes --bench to every harness = false target.
             "--bench" => {}
-            "--batches" | "--batch" => o.batches = val()?.split(',').map(|s| num(s.to_owned())).collect::<Result<_, _>>()?,
+            "--batches" | "--batch" => {
+                o.batches = val()?
+                    .split(',')
+                    .map(|s| num(s.to_owned()))
+                    .collect::<Result<_, _>>()?
+            }
             "--iters" => o.iters = num(val()?)?,
             "--warmup" => o.warmup = num(val()?)?,
             "--budget" => o.budget_s = val()?.parse().map_err(|e| format!("--budget: {e}"))?,
             "--filter" => o.filter = Some(val()?),
-            "--sizes" => o.resnet_sizes = val()?.split(',').map(|s| num(s.to_owned())).collect::<Result<_, _>>()?,
+            "--sizes" => {
+                o.resnet_sizes = val()?
+                    .split(',')
+                    .map(|s| num(s.to_owned()))
+                    .collect::<Result<_, _>>()?
+            }
             "--model" => models.push(match val()?.as_str() {
                 "paper" => ModelKind::Paper,
                 "resnet" => ModelKind::Resnet,
@@ -55,12 +73,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = Gpu::new(adapter.as_deref()).and_then(|gpu| run(&gpu, &opts, &mut |line| eprintln!("{line}")));
+    let result = Gpu::new(adapter.as_deref())
+        .and_then(|gpu| run(&gpu, &opts, &mut |line| eprintln!("{line}")));
     match result {
         Ok(report) => {
             println!("{}", report.print_table());
             if let Some(path) = json {
-                if let Err(e) = std::fs::write(&path, serde_json::to_string_pretty(&report.to_json()).unwrap_or_default()) {
+                if let Err(e) = std::fs::write(
+                    &path,
+                    serde_json::to_string_pretty(&report.to_json()).unwrap_or_default(),
+                ) {
                     eprintln!("table: writing {path}: {e}");
                     return ExitCode::FAILURE;
                 }

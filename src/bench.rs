@@ -29,11 +29,10 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::engine::autograd::{backward, backward_with, no_grad};
 use crate::cyclegan::{CycleGan, Init, ModelKind, TrainConfig};
+use crate::engine::autograd::{backward, backward_with, no_grad};
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
-use crate::models::{Network, PaperGenerator};
 use crate::engine::nn::init::Rng;
 use crate::engine::nn::{init_normal, BatchNorm2d, Module};
 use crate::engine::ops::activation::{leaky_relu, relu, tanh};
@@ -43,6 +42,7 @@ use crate::engine::ops::norm::{batch_norm2d, instance_norm2d};
 use crate::engine::ops::reduce::mean;
 use crate::engine::optim::Adam;
 use crate::engine::tensor::Tensor;
+use crate::models::{Network, PaperGenerator};
 
 /// What to run. `BenchOptions::default()` is the full table with settings that finish on
 /// lavapipe (2 CPU cores) in tens of minutes; see the field docs.
@@ -205,7 +205,11 @@ pub struct BenchReport {
 
 fn loadavg() -> Option<[f64; 3]> {
     let s = std::fs::read_to_string("/proc/loadavg").ok()?;
-    let v: Vec<f64> = s.split_whitespace().take(3).filter_map(|x| x.parse().ok()).collect();
+    let v: Vec<f64> = s
+        .split_whitespace()
+        .take(3)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     (v.len() == 3).then(|| [v[0], v[1], v[2]])
 }
 
@@ -216,11 +220,18 @@ fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     let m = s.len() / 2;
-    if s.len() % 2 == 1 { s[m] } else { 0.5 * (s[m - 1] + s[m]) }
+    if s.len() % 2 == 1 {
+        s[m]
+    } else {
+        0.5 * (s[m - 1] + s[m])
+    }
 }
 
 fn min_max(v: &[f64]) -> (f64, f64) {
-    v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)))
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        })
 }
 
 // ------------------------------------------------------------------------------------------
@@ -263,15 +274,26 @@ struct ConvLayer {
 
 impl ConvLayer {
     fn out(&self) -> usize {
-        if self.transpose { (self.h - 1) * self.stride + self.k - 2 * self.pad } else { (self.h + 2 * self.pad - self.k) / self.stride + 1 }
+        if self.transpose {
+            (self.h - 1) * self.stride + self.k - 2 * self.pad
+        } else {
+            (self.h + 2 * self.pad - self.k) / self.stride + 1
+        }
     }
     fn label(&self) -> String {
         let t = if self.transpose { "ConvT" } else { "Conv" };
-        format!("{t}({}->{}) k{} s{} p{}", self.cin, self.cout, self.k, self.stride, self.pad)
+        format!(
+            "{t}({}->{}) k{} s{} p{}",
+            self.cin, self.cout, self.k, self.stride, self.pad
+        )
     }
     /// Multiply-adds of the dense op per sample (counted on the side of the smaller image).
     fn macs(&self) -> f64 {
-        let (small, big_c, small_c) = if self.transpose { (self.h, self.cout, self.cin) } else { (self.out(), self.cin, self.cout) };
+        let (small, big_c, small_c) = if self.transpose {
+            (self.h, self.cout, self.cin)
+        } else {
+            (self.out(), self.cin, self.cout)
+        };
         (small * small * small_c * big_c * self.k * self.k) as f64
     }
 }
@@ -281,21 +303,125 @@ impl ConvLayer {
 // and the two discriminators once each, frozen (input gradients only); the discriminator step
 // runs each discriminator twice (weight gradients; input gradients from the second layer on).
 const PAPER_CONVS: [ConvLayer; 11] = [
-    ConvLayer { cin: 1, cout: 64, k: 4, stride: 2, pad: 1, h: 64, transpose: false, uses: [10.0, 4.0, 8.0] },
-    ConvLayer { cin: 64, cout: 128, k: 4, stride: 2, pad: 1, h: 32, transpose: false, uses: [10.0, 10.0, 8.0] },
-    ConvLayer { cin: 128, cout: 256, k: 4, stride: 2, pad: 1, h: 16, transpose: false, uses: [10.0, 10.0, 8.0] },
-    ConvLayer { cin: 256, cout: 512, k: 4, stride: 2, pad: 1, h: 8, transpose: false, uses: [10.0, 10.0, 8.0] },
-    ConvLayer { cin: 512, cout: 128, k: 4, stride: 1, pad: 0, h: 4, transpose: false, uses: [4.0, 4.0, 4.0] },
-    ConvLayer { cin: 512, cout: 1, k: 4, stride: 1, pad: 0, h: 4, transpose: false, uses: [6.0, 6.0, 4.0] },
-    ConvLayer { cin: 128, cout: 512, k: 4, stride: 1, pad: 0, h: 1, transpose: true, uses: [4.0, 4.0, 4.0] },
-    ConvLayer { cin: 512, cout: 256, k: 4, stride: 2, pad: 1, h: 4, transpose: true, uses: [4.0, 4.0, 4.0] },
-    ConvLayer { cin: 256, cout: 128, k: 4, stride: 2, pad: 1, h: 8, transpose: true, uses: [4.0, 4.0, 4.0] },
-    ConvLayer { cin: 128, cout: 64, k: 4, stride: 2, pad: 1, h: 16, transpose: true, uses: [4.0, 4.0, 4.0] },
-    ConvLayer { cin: 64, cout: 1, k: 4, stride: 2, pad: 1, h: 32, transpose: true, uses: [4.0, 4.0, 4.0] },
+    ConvLayer {
+        cin: 1,
+        cout: 64,
+        k: 4,
+        stride: 2,
+        pad: 1,
+        h: 64,
+        transpose: false,
+        uses: [10.0, 4.0, 8.0],
+    },
+    ConvLayer {
+        cin: 64,
+        cout: 128,
+        k: 4,
+        stride: 2,
+        pad: 1,
+        h: 32,
+        transpose: false,
+        uses: [10.0, 10.0, 8.0],
+    },
+    ConvLayer {
+        cin: 128,
+        cout: 256,
+        k: 4,
+        stride: 2,
+        pad: 1,
+        h: 16,
+        transpose: false,
+        uses: [10.0, 10.0, 8.0],
+    },
+    ConvLayer {
+        cin: 256,
+        cout: 512,
+        k: 4,
+        stride: 2,
+        pad: 1,
+        h: 8,
+        transpose: false,
+        uses: [10.0, 10.0, 8.0],
+    },
+    ConvLayer {
+        cin: 512,
+        cout: 128,
+        k: 4,
+        stride: 1,
+        pad: 0,
+        h: 4,
+        transpose: false,
+        uses: [4.0, 4.0, 4.0],
+    },
+    ConvLayer {
+        cin: 512,
+        cout: 1,
+        k: 4,
+        stride: 1,
+        pad: 0,
+        h: 4,
+        transpose: false,
+        uses: [6.0, 6.0, 4.0],
+    },
+    ConvLayer {
+        cin: 128,
+        cout: 512,
+        k: 4,
+        stride: 1,
+        pad: 0,
+        h: 1,
+        transpose: true,
+        uses: [4.0, 4.0, 4.0],
+    },
+    ConvLayer {
+        cin: 512,
+        cout: 256,
+        k: 4,
+        stride: 2,
+        pad: 1,
+        h: 4,
+        transpose: true,
+        uses: [4.0, 4.0, 4.0],
+    },
+    ConvLayer {
+        cin: 256,
+        cout: 128,
+        k: 4,
+        stride: 2,
+        pad: 1,
+        h: 8,
+        transpose: true,
+        uses: [4.0, 4.0, 4.0],
+    },
+    ConvLayer {
+        cin: 128,
+        cout: 64,
+        k: 4,
+        stride: 2,
+        pad: 1,
+        h: 16,
+        transpose: true,
+        uses: [4.0, 4.0, 4.0],
+    },
+    ConvLayer {
+        cin: 64,
+        cout: 1,
+        k: 4,
+        stride: 2,
+        pad: 1,
+        h: 32,
+        transpose: true,
+        uses: [4.0, 4.0, 4.0],
+    },
 ];
 
 /// (channels, size, paper-model uses of BatchNorm per iteration, forward = backward).
-const NORM_SHAPES: [(usize, usize, f64); 4] = [(64, 32, 4.0), (128, 16, 14.0), (256, 8, 14.0), (512, 4, 14.0)];
+const NORM_SHAPES: [(usize, usize, f64); 4] = [
+    (64, 32, 4.0),
+    (128, 16, 14.0),
+    (256, 8, 14.0),
+    (512, 4, 14.0),
+];
 
 /// (activation, channels, size, uses per iteration, forward = backward).
 const ACT_SHAPES: [(ActKind, usize, usize, f64); 9] = [
@@ -326,7 +452,11 @@ impl Spec {
     fn name(&self) -> String {
         match self {
             Spec::Conv(l, p) => {
-                let op = if l.transpose { "conv_transpose2d" } else { "conv2d" };
+                let op = if l.transpose {
+                    "conv_transpose2d"
+                } else {
+                    "conv2d"
+                };
                 let pass = match p {
                     Pass::Forward => "forward",
                     Pass::BackwardInput => "backward_input",
@@ -334,7 +464,15 @@ impl Spec {
                 };
                 format!("{op}_{pass}")
             }
-            Spec::Norm(k, _, _, bwd) => format!("{}_{}", if *k == NormKind::Batch { "batch_norm2d" } else { "instance_norm2d" }, dir(*bwd)),
+            Spec::Norm(k, _, _, bwd) => format!(
+                "{}_{}",
+                if *k == NormKind::Batch {
+                    "batch_norm2d"
+                } else {
+                    "instance_norm2d"
+                },
+                dir(*bwd)
+            ),
             Spec::Act(k, _, _, _, bwd) => format!("{}_{}", act_name(*k), dir(*bwd)),
             Spec::Adam => "adam_step".into(),
         }
@@ -342,7 +480,14 @@ impl Spec {
     fn layer(&self) -> String {
         match self {
             Spec::Conv(l, _) => l.label(),
-            Spec::Norm(k, c, _, _) => format!("{}({c})", if *k == NormKind::Batch { "BatchNorm2d" } else { "InstanceNorm2d" }),
+            Spec::Norm(k, c, _, _) => format!(
+                "{}({c})",
+                if *k == NormKind::Batch {
+                    "BatchNorm2d"
+                } else {
+                    "InstanceNorm2d"
+                }
+            ),
             Spec::Act(k, c, _, _, _) => format!("{}({c} ch)", act_name(*k)),
             Spec::Adam => "Adam(G)".into(),
         }
@@ -350,7 +495,9 @@ impl Spec {
     fn uses(&self) -> f64 {
         match self {
             Spec::Conv(l, p) => l.uses[*p as usize],
-            Spec::Norm(NormKind::Batch, c, _, _) => NORM_SHAPES.iter().find(|s| s.0 == *c).map_or(0.0, |s| s.2),
+            Spec::Norm(NormKind::Batch, c, _, _) => {
+                NORM_SHAPES.iter().find(|s| s.0 == *c).map_or(0.0, |s| s.2)
+            }
             Spec::Norm(NormKind::Instance, ..) => 0.0,
             Spec::Act(_, _, _, u, _) => *u,
             // Both generators and both discriminators, in units of one generator's parameters.
@@ -360,7 +507,11 @@ impl Spec {
 }
 
 fn dir(backward: bool) -> &'static str {
-    if backward { "backward" } else { "forward" }
+    if backward {
+        "backward"
+    } else {
+        "forward"
+    }
 }
 
 fn act_name(k: ActKind) -> &'static str {
@@ -395,7 +546,9 @@ fn specs() -> Vec<Spec> {
 
 fn random(gpu: &Rc<Gpu>, rng: &mut Rng, shape: &[usize], scale: f32) -> Result<Tensor> {
     let n: usize = shape.iter().product();
-    let data: Vec<f32> = (0..n).map(|_| (rng.uniform() as f32 * 2.0 - 1.0) * scale).collect();
+    let data: Vec<f32> = (0..n)
+        .map(|_| (rng.uniform() as f32 * 2.0 - 1.0) * scale)
+        .collect();
     Tensor::from_slice(gpu, &data, shape)
 }
 
@@ -411,7 +564,13 @@ struct Timed {
     device: Option<Vec<f64>>,
 }
 
-fn time_runs(gpu: &Gpu, warmup: usize, iters: usize, timestamps: bool, mut f: impl FnMut() -> Result<()>) -> Result<Timed> {
+fn time_runs(
+    gpu: &Gpu,
+    warmup: usize,
+    iters: usize,
+    timestamps: bool,
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<Timed> {
     for _ in 0..warmup {
         f()?;
         gpu.synchronize()?;
@@ -483,7 +642,17 @@ impl KernelSpec {
         let spec = self.0;
         let (shape, flops, bytes, bound, run) = prepare(gpu, spec, n, &mut rng)?;
         gpu.synchronize()?;
-        Ok(KernelCase { name: spec.name(), layer: spec.layer(), batch: if self.batched() { n } else { 1 }, shape, flops, bytes, bound, uses_per_iter: spec.uses(), run })
+        Ok(KernelCase {
+            name: spec.name(),
+            layer: spec.layer(),
+            batch: if self.batched() { n } else { 1 },
+            shape,
+            flops,
+            bytes,
+            bound,
+            uses_per_iter: spec.uses(),
+            run,
+        })
     }
 }
 
@@ -502,21 +671,36 @@ fn prepare(gpu: &Rc<Gpu>, spec: Spec, n: usize, rng: &mut Rng) -> Result<Prepare
             let (h, o) = (l.h, l.out());
             let xs = [n, l.cin, h, h];
             let ys = [n, l.cout, o, o];
-            let ws = if l.transpose { [l.cin, l.cout, l.k, l.k] } else { [l.cout, l.cin, l.k, l.k] };
+            let ws = if l.transpose {
+                [l.cin, l.cout, l.k, l.k]
+            } else {
+                [l.cout, l.cin, l.k, l.k]
+            };
             let shape = format!("{} -> {}", dims(&xs), dims(&ys));
             let flops = 2.0 * l.macs() * n as f64;
             // Every pass touches x (or its gradient), y (or its gradient) and w (or its
             // gradient) once.
-            let bytes = F * ((n * l.cin * h * h) as f64 + (n * l.cout * o * o) as f64 + (l.cin * l.cout * l.k * l.k) as f64);
+            let bytes = F
+                * ((n * l.cin * h * h) as f64
+                    + (n * l.cout * o * o) as f64
+                    + (l.cin * l.cout * l.k * l.k) as f64);
             let x = random(gpu, rng, &xs, 1.0)?;
             let w = random(gpu, rng, &ws, 0.05)?;
             let op = move |x: &Tensor, w: &Tensor| {
-                if l.transpose { conv_transpose2d(x, w, None, l.stride, l.pad, 0) } else { conv2d(x, w, None, l.stride, l.pad) }
+                if l.transpose {
+                    conv_transpose2d(x, w, None, l.stride, l.pad, 0)
+                } else {
+                    conv2d(x, w, None, l.stride, l.pad)
+                }
             };
             let run: Box<dyn FnMut() -> Result<()>> = match pass {
                 Pass::Forward => Box::new(move || no_grad(|| op(&x, &w)).map(drop)),
                 Pass::BackwardInput | Pass::BackwardWeight => {
-                    let (x, w) = if pass == Pass::BackwardInput { (x.requiring_grad(), w) } else { (x, w.requiring_grad()) };
+                    let (x, w) = if pass == Pass::BackwardInput {
+                        (x.requiring_grad(), w)
+                    } else {
+                        (x, w.requiring_grad())
+                    };
                     let y = op(&x, &w)?;
                     backward_case(y, random(gpu, rng, &ys, 1.0)?)
                 }
@@ -546,7 +730,11 @@ fn prepare(gpu: &Rc<Gpu>, spec: Spec, n: usize, rng: &mut Rng) -> Result<Prepare
             } else {
                 Box::new(move || no_grad(|| op(&x, &w, &b)).map(drop))
             };
-            let (flops, bytes) = if bwd { (8.0 * len, 3.0 * F * len) } else { (5.0 * len, 2.0 * F * len) };
+            let (flops, bytes) = if bwd {
+                (8.0 * len, 3.0 * F * len)
+            } else {
+                (5.0 * len, 2.0 * F * len)
+            };
             Ok((dims(&xs), flops, bytes, Bound::Memory, run))
         }
         Spec::Act(kind, c, h, _, bwd) => {
@@ -567,7 +755,13 @@ fn prepare(gpu: &Rc<Gpu>, spec: Spec, n: usize, rng: &mut Rng) -> Result<Prepare
             };
             // One nominal flop per element; bytes: x read + y written (backward: grad_out and
             // the saved tensor read, grad_in written).
-            Ok((dims(&xs), len, if bwd { 3.0 * F * len } else { 2.0 * F * len }, Bound::Memory, run))
+            Ok((
+                dims(&xs),
+                len,
+                if bwd { 3.0 * F * len } else { 2.0 * F * len },
+                Bound::Memory,
+                run,
+            ))
         }
         Spec::Adam => {
             // The paper generator's own parameters with real gradients (one batch-1 backward).
@@ -582,7 +776,13 @@ fn prepare(gpu: &Rc<Gpu>, spec: Spec, n: usize, rng: &mut Rng) -> Result<Prepare
             let len = count as f64;
             // Nominal 12 flops per element (m, v updates, sqrt, divide, step); bytes:
             // parameter, m, v and gradient read, parameter, m and v written.
-            Ok((format!("{count} params in {tensors} tensors"), 12.0 * len, 7.0 * F * len, Bound::Memory, Box::new(move || opt.step(&grads))))
+            Ok((
+                format!("{count} params in {tensors} tensors"),
+                12.0 * len,
+                7.0 * F * len,
+                Bound::Memory,
+                Box::new(move || opt.step(&grads)),
+            ))
         }
     }
 }
@@ -600,16 +800,30 @@ pub fn paper_analytic_memory(cfg: &TrainConfig, parameters: u64) -> AnalyticMemo
     let (d1, d2, d3, d4) = (cfg.ndf, 2 * cfg.ndf, 4 * cfg.ndf, 8 * cfg.ndf);
     // Generator pass: enc1 conv out + LReLU out; enc2..4 conv out, BN out, LReLU out; the
     // latent; dec1..4 convT out (BN input) + ReLU out (the next layer's input); tanh out.
-    let g_pass = 2 * g1 * 32 * 32 + 3 * (g2 * 16 * 16 + g3 * 8 * 8 + g4 * 4 * 4) + 128 + 2 * (g4 * 4 * 4 + g3 * 8 * 8 + g2 * 16 * 16 + g1 * 32 * 32) + 64 * 64;
+    let g_pass = 2 * g1 * 32 * 32
+        + 3 * (g2 * 16 * 16 + g3 * 8 * 8 + g4 * 4 * 4)
+        + 128
+        + 2 * (g4 * 4 * 4 + g3 * 8 * 8 + g2 * 16 * 16 + g1 * 32 * 32)
+        + 64 * 64;
     // Discriminator pass (its input is counted where it was made): conv1 out + LReLU out,
     // conv2..4 conv out, BN out, LReLU out, the logit.
     let d_pass = 2 * d1 * 32 * 32 + 3 * (d2 * 16 * 16 + d3 * 8 * 8 + d4 * 4 * 4) + 1;
     let per_sample = 4 * g_pass + 2 * d_pass + 2 * 64 * 64;
     let p = 4 * parameters;
-    AnalyticMemory { parameters: p, gradients: p, adam: 2 * p, activations: 4 * (per_sample * cfg.batch_size) as u64 }
+    AnalyticMemory {
+        parameters: p,
+        gradients: p,
+        adam: 2 * p,
+        activations: 4 * (per_sample * cfg.batch_size) as u64,
+    }
 }
 
-fn train_row(gpu: &Rc<Gpu>, cfg: TrainConfig, opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<TrainRow> {
+fn train_row(
+    gpu: &Rc<Gpu>,
+    cfg: TrainConfig,
+    opts: &BenchOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<TrainRow> {
     let (n, s) = (cfg.batch_size, cfg.size);
     // Free what earlier rows left in the pool, so the pool's growth from here on is this
     // model's footprint.
@@ -617,12 +831,21 @@ fn train_row(gpu: &Rc<Gpu>, cfg: TrainConfig, opts: &BenchOptions, progress: &mu
     gpu.trim_pool();
     let base = gpu.pool_stats().bytes_allocated;
     let mut gan = CycleGan::new(gpu, cfg.clone(), Init::Normal)?;
-    let parameters: u64 = gan.named().iter().filter(|t| t.kind.trainable()).map(|t| t.tensor.numel() as u64).sum();
+    let parameters: u64 = gan
+        .named()
+        .iter()
+        .filter(|t| t.kind.trainable())
+        .map(|t| t.tensor.numel() as u64)
+        .sum();
     let mut rng = Rng::new(7);
     let a = random(gpu, &mut rng, &[n, 1, s, s], 1.0)?;
     let b = random(gpu, &mut rng, &[n, 1, s, s], 1.0)?;
     gpu.synchronize()?;
-    let budget = if opts.budget_s > 0.0 { opts.budget_s } else { f64::INFINITY };
+    let budget = if opts.budget_s > 0.0 {
+        opts.budget_s
+    } else {
+        f64::INFINITY
+    };
     let mut times = Vec::new();
     let t = Instant::now();
     let (mut created, mut submits) = (gpu.pool_stats().buffers_created, gpu.submits());
@@ -648,22 +871,47 @@ fn train_row(gpu: &Rc<Gpu>, cfg: TrainConfig, opts: &BenchOptions, progress: &mu
     }
     // At least 3 timed iterations (or `iters` if fewer), unless one iteration alone exceeds
     // the budget: then one (e.g. the ResNet model at 256x256 on lavapipe, minutes each).
-    let min_iters = if first_s > budget { 1 } else { opts.iters.min(3) };
+    let min_iters = if first_s > budget {
+        1
+    } else {
+        opts.iters.min(3)
+    };
     let mut device_times = Vec::new();
     while times.len() < opts.iters {
-        let timed = time_runs(gpu, 0, 1, opts.timestamps, || gan.train_step(&a, &b).map(|_| ()))?;
+        let timed = time_runs(gpu, 0, 1, opts.timestamps, || {
+            gan.train_step(&a, &b).map(|_| ())
+        })?;
         times.extend(timed.wall);
         device_times.extend(timed.device.unwrap_or_default());
         if times.len() >= min_iters && times.iter().sum::<f64>() >= budget {
             break;
         }
     }
-    let device_times = (!device_times.is_empty() && device_times.len() == times.len() && opts.warmup > 0).then_some(device_times);
+    let device_times =
+        (!device_times.is_empty() && device_times.len() == times.len() && opts.warmup > 0)
+            .then_some(device_times);
     let stats = gpu.pool_stats();
-    let analytic = (cfg.model == ModelKind::Paper && s == 64).then(|| paper_analytic_memory(&cfg, parameters));
-    let memory = MemoryReport { measured: stats.bytes_allocated.saturating_sub(base), buffers_created_timed: stats.buffers_created - created, analytic };
+    let analytic =
+        (cfg.model == ModelKind::Paper && s == 64).then(|| paper_analytic_memory(&cfg, parameters));
+    let memory = MemoryReport {
+        measured: stats.bytes_allocated.saturating_sub(base),
+        buffers_created_timed: stats.buffers_created - created,
+        analytic,
+    };
     let submits_per_iter = (gpu.submits() - submits) as f64 / times.len().max(1) as f64;
-    Ok(TrainRow { model: cfg.model, batch: n, size: s, ngf: cfg.ngf, ndf: cfg.ndf, times, device_times, warmup, first_s, submits_per_iter, memory })
+    Ok(TrainRow {
+        model: cfg.model,
+        batch: n,
+        size: s,
+        ngf: cfg.ngf,
+        ndf: cfg.ndf,
+        times,
+        device_times,
+        warmup,
+        first_s,
+        submits_per_iter,
+        memory,
+    })
 }
 
 fn model_name(m: ModelKind) -> &'static str {
@@ -678,18 +926,28 @@ pub fn effective_batches(gpu: &Gpu, opts: &BenchOptions) -> Vec<usize> {
     if !opts.batches.is_empty() {
         return opts.batches.clone();
     }
-    if gpu.adapter.device_type == "Cpu" { vec![1, 16] } else { vec![1, 16, 128] }
+    if gpu.adapter.device_type == "Cpu" {
+        vec![1, 16]
+    } else {
+        vec![1, 16, 128]
+    }
 }
 
 /// Runs the kernel table and the training rows `opts` asks for. `progress` gets one line
 /// per row as it starts and as it ends.
-pub fn run(gpu: &Rc<Gpu>, opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchReport> {
+pub fn run(
+    gpu: &Rc<Gpu>,
+    opts: &BenchOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<BenchReport> {
     if opts.iters == 0 {
         return Err(Error::Invalid("bench: iters must be at least 1".into()));
     }
     let batches = effective_batches(gpu, opts);
     if batches.contains(&0) {
-        return Err(Error::Invalid("bench: batch sizes must be at least 1".into()));
+        return Err(Error::Invalid(
+            "bench: batch sizes must be at least 1".into(),
+        ));
     }
     let warmup = opts.warmup.max(1);
     let load_start = loadavg();
@@ -697,16 +955,33 @@ pub fn run(gpu: &Rc<Gpu>, opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -
     if opts.kernels {
         let matches = |s: &KernelSpec| {
             let id = format!("{} {}", s.name(), s.layer());
-            opts.filter.as_ref().is_none_or(|f| f.split('|').any(|part| id.contains(part)))
+            opts.filter
+                .as_ref()
+                .is_none_or(|f| f.split('|').any(|part| id.contains(part)))
         };
         let mut plan: Vec<(KernelSpec, usize)> = Vec::new();
         for &n in &batches {
-            plan.extend(kernel_specs().into_iter().filter(|s| s.batched() && matches(s)).map(|s| (s, n)));
+            plan.extend(
+                kernel_specs()
+                    .into_iter()
+                    .filter(|s| s.batched() && matches(s))
+                    .map(|s| (s, n)),
+            );
         }
-        plan.extend(kernel_specs().into_iter().filter(|s| !s.batched() && matches(s)).map(|s| (s, 1)));
+        plan.extend(
+            kernel_specs()
+                .into_iter()
+                .filter(|s| !s.batched() && matches(s))
+                .map(|s| (s, 1)),
+        );
         let total = plan.len();
         for (i, (spec, n)) in plan.into_iter().enumerate() {
-            progress(&format!("[{}/{total}] {} {} batch {n}", i + 1, spec.name(), spec.layer()));
+            progress(&format!(
+                "[{}/{total}] {} {} batch {n}",
+                i + 1,
+                spec.name(),
+                spec.layer()
+            ));
             let mut case = spec.prepare(gpu, n, i as u64 + 1)?;
             let timed = time_runs(gpu, warmup, opts.iters, opts.timestamps, || case.record())?;
             let c = case;
@@ -725,7 +1000,12 @@ pub fn run(gpu: &Rc<Gpu>, opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -
                 bound: c.bound,
                 uses_per_iter: c.uses_per_iter,
             };
-            progress(&format!("  {:.3} ms  {:.1} GFLOP/s  {:.1} GB/s", row.median_s() * 1e3, row.gflops(), row.gbps()));
+            progress(&format!(
+                "  {:.3} ms  {:.1} GFLOP/s  {:.1} GB/s",
+                row.median_s() * 1e3,
+                row.gflops(),
+                row.gbps()
+            ));
             kernels.push(row);
         }
     }
@@ -736,30 +1016,57 @@ pub fn run(gpu: &Rc<Gpu>, opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -
             match m {
                 ModelKind::Paper => {
                     for &n in &batches {
-                        cfgs.push(TrainConfig { batch_size: n, ..TrainConfig::default() });
+                        cfgs.push(TrainConfig {
+                            batch_size: n,
+                            ..TrainConfig::default()
+                        });
                     }
                 }
                 ModelKind::Resnet => {
-                    let mut small: Vec<usize> = batches.iter().copied().filter(|&n| n <= 4).collect();
+                    let mut small: Vec<usize> =
+                        batches.iter().copied().filter(|&n| n <= 4).collect();
                     if small.is_empty() {
                         small.push(1);
                     }
                     for &size in &opts.resnet_sizes {
                         for &n in &small {
-                            cfgs.push(TrainConfig { batch_size: n, size, ..TrainConfig::resnet_defaults() });
+                            cfgs.push(TrainConfig {
+                                batch_size: n,
+                                size,
+                                ..TrainConfig::resnet_defaults()
+                            });
                         }
                     }
                 }
             }
         }
         for cfg in cfgs {
-            progress(&format!("train {} {}x{} batch {}", model_name(cfg.model), cfg.size, cfg.size, cfg.batch_size));
+            progress(&format!(
+                "train {} {}x{} batch {}",
+                model_name(cfg.model),
+                cfg.size,
+                cfg.size,
+                cfg.batch_size
+            ));
             let row = train_row(gpu, cfg, opts, progress)?;
-            progress(&format!("  median {:.3} s over {} iterations ({} warm-up)", row.median_s(), row.times.len(), row.warmup));
+            progress(&format!(
+                "  median {:.3} s over {} iterations ({} warm-up)",
+                row.median_s(),
+                row.times.len(),
+                row.warmup
+            ));
             train.push(row);
         }
     }
-    Ok(BenchReport { adapter: gpu.adapter.clone(), kernels, train, warmup, iters: opts.iters, batches, loadavg: (load_start, loadavg()) })
+    Ok(BenchReport {
+        adapter: gpu.adapter.clone(),
+        kernels,
+        train,
+        warmup,
+        iters: opts.iters,
+        batches,
+        loadavg: (load_start, loadavg()),
+    })
 }
 
 // ------------------------------------------------------------------------------------------
@@ -779,7 +1086,11 @@ impl BenchReport {
     /// a paper-model iteration runs them, largest first; None unless every conv row of that
     /// batch was measured.
     pub fn paper_breakdown(&self, batch: usize) -> Option<Vec<Contribution>> {
-        let convs = self.kernels.iter().filter(|k| k.batch == batch && k.name.starts_with("conv")).count();
+        let convs = self
+            .kernels
+            .iter()
+            .filter(|k| k.batch == batch && k.name.starts_with("conv"))
+            .count();
         if convs < PAPER_CONVS.len() * 3 {
             return None;
         }
@@ -787,7 +1098,12 @@ impl BenchReport {
             .kernels
             .iter()
             .filter(|k| k.uses_per_iter > 0.0 && (k.batch == batch || k.name == "adam_step"))
-            .map(|k| Contribution { name: k.name.clone(), layer: k.layer.clone(), uses: k.uses_per_iter, seconds: k.uses_per_iter * k.median_s() })
+            .map(|k| Contribution {
+                name: k.name.clone(),
+                layer: k.layer.clone(),
+                uses: k.uses_per_iter,
+                seconds: k.uses_per_iter * k.median_s(),
+            })
             .collect();
         v.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
         Some(v)
@@ -888,15 +1204,35 @@ impl BenchReport {
         use std::fmt::Write;
         let a = &self.adapter;
         let mut s = String::new();
-        let _ = writeln!(s, "adapter: {} ({}, {} {}, {})", a.name, a.backend, a.driver, a.driver_info, a.device_type);
-        let _ = writeln!(s, "timing: {}; median of {} runs after {} warm-up", self.timing_note(), self.iters, self.warmup);
+        let _ = writeln!(
+            s,
+            "adapter: {} ({}, {} {}, {})",
+            a.name, a.backend, a.driver, a.driver_info, a.device_type
+        );
+        let _ = writeln!(
+            s,
+            "timing: {}; median of {} runs after {} warm-up",
+            self.timing_note(),
+            self.iters,
+            self.warmup
+        );
         if let (Some(a), Some(b)) = self.loadavg {
             let _ = writeln!(s, "host load average (1/5/15 min): {:.2} {:.2} {:.2} at the start, {:.2} {:.2} {:.2} at the end", a[0], a[1], a[2], b[0], b[1], b[2]);
         }
         if !self.kernels.is_empty() {
-            let _ = writeln!(s, "\n{:<33} {:<27} {:>5} {:<32} {:>10} {:>9} {:>8}", "kernel", "layer", "batch", "shape", "median ms", "GFLOP/s", "GB/s");
+            let _ = writeln!(
+                s,
+                "\n{:<33} {:<27} {:>5} {:<32} {:>10} {:>9} {:>8}",
+                "kernel", "layer", "batch", "shape", "median ms", "GFLOP/s", "GB/s"
+            );
             for k in &self.kernels {
-                let rate = |v: f64, main: bool| if main { format!("{v:.1}") } else { format!("({v:.1})") };
+                let rate = |v: f64, main: bool| {
+                    if main {
+                        format!("{v:.1}")
+                    } else {
+                        format!("({v:.1})")
+                    }
+                };
                 let compute = k.bound == Bound::Compute;
                 let _ = writeln!(
                     s,
@@ -913,7 +1249,19 @@ impl BenchReport {
             let _ = writeln!(s, "(GFLOP/s in parentheses: nominal flop count of a memory-bound kernel; GB/s in parentheses: for a compute-bound one)");
         }
         if !self.train.is_empty() {
-            let _ = writeln!(s, "\n{:<7} {:>5} {:>7} {:>10} {:>10} {:>10} {:>6} {:>8} {:>12}", "model", "batch", "size", "median s", "min s", "max s", "iters", "first s", "submits/iter");
+            let _ = writeln!(
+                s,
+                "\n{:<7} {:>5} {:>7} {:>10} {:>10} {:>10} {:>6} {:>8} {:>12}",
+                "model",
+                "batch",
+                "size",
+                "median s",
+                "min s",
+                "max s",
+                "iters",
+                "first s",
+                "submits/iter"
+            );
             for t in &self.train {
                 let (lo, hi) = min_max(&t.times);
                 let _ = writeln!(
@@ -954,7 +1302,15 @@ impl BenchReport {
                     let sum: f64 = b.iter().map(|c| c.seconds).sum();
                     let _ = writeln!(s, "paper batch {}: kernel rows x uses per iteration sum to {:.3} s (measured iteration {:.3} s); largest:", t.batch, sum, t.median_s());
                     for c in b.iter().take(6) {
-                        let _ = writeln!(s, "  {:>6.1}%  {:.3} s  {} x{} {}", 100.0 * c.seconds / sum, c.seconds, c.name, c.uses, c.layer);
+                        let _ = writeln!(
+                            s,
+                            "  {:>6.1}%  {:.3} s  {} x{} {}",
+                            100.0 * c.seconds / sum,
+                            c.seconds,
+                            c.name,
+                            c.uses,
+                            c.layer
+                        );
                     }
                 }
             }

@@ -6,15 +6,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use mr2ct::bench::BenchOptions;
 use mr2ct::cyclegan::train::{Domains, RunEnd, RunOptions, Trainer};
 use mr2ct::cyclegan::{CycleGan, GanLoss, Init, ModelKind, TrainConfig};
 use mr2ct::data::phantom::{write_phantom, PhantomOptions};
 use mr2ct::data::{load_training_set, LoadOptions};
-use mr2ct::bench::BenchOptions;
+use mr2ct::engine::nn::init::Rng;
 use mr2ct::io::weights::Precision;
 use mr2ct::sct::eval::EvalOptions;
 use mr2ct::sct::translate::{OutputFormat, TranslateOptions};
-use mr2ct::engine::nn::init::Rng;
 use mr2ct::{Error, Gpu, Result, Tensor};
 
 pub fn devices() -> Result<()> {
@@ -23,7 +23,10 @@ pub fn devices() -> Result<()> {
         println!("no adapters found (on Debian: apt-get install mesa-vulkan-drivers for the lavapipe CPU adapter)");
     }
     for a in adapters {
-        println!("{}: {} ({} {}, driver {} {})", a.index, a.name, a.backend, a.device_type, a.driver, a.driver_info);
+        println!(
+            "{}: {} ({} {}, driver {} {})",
+            a.index, a.name, a.backend, a.device_type, a.driver, a.driver_info
+        );
         println!(
             "   max buffer {} MiB, max storage binding {} MiB, workgroup storage {} KiB, {} invocations/workgroup, timestamps {}, subgroup kernels {}",
             a.max_buffer_size >> 20,
@@ -52,14 +55,34 @@ pub struct SmokeArgs {
 
 pub fn smoke(adapter: Option<&str>, args: &SmokeArgs) -> Result<()> {
     let gpu = Gpu::new(adapter)?;
-    println!("adapter: {} ({}, {})", gpu.adapter.name, gpu.adapter.backend, gpu.adapter.driver);
-    let cfg = TrainConfig { ngf: args.width, ndf: args.width, batch_size: args.batch_size, ..TrainConfig::default() };
+    println!(
+        "adapter: {} ({}, {})",
+        gpu.adapter.name, gpu.adapter.backend, gpu.adapter.driver
+    );
+    let cfg = TrainConfig {
+        ngf: args.width,
+        ndf: args.width,
+        batch_size: args.batch_size,
+        ..TrainConfig::default()
+    };
     let mut gan = CycleGan::new(&gpu, cfg, Init::Normal)?;
     let mut rng = Rng::new(1);
     let n = args.batch_size * 64 * 64;
     for step in 0..args.steps {
-        let a = Tensor::from_slice(&gpu, &(0..n).map(|_| rng.uniform() as f32 * 2.0 - 1.0).collect::<Vec<_>>(), &[args.batch_size, 1, 64, 64])?;
-        let b = Tensor::from_slice(&gpu, &(0..n).map(|_| rng.uniform() as f32 * 2.0 - 1.0).collect::<Vec<_>>(), &[args.batch_size, 1, 64, 64])?;
+        let a = Tensor::from_slice(
+            &gpu,
+            &(0..n)
+                .map(|_| rng.uniform() as f32 * 2.0 - 1.0)
+                .collect::<Vec<_>>(),
+            &[args.batch_size, 1, 64, 64],
+        )?;
+        let b = Tensor::from_slice(
+            &gpu,
+            &(0..n)
+                .map(|_| rng.uniform() as f32 * 2.0 - 1.0)
+                .collect::<Vec<_>>(),
+            &[args.batch_size, 1, 64, 64],
+        )?;
         let t = Instant::now();
         let d0 = gpu.dispatches();
         let l = gan.train_step(&a, &b)?;
@@ -69,7 +92,12 @@ pub fn smoke(adapter: Option<&str>, args: &SmokeArgs) -> Result<()> {
         );
     }
     let s = gpu.pool_stats();
-    println!("device memory: {:.1} MiB in use, {:.1} MiB allocated, {} submits", s.bytes_in_use as f64 / 1048576.0, s.bytes_allocated as f64 / 1048576.0, gpu.submits());
+    println!(
+        "device memory: {:.1} MiB in use, {:.1} MiB allocated, {} submits",
+        s.bytes_in_use as f64 / 1048576.0,
+        s.bytes_allocated as f64 / 1048576.0,
+        gpu.submits()
+    );
     Ok(())
 }
 
@@ -96,7 +124,12 @@ pub struct PhantomArgs {
 }
 
 pub fn phantom(args: &PhantomArgs) -> Result<()> {
-    let opts = PhantomOptions { size: args.matrix, test_fraction: args.test_fraction, force: args.force, ..PhantomOptions::default() };
+    let opts = PhantomOptions {
+        size: args.matrix,
+        test_fraction: args.test_fraction,
+        force: args.force,
+        ..PhantomOptions::default()
+    };
     let t = Instant::now();
     let s = write_phantom(&args.out, args.subjects, args.seed, &opts)?;
     println!(
@@ -212,11 +245,18 @@ fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
     let file: Option<serde_json::Value> = match &args.config {
         None => None,
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| Error::file(p, format!("cannot read: {e}")))?;
-            Some(serde_json::from_str(&text).map_err(|e| Error::file(p, format!("not valid JSON: {e}")))?)
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| Error::file(p, format!("cannot read: {e}")))?;
+            Some(
+                serde_json::from_str(&text)
+                    .map_err(|e| Error::file(p, format!("not valid JSON: {e}")))?,
+            )
         }
     };
-    let file_model = file.as_ref().and_then(|v| v.get("model")).and_then(|m| serde_json::from_value::<ModelKind>(m.clone()).ok());
+    let file_model = file
+        .as_ref()
+        .and_then(|v| v.get("model"))
+        .and_then(|m| serde_json::from_value::<ModelKind>(m.clone()).ok());
     let model = args.model.or(file_model).unwrap_or(ModelKind::Paper);
     let base = match model {
         ModelKind::Paper => TrainConfig::default(),
@@ -226,20 +266,45 @@ fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
         None => base,
         Some(v) => {
             let p = args.config.as_deref().unwrap_or(Path::new("config"));
-            let serde_json::Value::Object(over) = v else { return Err(Error::file(p, "must hold a JSON object")) };
-            let mut merged = serde_json::to_value(&base).map_err(|e| Error::Invalid(e.to_string()))?;
+            let serde_json::Value::Object(over) = v else {
+                return Err(Error::file(p, "must hold a JSON object"));
+            };
+            let mut merged =
+                serde_json::to_value(&base).map_err(|e| Error::Invalid(e.to_string()))?;
             if let serde_json::Value::Object(m) = &mut merged {
                 m.extend(over);
             }
-            serde_json::from_value(merged).map_err(|e| Error::file(p, format!("bad training parameter: {e}")))?
+            serde_json::from_value(merged)
+                .map_err(|e| Error::file(p, format!("bad training parameter: {e}")))?
         }
     };
     cfg.model = model;
     macro_rules! set {
         ($($f:ident),*) => { $( if let Some(v) = args.$f { cfg.$f = v; } )* };
     }
-    set!(size, ngf, ndf, n_blocks, lambda_aba, lambda_bab, learning_rate_g, learning_rate_d, beta_1, beta_2, batch_size, epochs);
-    set!(generator_iterations, discriminator_iterations, synthetic_pool_size, seed, decay_start_epoch, identity_weight, gan_loss);
+    set!(
+        size,
+        ngf,
+        ndf,
+        n_blocks,
+        lambda_aba,
+        lambda_bab,
+        learning_rate_g,
+        learning_rate_d,
+        beta_1,
+        beta_2,
+        batch_size,
+        epochs
+    );
+    set!(
+        generator_iterations,
+        discriminator_iterations,
+        synthetic_pool_size,
+        seed,
+        decay_start_epoch,
+        identity_weight,
+        gan_loss
+    );
     cfg.validate().map_err(Error::Invalid)?;
     Ok(cfg)
 }
@@ -253,15 +318,28 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
     let t_load = Instant::now();
     let set = load_training_set(&args.data, cfg.size, &LoadOptions::default())?;
     eprintln!("{}", set.summary.to_string().trim_end());
-    eprintln!("data: {} MRI and {} CT slices at {}x{} ({:.1} s)", set.n_mr, set.n_ct, set.size, set.size, t_load.elapsed().as_secs_f64());
+    eprintln!(
+        "data: {} MRI and {} CT slices at {}x{} ({:.1} s)",
+        set.n_mr,
+        set.n_ct,
+        set.size,
+        set.size,
+        t_load.elapsed().as_secs_f64()
+    );
     let gpu = Gpu::new(adapter)?;
-    eprintln!("adapter: {} ({}, {} {})", gpu.adapter.name, gpu.adapter.backend, gpu.adapter.driver, gpu.adapter.driver_info);
+    eprintln!(
+        "adapter: {} ({}, {} {})",
+        gpu.adapter.name, gpu.adapter.backend, gpu.adapter.driver, gpu.adapter.driver_info
+    );
     let mut trainer = if args.resume && checkpoint.exists() {
         let t = Trainer::resume(&gpu, &args.out)?;
         let mut want = cfg.clone();
         want.epochs = t.gan.cfg.epochs;
         if want != t.gan.cfg {
-            return Err(Error::file(&checkpoint, "was made with other training parameters; only --epochs may change on --resume"));
+            return Err(Error::file(
+                &checkpoint,
+                "was made with other training parameters; only --epochs may change on --resume",
+            ));
         }
         let mut t = t;
         t.gan.cfg.epochs = cfg.epochs;
@@ -270,9 +348,15 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
     } else {
         Trainer::new(&gpu, cfg.clone())?
     };
-    std::fs::create_dir_all(&args.out).map_err(|e| Error::file(&args.out, format!("cannot create: {e}")))?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| Error::file(&args.out, format!("cannot create: {e}")))?;
     let record = serde_json::json!({ "train": &trainer.gan.cfg, "prep": &set.prep, "data": args.data, "adapter": gpu.adapter.name });
-    mr2ct::io::write_atomic(&args.out.join("config.json"), serde_json::to_string_pretty(&record).map_err(|e| Error::Invalid(e.to_string()))?.as_bytes())?;
+    mr2ct::io::write_atomic(
+        &args.out.join("config.json"),
+        serde_json::to_string_pretty(&record)
+            .map_err(|e| Error::Invalid(e.to_string()))?
+            .as_bytes(),
+    )?;
     // Ctrl-C: finish the current step, write a checkpoint, exit; a second Ctrl-C kills.
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -282,19 +366,47 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
         }
         eprintln!("\ninterrupt: stopping after this step and writing a checkpoint (Ctrl-C again to abort)");
     });
-    let opts = RunOptions { out_dir: args.out.clone(), sample_every: args.sample_every, checkpoint_every: args.checkpoint_every, progress: !args.quiet, stop: Some(stop) };
+    let opts = RunOptions {
+        out_dir: args.out.clone(),
+        sample_every: args.sample_every,
+        checkpoint_every: args.checkpoint_every,
+        progress: !args.quiet,
+        stop: Some(stop),
+    };
     let t = Instant::now();
-    if let RunEnd::Interrupted { epoch, step } = trainer.run(&Domains { mr: &set.mr, ct: &set.ct, size: set.size }, &opts)? {
+    if let RunEnd::Interrupted { epoch, step } = trainer.run(
+        &Domains {
+            mr: &set.mr,
+            ct: &set.ct,
+            size: set.size,
+        },
+        &opts,
+    )? {
         println!("interrupted in epoch {epoch} after step {step}; checkpoint written to {}; continue with --resume", args.out.join("checkpoint.safetensors").display());
         std::process::exit(130);
     }
     let mut meta = HashMap::new();
-    meta.insert("prep".to_owned(), serde_json::to_string(&set.prep).map_err(|e| Error::Invalid(e.to_string()))?);
+    meta.insert(
+        "prep".to_owned(),
+        serde_json::to_string(&set.prep).map_err(|e| Error::Invalid(e.to_string()))?,
+    );
     meta.insert("adapter".to_owned(), gpu.adapter.name.clone());
     meta.insert("epochs_trained".to_owned(), trainer.epoch.to_string());
     let weights = args.out.join("weights.safetensors");
-    trainer.save_weights(&weights, &meta, if args.f16 { Precision::F16 } else { Precision::F32 })?;
-    let last = trainer.history.last().map(|h| h.columns()).unwrap_or_default();
+    trainer.save_weights(
+        &weights,
+        &meta,
+        if args.f16 {
+            Precision::F16
+        } else {
+            Precision::F32
+        },
+    )?;
+    let last = trainer
+        .history
+        .last()
+        .map(|h| h.columns())
+        .unwrap_or_default();
     println!(
         "trained {} epochs in {:.1} s; last epoch: G_loss {:.4}, D_loss {:.4}, reconstruction_loss {:.4}",
         trainer.epoch,
@@ -331,8 +443,13 @@ pub struct TranslateArgs {
 
 pub fn translate(adapter: Option<&str>, args: &TranslateArgs) -> Result<()> {
     let gpu = Gpu::new(adapter)?;
-    let opts = TranslateOptions { format: args.format, batch_size: args.batch_size, force: args.force };
-    let s = mr2ct::sct::translate::translate(&gpu, &args.weights, &args.input, &args.output, &opts)?;
+    let opts = TranslateOptions {
+        format: args.format,
+        batch_size: args.batch_size,
+        force: args.force,
+    };
+    let s =
+        mr2ct::sct::translate::translate(&gpu, &args.weights, &args.input, &args.output, &opts)?;
     print!("{s}");
     Ok(())
 }
@@ -361,7 +478,11 @@ pub struct EvalArgs {
 
 pub fn eval(adapter: Option<&str>, args: &EvalArgs) -> Result<()> {
     let gpu = Gpu::new(adapter)?;
-    let opts = EvalOptions { batch_size: args.batch_size, force: args.force, ..EvalOptions::default() };
+    let opts = EvalOptions {
+        batch_size: args.batch_size,
+        force: args.force,
+        ..EvalOptions::default()
+    };
     let r = mr2ct::sct::eval::evaluate(&gpu, &args.weights, &args.mri, &args.ct, &args.out, &opts)?;
     print!("{r}");
     Ok(())
@@ -417,18 +538,27 @@ pub fn bench(adapter: Option<&str>, args: &BenchArgs) -> Result<()> {
         batches,
         kernels: !args.train_only,
         train: !args.kernels_only,
-        models: if args.model.is_empty() { BenchOptions::default().models } else { args.model.clone() },
+        models: if args.model.is_empty() {
+            BenchOptions::default().models
+        } else {
+            args.model.clone()
+        },
         warmup: args.warmup,
         iters: args.iters,
         filter: args.filter.clone(),
-        resnet_sizes: if args.sizes.is_empty() { BenchOptions::default().resnet_sizes } else { args.sizes.clone() },
+        resnet_sizes: if args.sizes.is_empty() {
+            BenchOptions::default().resnet_sizes
+        } else {
+            args.sizes.clone()
+        },
         budget_s: args.budget,
         timestamps: !args.wall_clock,
     };
     let report = mr2ct::bench::run(&gpu, &opts, &mut |line| eprintln!("{line}"))?;
     println!("{}", report.print_table());
     if let Some(p) = &args.json {
-        let text = serde_json::to_string_pretty(&report.to_json()).map_err(|e| Error::Invalid(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&report.to_json())
+            .map_err(|e| Error::Invalid(e.to_string()))?;
         mr2ct::io::write_atomic(p, text.as_bytes())?;
         println!("JSON written to {}", p.display());
     }
@@ -457,8 +587,16 @@ pub struct DemoArgs {
 
 pub fn demo(adapter: Option<&str>, args: &DemoArgs) -> Result<()> {
     let t0 = Instant::now();
-    if args.out.exists() && std::fs::read_dir(&args.out).map(|mut d| d.next().is_some()).unwrap_or(false) && !args.force {
-        return Err(Error::file(&args.out, "exists and is not empty; use --force to replace it or --out for another directory"));
+    if args.out.exists()
+        && std::fs::read_dir(&args.out)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+        && !args.force
+    {
+        return Err(Error::file(
+            &args.out,
+            "exists and is not empty; use --force to replace it or --out for another directory",
+        ));
     }
     if args.force {
         for sub in ["phantom", "run", "sct", "eval"] {
@@ -466,20 +604,38 @@ pub fn demo(adapter: Option<&str>, args: &DemoArgs) -> Result<()> {
         }
     }
     let gpu = Gpu::new(adapter)?;
-    println!("[1/4] adapter {} ({}); writing the head phantom ({} subjects)", gpu.adapter.name, gpu.adapter.backend, args.subjects);
+    println!(
+        "[1/4] adapter {} ({}); writing the head phantom ({} subjects)",
+        gpu.adapter.name, gpu.adapter.backend, args.subjects
+    );
     let data = args.out.join("phantom");
-    let ph = write_phantom(&data, args.subjects, 2026, &PhantomOptions { test_fraction: 0.34, ..PhantomOptions::default() })?;
+    let ph = write_phantom(
+        &data,
+        args.subjects,
+        2026,
+        &PhantomOptions {
+            test_fraction: 0.34,
+            ..PhantomOptions::default()
+        },
+    )?;
 
     let start = mr2ct::io::weights::load(&args.weights).ok();
     let cfg = match start.as_ref().and_then(|l| l.metadata.get("config")) {
         Some(c) => {
-            let mut cfg: TrainConfig = serde_json::from_str(c).map_err(|e| Error::file(&args.weights, format!("bad config: {e}")))?;
+            let mut cfg: TrainConfig = serde_json::from_str(c)
+                .map_err(|e| Error::file(&args.weights, format!("bad config: {e}")))?;
             cfg.epochs = args.epochs;
             cfg.learning_rate_g *= 0.5;
             cfg.learning_rate_d *= 0.5;
             cfg
         }
-        None => TrainConfig { ngf: 16, ndf: 16, batch_size: 16, epochs: args.epochs.max(8), ..TrainConfig::default() },
+        None => TrainConfig {
+            ngf: 16,
+            ndf: 16,
+            batch_size: 16,
+            epochs: args.epochs.max(8),
+            ..TrainConfig::default()
+        },
     };
     let set = load_training_set(&data, cfg.size, &LoadOptions::default())?;
     let run = args.out.join("run");
@@ -491,31 +647,72 @@ pub fn demo(adapter: Option<&str>, args: &DemoArgs) -> Result<()> {
         }
         None => println!("[2/4] no shipped weights at {}; training a small paper model from scratch for {} epochs", args.weights.display(), cfg.epochs),
     }
-    let opts = RunOptions { out_dir: run.clone(), sample_every: cfg.epochs, checkpoint_every: cfg.epochs, progress: true, stop: None };
-    trainer.run(&Domains { mr: &set.mr, ct: &set.ct, size: set.size }, &opts)?;
+    let opts = RunOptions {
+        out_dir: run.clone(),
+        sample_every: cfg.epochs,
+        checkpoint_every: cfg.epochs,
+        progress: true,
+        stop: None,
+    };
+    trainer.run(
+        &Domains {
+            mr: &set.mr,
+            ct: &set.ct,
+            size: set.size,
+        },
+        &opts,
+    )?;
     let weights = run.join("weights.safetensors");
     let mut meta = HashMap::new();
-    meta.insert("prep".to_owned(), serde_json::to_string(&set.prep).map_err(|e| Error::Invalid(e.to_string()))?);
+    meta.insert(
+        "prep".to_owned(),
+        serde_json::to_string(&set.prep).map_err(|e| Error::Invalid(e.to_string()))?,
+    );
     trainer.save_weights(&weights, &meta, Precision::F32)?;
 
-    println!("[3/4] translating the {} held-out subject(s) to DICOM sCT", ph.test.len());
+    println!(
+        "[3/4] translating the {} held-out subject(s) to DICOM sCT",
+        ph.test.len()
+    );
     let mut series = Vec::new();
     for subject in &ph.test {
         let out = args.out.join("sct").join(subject);
-        let s = mr2ct::sct::translate::translate(&gpu, &weights, &data.join("test/mr").join(subject), &out, &TranslateOptions::default())?;
-        println!("  {subject}: {} slices, HU {:.0}..{:.0}", s.slices, s.hu_min, s.hu_max);
+        let s = mr2ct::sct::translate::translate(
+            &gpu,
+            &weights,
+            &data.join("test/mr").join(subject),
+            &out,
+            &TranslateOptions::default(),
+        )?;
+        println!(
+            "  {subject}: {} slices, HU {:.0}..{:.0}",
+            s.slices, s.hu_min, s.hu_max
+        );
         series.push(out);
     }
     println!("[4/4] evaluating against the real CT");
     let eval_dir = args.out.join("eval");
-    let r = mr2ct::sct::eval::evaluate(&gpu, &weights, &data.join("test/mr"), &data.join("test/ct"), &eval_dir, &EvalOptions::default())?;
+    let r = mr2ct::sct::eval::evaluate(
+        &gpu,
+        &weights,
+        &data.join("test/mr"),
+        &data.join("test/ct"),
+        &eval_dir,
+        &EvalOptions::default(),
+    )?;
     print!("{r}");
     let last = trainer.history.len();
     println!("\ndone in {:.0} s. Outputs:", t0.elapsed().as_secs_f64());
-    println!("  sample grid   {}", run.join(format!("samples_epoch{last:04}.png")).display());
+    println!(
+        "  sample grid   {}",
+        run.join(format!("samples_epoch{last:04}.png")).display()
+    );
     println!("  loss plot     {}", run.join("loss_curves.png").display());
     println!("  losses        {}", run.join("losses.csv").display());
-    println!("  metrics       {}", eval_dir.join("metrics.json").display());
+    println!(
+        "  metrics       {}",
+        eval_dir.join("metrics.json").display()
+    );
     for s in &series {
         println!("  sCT series    {}", s.display());
     }
@@ -541,13 +738,31 @@ pub fn export(adapter: Option<&str>, args: &ExportArgs) -> Result<()> {
     let mut meta = HashMap::new();
     let cfg_path = args.run.join("config.json");
     if let Ok(text) = std::fs::read_to_string(&cfg_path) {
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::file(&cfg_path, format!("not valid JSON: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::file(&cfg_path, format!("not valid JSON: {e}")))?;
         if let Some(prep) = v.get("prep") {
             meta.insert("prep".to_owned(), prep.to_string());
         }
     }
-    meta.insert("epochs_trained".to_owned(), format!("{} (+{} steps)", t.epoch, t.step));
-    t.save_weights(&args.out, &meta, if args.f16 { Precision::F16 } else { Precision::F32 })?;
-    println!("{}: weights after {} epochs (+{} steps) of {}", args.out.display(), t.epoch, t.step, args.run.display());
+    meta.insert(
+        "epochs_trained".to_owned(),
+        format!("{} (+{} steps)", t.epoch, t.step),
+    );
+    t.save_weights(
+        &args.out,
+        &meta,
+        if args.f16 {
+            Precision::F16
+        } else {
+            Precision::F32
+        },
+    )?;
+    println!(
+        "{}: weights after {} epochs (+{} steps) of {}",
+        args.out.display(),
+        t.epoch,
+        t.step,
+        args.run.display()
+    );
     Ok(())
 }

@@ -15,4 +15,4 @@ pub mod metrics;
 pub mod models;
 pub mod sct;
 
-pub use engine::{backward, no_grad, Error, Gradients, Gpu, Result, Tensor};
+pub use engine::{backward, no_grad, Error, Gpu, Gradients, Result, Tensor};

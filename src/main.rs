@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 mod cli;
 
 #[derive(Parser)]
-#[command(name = "mr2ct", version, about = "Synthetic CT from MRI with a CycleGAN on a WGSL tensor engine (wgpu: Vulkan, Metal, DX12, lavapipe)")]
+#[command(
+    name = "mr2ct",
+    version,
+    about = "Synthetic CT from MRI with a CycleGAN on a WGSL tensor engine (wgpu: Vulkan, Metal, DX12, lavapipe)"
+)]
 struct Cli {
     /// Adapter to use: an index from `mr2ct devices` or part of its name (also MR2CT_ADAPTER).
     #[arg(long, global = true, env = "MR2CT_ADAPTER")]

@@ -20,7 +20,17 @@ pub struct Vol<'a> {
 fn check(op: &'static str, pred: &Vol, truth: &Vol, mask: &[bool]) -> Result<()> {
     let n: usize = truth.dims.iter().product();
     if pred.dims != truth.dims || pred.data.len() != n || truth.data.len() != n || mask.len() != n {
-        return Err(Error::shape(op, format!("prediction {:?} ({} values), truth {:?} ({} values), mask {} values", pred.dims, pred.data.len(), truth.dims, truth.data.len(), mask.len())));
+        return Err(Error::shape(
+            op,
+            format!(
+                "prediction {:?} ({} values), truth {:?} ({} values), mask {} values",
+                pred.dims,
+                pred.data.len(),
+                truth.dims,
+                truth.data.len(),
+                mask.len()
+            ),
+        ));
     }
     if !mask.iter().any(|m| *m) {
         return Err(Error::Invalid(format!("{op}: the body mask is empty")));
@@ -56,7 +66,11 @@ pub fn psnr(pred: &Vol, truth: &Vol, mask: &[bool]) -> Result<f64> {
         }
     }
     let mse = s / n as f64;
-    Ok(if mse == 0.0 { f64::INFINITY } else { 10.0 * (DATA_RANGE * DATA_RANGE / mse).log10() })
+    Ok(if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (DATA_RANGE * DATA_RANGE / mse).log10()
+    })
 }
 
 /// Mean of a uniform `win`-wide window along one axis, scipy.ndimage 'reflect' borders
@@ -110,9 +124,20 @@ pub fn ssim(pred: &Vol, truth: &Vol, mask: &[bool]) -> Result<f64> {
     check("ssim", pred, truth, mask)?;
     let win = 7usize;
     if truth.dims.iter().any(|d| *d > 1 && *d < win) {
-        return Err(Error::shape("ssim", format!("every axis longer than 1 must be at least {win}: {:?}", truth.dims)));
+        return Err(Error::shape(
+            "ssim",
+            format!(
+                "every axis longer than 1 must be at least {win}: {:?}",
+                truth.dims
+            ),
+        ));
     }
-    let prep = |data: &[f32]| -> Vec<f64> { data.iter().zip(mask).map(|(v, m)| if *m { clip(*v) - HU_MIN } else { 0.0 }).collect() };
+    let prep = |data: &[f32]| -> Vec<f64> {
+        data.iter()
+            .zip(mask)
+            .map(|(v, m)| if *m { clip(*v) - HU_MIN } else { 0.0 })
+            .collect()
+    };
     let (x, y) = (prep(pred.data), prep(truth.data));
     let dims = truth.dims;
     let ndim = dims.iter().filter(|d| **d > 1).count() as i32;
@@ -146,8 +171,13 @@ mod tests {
 
     #[test]
     fn identical_images_score_perfectly() {
-        let data: Vec<f32> = (0..8 * 8 * 8).map(|i| ((i * 37) % 200) as f32 * 10.0 - 1000.0).collect();
-        let v = Vol { data: &data, dims: [8, 8, 8] };
+        let data: Vec<f32> = (0..8 * 8 * 8)
+            .map(|i| ((i * 37) % 200) as f32 * 10.0 - 1000.0)
+            .collect();
+        let v = Vol {
+            data: &data,
+            dims: [8, 8, 8],
+        };
         let mask = vec![true; data.len()];
         assert_eq!(mae(&v, &v, &mask).unwrap(), 0.0);
         assert!(psnr(&v, &v, &mask).unwrap().is_infinite());
@@ -159,7 +189,16 @@ mod tests {
         let truth = vec![0f32; 100];
         let pred = vec![100f32; 100];
         let mask = vec![true; 100];
-        let (p, t) = (Vol { data: &pred, dims: [1, 10, 10] }, Vol { data: &truth, dims: [1, 10, 10] });
+        let (p, t) = (
+            Vol {
+                data: &pred,
+                dims: [1, 10, 10],
+            },
+            Vol {
+                data: &truth,
+                dims: [1, 10, 10],
+            },
+        );
         assert!((mae(&p, &t, &mask).unwrap() - 100.0).abs() < 1e-12);
         assert!((psnr(&p, &t, &mask).unwrap() - 20.0 * (4024.0f64 / 100.0).log10()).abs() < 1e-9);
     }
@@ -169,15 +208,35 @@ mod tests {
         let truth = vec![3000f32; 4];
         let pred = vec![5000f32; 4];
         let mask = vec![true; 4];
-        let (p, t) = (Vol { data: &pred, dims: [1, 2, 2] }, Vol { data: &truth, dims: [1, 2, 2] });
+        let (p, t) = (
+            Vol {
+                data: &pred,
+                dims: [1, 2, 2],
+            },
+            Vol {
+                data: &truth,
+                dims: [1, 2, 2],
+            },
+        );
         assert_eq!(mae(&p, &t, &mask).unwrap(), 0.0);
     }
 
     #[test]
     fn mismatched_shapes_and_empty_masks_are_errors() {
         let a = vec![0f32; 4];
-        let v = Vol { data: &a, dims: [1, 2, 2] };
+        let v = Vol {
+            data: &a,
+            dims: [1, 2, 2],
+        };
         assert!(mae(&v, &v, &[false; 4]).is_err());
-        assert!(mae(&v, &Vol { data: &a, dims: [1, 4, 1] }, &[true; 4]).is_err());
+        assert!(mae(
+            &v,
+            &Vol {
+                data: &a,
+                dims: [1, 4, 1]
+            },
+            &[true; 4]
+        )
+        .is_err());
     }
 }

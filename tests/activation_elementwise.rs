@@ -19,7 +19,13 @@ fn act(name: &str, x: &Tensor) -> Tensor {
 
 fn act_host(name: &str, x: f64) -> f64 {
     match name {
-        "leaky_relu" => if x > 0.0 { x } else { 0.2 * x },
+        "leaky_relu" => {
+            if x > 0.0 {
+                x
+            } else {
+                0.2 * x
+            }
+        }
         "relu" => x.max(0.0),
         "tanh" => x.tanh(),
         "sigmoid" => 1.0 / (1.0 + (-x).exp()),
@@ -33,9 +39,19 @@ fn activations_match_pytorch() {
     for case in ["leaky_relu", "relu", "tanh", "sigmoid"] {
         let x = f.tensor(case, "x").requiring_grad();
         let y = act(case, &x);
-        assert_close(&format!("{case} forward"), &y.to_vec().unwrap(), f.data(case, "y"), 1e-5);
+        assert_close(
+            &format!("{case} forward"),
+            &y.to_vec().unwrap(),
+            f.data(case, "y"),
+            1e-5,
+        );
         let grads = mr2ct::engine::autograd::backward_with(&y, f.tensor(case, "gy")).unwrap();
-        assert_close(&format!("{case} backward"), &grads.get(&x).unwrap().to_vec().unwrap(), f.data(case, "gx"), 1e-5);
+        assert_close(
+            &format!("{case} backward"),
+            &grads.get(&x).unwrap().to_vec().unwrap(),
+            f.data(case, "gx"),
+            1e-5,
+        );
     }
 }
 
@@ -44,14 +60,24 @@ fn activation_backward_matches_finite_differences() {
     let g = gpu();
     let n = 64;
     // Keep values away from the kinks at 0 so central differences are exact enough.
-    let xs: Vec<f32> = host_values(11, n).iter().map(|v| if v.abs() < 0.05 { v + 0.1 } else { v * 3.0 }).collect();
+    let xs: Vec<f32> = host_values(11, n)
+        .iter()
+        .map(|v| if v.abs() < 0.05 { v + 0.1 } else { v * 3.0 })
+        .collect();
     let gy = host_values(12, n);
     for case in ["leaky_relu", "relu", "tanh", "sigmoid"] {
         let x = Tensor::from_slice(&g, &xs, &[n]).unwrap().requiring_grad();
         let y = act(case, &x);
-        let grads = mr2ct::engine::autograd::backward_with(&y, Tensor::from_slice(&g, &gy, &[n]).unwrap()).unwrap();
+        let grads =
+            mr2ct::engine::autograd::backward_with(&y, Tensor::from_slice(&g, &gy, &[n]).unwrap())
+                .unwrap();
         let got = to_f64(&grads.get(&x).unwrap().to_vec().unwrap());
-        let fd = finite_diff(&to_f64(&xs), |v| v.iter().map(|x| act_host(case, *x)).collect(), &to_f64(&gy), 1e-6);
+        let fd = finite_diff(
+            &to_f64(&xs),
+            |v| v.iter().map(|x| act_host(case, *x)).collect(),
+            &to_f64(&gy),
+            1e-6,
+        );
         let e = rel_l2_f64(&got, &fd);
         assert!(e < 1e-5, "{case}: backward vs finite differences {e:.2e}");
     }
@@ -64,7 +90,10 @@ fn tanh_and_sigmoid_saturate_without_nan() {
     let t = activation::tanh(&x).unwrap().to_vec().unwrap();
     assert_eq!(t, vec![-1.0, -1.0, -1.0, 1.0, 1.0, 1.0]);
     let s = activation::sigmoid(&x).unwrap().to_vec().unwrap();
-    assert!(s[..3].iter().all(|v| *v >= 0.0 && *v < 1e-20) && s[3..].iter().all(|v| *v == 1.0), "{s:?}");
+    assert!(
+        s[..3].iter().all(|v| *v >= 0.0 && *v < 1e-20) && s[3..].iter().all(|v| *v == 1.0),
+        "{s:?}"
+    );
 }
 
 #[test]
@@ -79,17 +108,42 @@ fn elementwise_match_pytorch() {
             _ => elementwise::mul(&a, &b),
         }
         .unwrap();
-        assert_close(&format!("{case} forward"), &y.to_vec().unwrap(), f.data(case, "y"), 1e-6);
+        assert_close(
+            &format!("{case} forward"),
+            &y.to_vec().unwrap(),
+            f.data(case, "y"),
+            1e-6,
+        );
         let grads = mr2ct::engine::autograd::backward_with(&y, f.tensor(case, "gy")).unwrap();
-        assert_close(&format!("{case} grad a"), &grads.get(&a).unwrap().to_vec().unwrap(), f.data(case, "ga"), 1e-6);
-        assert_close(&format!("{case} grad b"), &grads.get(&b).unwrap().to_vec().unwrap(), f.data(case, "gb"), 1e-6);
+        assert_close(
+            &format!("{case} grad a"),
+            &grads.get(&a).unwrap().to_vec().unwrap(),
+            f.data(case, "ga"),
+            1e-6,
+        );
+        assert_close(
+            &format!("{case} grad b"),
+            &grads.get(&b).unwrap().to_vec().unwrap(),
+            f.data(case, "gb"),
+            1e-6,
+        );
     }
     let a = f.tensor("scale", "a").requiring_grad();
     let alpha = f.param_f64("scale", "alpha") as f32;
     let y = elementwise::scale(&a, alpha).unwrap();
-    assert_close("scale forward", &y.to_vec().unwrap(), f.data("scale", "y"), 1e-6);
+    assert_close(
+        "scale forward",
+        &y.to_vec().unwrap(),
+        f.data("scale", "y"),
+        1e-6,
+    );
     let grads = mr2ct::engine::autograd::backward_with(&y, f.tensor("scale", "gy")).unwrap();
-    assert_close("scale grad", &grads.get(&a).unwrap().to_vec().unwrap(), f.data("scale", "ga"), 1e-6);
+    assert_close(
+        "scale grad",
+        &grads.get(&a).unwrap().to_vec().unwrap(),
+        f.data("scale", "ga"),
+        1e-6,
+    );
 }
 
 #[test]
@@ -99,7 +153,8 @@ fn a_tensor_used_twice_accumulates_both_gradients() {
     let xs = [0.5f32, -1.25, 2.0, 3.0];
     let x = Tensor::param(&g, &xs, &[4]).unwrap();
     let y = elementwise::scale_add(&x, 3.0, &elementwise::mul(&x, &x).unwrap()).unwrap();
-    let grads = mr2ct::engine::autograd::backward_with(&y, Tensor::full(&g, &[4], 1.0).unwrap()).unwrap();
+    let grads =
+        mr2ct::engine::autograd::backward_with(&y, Tensor::full(&g, &[4], 1.0).unwrap()).unwrap();
     let gx = grads.get(&x).unwrap().to_vec().unwrap();
     assert_eq!(gx, xs.iter().map(|v| 2.0 * v + 3.0).collect::<Vec<_>>());
 }
@@ -109,7 +164,8 @@ fn detach_and_no_grad_stop_gradients() {
     let g = gpu();
     let x = Tensor::param(&g, &[1.0, 2.0], &[2]).unwrap();
     let y = elementwise::add(&x, &x.detach()).unwrap();
-    let grads = mr2ct::engine::autograd::backward_with(&y, Tensor::full(&g, &[2], 1.0).unwrap()).unwrap();
+    let grads =
+        mr2ct::engine::autograd::backward_with(&y, Tensor::full(&g, &[2], 1.0).unwrap()).unwrap();
     assert_eq!(grads.get(&x).unwrap().to_vec().unwrap(), vec![1.0, 1.0]);
     let z = mr2ct::no_grad(|| elementwise::mul(&x, &x).unwrap());
     assert!(!z.requires_grad());
@@ -122,7 +178,10 @@ fn shape_mismatch_is_an_error_naming_the_op() {
     let a = Tensor::zeros(&g, &[2, 3]).unwrap();
     let b = Tensor::zeros(&g, &[3, 2]).unwrap();
     let e = elementwise::add(&a, &b).unwrap_err().to_string();
-    assert!(e.contains("add") && e.contains("[2, 3]") && e.contains("[3, 2]"), "{e}");
+    assert!(
+        e.contains("add") && e.contains("[2, 3]") && e.contains("[3, 2]"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -4,8 +4,15 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn mr2ct(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mr2ct")).args(args).output().expect("run mr2ct");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_mr2ct"))
+        .args(args)
+        .output()
+        .expect("run mr2ct");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -16,14 +23,22 @@ fn tmp(name: &str) -> PathBuf {
 
 /// The last line of stderr: the error line the CLI promises.
 fn error_line(stderr: &str) -> String {
-    stderr.lines().filter(|l| !l.contains("XDG_RUNTIME_DIR")).next_back().unwrap_or("").to_owned()
+    stderr
+        .lines()
+        .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
+        .next_back()
+        .unwrap_or("")
+        .to_owned()
 }
 
 #[test]
 fn devices_lists_an_adapter() {
     let (ok, out, _) = mr2ct(&["devices"]);
     assert!(ok);
-    assert!(out.lines().next().is_some_and(|l| l.starts_with("0: ")), "{out}");
+    assert!(
+        out.lines().next().is_some_and(|l| l.starts_with("0: ")),
+        "{out}"
+    );
     assert!(out.contains("max storage binding"), "{out}");
 }
 
@@ -31,17 +46,47 @@ fn devices_lists_an_adapter() {
 fn phantom_then_train_writes_every_output() {
     let data = tmp("data");
     let run = tmp("run");
-    let (ok, out, err) = mr2ct(&["phantom", "--subjects", "3", "--out", data.to_str().unwrap(), "--seed", "4"]);
+    let (ok, out, err) = mr2ct(&[
+        "phantom",
+        "--subjects",
+        "3",
+        "--out",
+        data.to_str().unwrap(),
+        "--seed",
+        "4",
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("3 subjects"), "{out}");
     for d in ["train/mr", "train/ct", "test/mr", "test/ct"] {
         assert!(data.join(d).is_dir(), "{d} missing");
     }
-    let args = ["train", "--data", data.to_str().unwrap(), "--out", run.to_str().unwrap(), "--ngf", "4", "--ndf", "4", "--epochs", "1", "--batch-size", "4", "--quiet"];
+    let args = [
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--ngf",
+        "4",
+        "--ndf",
+        "4",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--quiet",
+    ];
     let (ok, out, err) = mr2ct(&args);
     assert!(ok, "{err}");
     assert!(out.contains("trained 1 epochs"), "{out}");
-    for f in ["losses.csv", "loss_curves.png", "samples_epoch0001.png", "checkpoint.safetensors", "weights.safetensors", "config.json"] {
+    for f in [
+        "losses.csv",
+        "loss_curves.png",
+        "samples_epoch0001.png",
+        "checkpoint.safetensors",
+        "weights.safetensors",
+        "config.json",
+    ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
     // A second run into the same directory is refused unless asked for.
@@ -54,13 +99,34 @@ fn phantom_then_train_writes_every_output() {
     more.push("--resume");
     let (ok, _, err) = mr2ct(&more);
     assert!(ok, "{err}");
-    assert_eq!(std::fs::read_to_string(run.join("losses.csv")).unwrap().lines().count(), 3);
+    assert_eq!(
+        std::fs::read_to_string(run.join("losses.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
     // Weights from the checkpoint, in f16: half the bytes of the f32 weights file.
     let half = run.join("half.safetensors");
-    let (ok, _, err) = mr2ct(&["export", "--run", run.to_str().unwrap(), "--out", half.to_str().unwrap(), "--f16"]);
+    let (ok, _, err) = mr2ct(&[
+        "export",
+        "--run",
+        run.to_str().unwrap(),
+        "--out",
+        half.to_str().unwrap(),
+        "--f16",
+    ]);
     assert!(ok, "{err}");
-    let (h, f) = (std::fs::metadata(&half).unwrap().len(), std::fs::metadata(run.join("weights.safetensors")).unwrap().len());
-    assert!(h < f * 6 / 10, "f16 export {h} bytes vs f32 weights {f} bytes");
+    let (h, f) = (
+        std::fs::metadata(&half).unwrap().len(),
+        std::fs::metadata(run.join("weights.safetensors"))
+            .unwrap()
+            .len(),
+    );
+    assert!(
+        h < f * 6 / 10,
+        "f16 export {h} bytes vs f32 weights {f} bytes"
+    );
     let _ = std::fs::remove_dir_all(data);
     let _ = std::fs::remove_dir_all(run);
 }
@@ -69,20 +135,48 @@ fn phantom_then_train_writes_every_output() {
 fn bad_input_gives_one_line_naming_the_problem() {
     let missing = tmp("missing");
     let run = tmp("badrun");
-    let (ok, _, err) = mr2ct(&["train", "--data", missing.to_str().unwrap(), "--out", run.to_str().unwrap()]);
+    let (ok, _, err) = mr2ct(&[
+        "train",
+        "--data",
+        missing.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
     assert!(!ok);
     let line = error_line(&err);
-    assert!(line.starts_with("mr2ct: error:") && line.contains(missing.to_str().unwrap()), "{err}");
+    assert!(
+        line.starts_with("mr2ct: error:") && line.contains(missing.to_str().unwrap()),
+        "{err}"
+    );
 
     let cfg = tmp("cfg.json");
     std::fs::write(&cfg, "{\"batch_size\": \"many\"}").unwrap();
-    let (ok, _, err) = mr2ct(&["train", "--data", missing.to_str().unwrap(), "--out", run.to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
+    let (ok, _, err) = mr2ct(&[
+        "train",
+        "--data",
+        missing.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
     assert!(!ok);
     assert!(error_line(&err).contains("cfg.json"), "{err}");
 
-    let (ok, _, err) = mr2ct(&["train", "--data", ".", "--out", run.to_str().unwrap(), "--size", "100"]);
+    let (ok, _, err) = mr2ct(&[
+        "train",
+        "--data",
+        ".",
+        "--out",
+        run.to_str().unwrap(),
+        "--size",
+        "100",
+    ]);
     assert!(!ok);
-    assert!(error_line(&err).contains("size must be 64, 128 or 256"), "{err}");
+    assert!(
+        error_line(&err).contains("size must be 64, 128 or 256"),
+        "{err}"
+    );
 
     let (ok, _, err) = mr2ct(&["--adapter", "no-such-gpu", "smoke", "--steps", "1"]);
     assert!(!ok);

@@ -26,14 +26,40 @@ struct Case {
 
 impl Case {
     #[allow(clippy::too_many_arguments)]
-    const fn new(n: usize, cin: usize, cout: usize, h: usize, w: usize, k: usize, s: usize, p: usize, op: usize) -> Case {
-        Case { n, cin, cout, h, w, k, s, p, op }
+    const fn new(
+        n: usize,
+        cin: usize,
+        cout: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        s: usize,
+        p: usize,
+        op: usize,
+    ) -> Case {
+        Case {
+            n,
+            cin,
+            cout,
+            h,
+            w,
+            k,
+            s,
+            p,
+            op,
+        }
     }
     fn conv_out(&self) -> (usize, usize) {
-        ((self.h + 2 * self.p - self.k) / self.s + 1, (self.w + 2 * self.p - self.k) / self.s + 1)
+        (
+            (self.h + 2 * self.p - self.k) / self.s + 1,
+            (self.w + 2 * self.p - self.k) / self.s + 1,
+        )
     }
     fn convt_out(&self) -> (usize, usize) {
-        ((self.h - 1) * self.s + self.k + self.op - 2 * self.p, (self.w - 1) * self.s + self.k + self.op - 2 * self.p)
+        (
+            (self.h - 1) * self.s + self.k + self.op - 2 * self.p,
+            (self.w - 1) * self.s + self.k + self.op - 2 * self.p,
+        )
     }
 }
 
@@ -54,7 +80,8 @@ fn conv_host(c: &Case, x: &[f64], w: &[f64], b: Option<&[f64]>) -> Vec<f64> {
                                 if iy < 0 || ix < 0 || iy >= c.h as isize || ix >= c.w as isize {
                                     continue;
                                 }
-                                s += x[((n * c.cin + ci) * c.h + iy as usize) * c.w + ix as usize] * w[((co * c.cin + ci) * c.k + kh) * c.k + kw];
+                                s += x[((n * c.cin + ci) * c.h + iy as usize) * c.w + ix as usize]
+                                    * w[((co * c.cin + ci) * c.k + kh) * c.k + kw];
                             }
                         }
                     }
@@ -89,7 +116,8 @@ fn convt_host(c: &Case, x: &[f64], w: &[f64], b: Option<&[f64]>) -> Vec<f64> {
                                 if oy < 0 || ox < 0 || oy >= oh as isize || ox >= ow as isize {
                                     continue;
                                 }
-                                y[((n * c.cout + co) * oh + oy as usize) * ow + ox as usize] += xv * w[((ci * c.cout + co) * c.k + kh) * c.k + kw];
+                                y[((n * c.cout + co) * oh + oy as usize) * ow + ox as usize] +=
+                                    xv * w[((ci * c.cout + co) * c.k + kh) * c.k + kw];
                             }
                         }
                     }
@@ -154,8 +182,15 @@ fn run_gpu(op: Op, c: &Case, x: &[f32], w: &[f32], b: Option<&[f32]>, gy: &[f32]
     let wt = Tensor::param(&g, w, &op.w_shape(c)).unwrap();
     let bt = b.map(|b| Tensor::param(&g, b, &[c.cout]).unwrap());
     let y = op.gpu(c, &xt, &wt, bt.as_ref()).unwrap();
-    assert_eq!(y.shape(), op.y_shape(c), "{} {c:?}: output shape", op.name());
-    let grads = mr2ct::engine::autograd::backward_with(&y, Tensor::from_slice(&g, gy, y.shape()).unwrap()).unwrap();
+    assert_eq!(
+        y.shape(),
+        op.y_shape(c),
+        "{} {c:?}: output shape",
+        op.name()
+    );
+    let grads =
+        mr2ct::engine::autograd::backward_with(&y, Tensor::from_slice(&g, gy, y.shape()).unwrap())
+            .unwrap();
     Run {
         y: y.to_vec().unwrap(),
         gx: grads.get(&xt).unwrap().to_vec().unwrap(),
@@ -167,7 +202,12 @@ fn run_gpu(op: Op, c: &Case, x: &[f32], w: &[f32], b: Option<&[f32]>, gy: &[f32]
 fn check_fixture(op: Op) {
     let f = Fixture::load(op.name());
     let cases = f.cases();
-    assert!(cases.len() >= 7, "{}: only {} cases", op.name(), cases.len());
+    assert!(
+        cases.len() >= 7,
+        "{}: only {} cases",
+        op.name(),
+        cases.len()
+    );
     let mut worst = [0f64; 4];
     for case in &cases {
         let c = Case::new(
@@ -179,21 +219,59 @@ fn check_fixture(op: Op) {
             f.param_usize(case, "k"),
             f.param_usize(case, "stride"),
             f.param_usize(case, "padding"),
-            if op == Op::ConvT { f.param_usize(case, "output_padding") } else { 0 },
+            if op == Op::ConvT {
+                f.param_usize(case, "output_padding")
+            } else {
+                0
+            },
         );
         let bias = f.param_bool(case, "bias");
         let b = bias.then(|| f.data(case, "b"));
-        let r = run_gpu(op, &c, f.data(case, "x"), f.data(case, "w"), b, f.data(case, "gy"));
+        let r = run_gpu(
+            op,
+            &c,
+            f.data(case, "x"),
+            f.data(case, "w"),
+            b,
+            f.data(case, "gy"),
+        );
         // Tolerance: relative L2 1e-4 (the fixtures are f64 results of the f32 inputs).
         let name = op.name();
-        worst[0] = worst[0].max(assert_close(&format!("{name} {case} y"), &r.y, f.data(case, "y"), 1e-4));
-        worst[1] = worst[1].max(assert_close(&format!("{name} {case} gx"), &r.gx, f.data(case, "gx"), 1e-4));
-        worst[2] = worst[2].max(assert_close(&format!("{name} {case} gw"), &r.gw, f.data(case, "gw"), 1e-4));
+        worst[0] = worst[0].max(assert_close(
+            &format!("{name} {case} y"),
+            &r.y,
+            f.data(case, "y"),
+            1e-4,
+        ));
+        worst[1] = worst[1].max(assert_close(
+            &format!("{name} {case} gx"),
+            &r.gx,
+            f.data(case, "gx"),
+            1e-4,
+        ));
+        worst[2] = worst[2].max(assert_close(
+            &format!("{name} {case} gw"),
+            &r.gw,
+            f.data(case, "gw"),
+            1e-4,
+        ));
         if let Some(gb) = &r.gb {
-            worst[3] = worst[3].max(assert_close(&format!("{name} {case} gb"), gb, f.data(case, "gb"), 1e-4));
+            worst[3] = worst[3].max(assert_close(
+                &format!("{name} {case} gb"),
+                gb,
+                f.data(case, "gb"),
+                1e-4,
+            ));
         }
     }
-    eprintln!("{} worst rel L2 vs PyTorch: y {:.2e}, gx {:.2e}, gw {:.2e}, gb {:.2e}", op.name(), worst[0], worst[1], worst[2], worst[3]);
+    eprintln!(
+        "{} worst rel L2 vs PyTorch: y {:.2e}, gx {:.2e}, gw {:.2e}, gb {:.2e}",
+        op.name(),
+        worst[0],
+        worst[1],
+        worst[2],
+        worst[3]
+    );
 }
 
 #[test]
@@ -230,9 +308,21 @@ fn check_finite_differences(op: Op, cases: &[Case]) {
         let ex = rel_l2_f64(&to_f64(&r.gx), &fx);
         let ew = rel_l2_f64(&to_f64(&r.gw), &fw);
         let eb = rel_l2_f64(&to_f64(r.gb.as_ref().unwrap()), &fb);
-        eprintln!("{} {c:?}: y {ey:.1e} gx {ex:.1e} gw {ew:.1e} gb {eb:.1e}", op.name());
-        for (what, e) in [("forward", ey), ("input gradient", ex), ("weight gradient", ew), ("bias gradient", eb)] {
-            assert!(e < 1e-5, "{} {c:?}: {what} vs f64 reference {e:.2e}", op.name());
+        eprintln!(
+            "{} {c:?}: y {ey:.1e} gx {ex:.1e} gw {ew:.1e} gb {eb:.1e}",
+            op.name()
+        );
+        for (what, e) in [
+            ("forward", ey),
+            ("input gradient", ex),
+            ("weight gradient", ew),
+            ("bias gradient", eb),
+        ] {
+            assert!(
+                e < 1e-5,
+                "{} {c:?}: {what} vs f64 reference {e:.2e}",
+                op.name()
+            );
         }
     }
 }
@@ -243,13 +333,13 @@ fn conv2d_gradients_match_finite_differences() {
         Op::Conv,
         &[
             // n, cin, cout, h, w, k, s, p
-            Case::new(1, 3, 5, 5, 7, 3, 2, 1, 0),  // stride 2, odd sizes
-            Case::new(2, 2, 3, 6, 5, 4, 2, 1, 0),  // the paper's k4 s2 p1
-            Case::new(1, 1, 2, 7, 7, 7, 1, 3, 0),  // k7 p3
-            Case::new(2, 5, 6, 4, 3, 1, 1, 0, 0),  // 1x1
-            Case::new(1, 3, 2, 9, 8, 3, 2, 0, 0),  // p0, odd
-            Case::new(1, 2, 9, 3, 4, 3, 1, 3, 0),  // padding larger than the kernel reach
-            Case::new(2, 6, 1, 7, 6, 4, 3, 1, 0),  // stride 3, one output channel
+            Case::new(1, 3, 5, 5, 7, 3, 2, 1, 0), // stride 2, odd sizes
+            Case::new(2, 2, 3, 6, 5, 4, 2, 1, 0), // the paper's k4 s2 p1
+            Case::new(1, 1, 2, 7, 7, 7, 1, 3, 0), // k7 p3
+            Case::new(2, 5, 6, 4, 3, 1, 1, 0, 0), // 1x1
+            Case::new(1, 3, 2, 9, 8, 3, 2, 0, 0), // p0, odd
+            Case::new(1, 2, 9, 3, 4, 3, 1, 3, 0), // padding larger than the kernel reach
+            Case::new(2, 6, 1, 7, 6, 4, 3, 1, 0), // stride 3, one output channel
         ],
     );
 }
@@ -276,7 +366,10 @@ fn conv_transpose2d_gradients_match_finite_differences() {
 /// bias only (the input's would take long on the host).
 #[test]
 fn split_weight_gradient_matches_finite_differences() {
-    for (op, c) in [(Op::Conv, Case::new(2, 3, 5, 24, 24, 3, 1, 1, 0)), (Op::ConvT, Case::new(2, 4, 3, 12, 12, 4, 2, 1, 0))] {
+    for (op, c) in [
+        (Op::Conv, Case::new(2, 3, 5, 24, 24, 3, 1, 1, 0)),
+        (Op::ConvT, Case::new(2, 4, 3, 12, 12, 4, 2, 1, 0)),
+    ] {
         let (x, w, b, gy) = inputs(op, &c, 900);
         let r = run_gpu(op, &c, &x, &w, Some(&b), &gy);
         let (xd, wd, bd, gyd) = (to_f64(&x), to_f64(&w), to_f64(&b), to_f64(&gy));
@@ -285,18 +378,29 @@ fn split_weight_gradient_matches_finite_differences() {
         let ew = rel_l2_f64(&to_f64(&r.gw), &fw);
         let eb = rel_l2_f64(&to_f64(r.gb.as_ref().unwrap()), &fb);
         eprintln!("{} {c:?}: gw {ew:.1e} gb {eb:.1e}", op.name());
-        assert!(ew < 1e-5 && eb < 1e-5, "{} {c:?}: weight gradient {ew:.2e}, bias gradient {eb:.2e}", op.name());
+        assert!(
+            ew < 1e-5 && eb < 1e-5,
+            "{} {c:?}: weight gradient {ew:.2e}, bias gradient {eb:.2e}",
+            op.name()
+        );
     }
 }
 
 /// No atomics, fixed reduction orders: the same inputs give the same bits.
 #[test]
 fn results_repeat_bit_for_bit() {
-    for (op, c) in [(Op::Conv, Case::new(4, 16, 24, 16, 16, 4, 2, 1, 0)), (Op::ConvT, Case::new(4, 24, 16, 8, 8, 4, 2, 1, 0))] {
+    for (op, c) in [
+        (Op::Conv, Case::new(4, 16, 24, 16, 16, 4, 2, 1, 0)),
+        (Op::ConvT, Case::new(4, 24, 16, 8, 8, 4, 2, 1, 0)),
+    ] {
         let (x, w, b, gy) = inputs(op, &c, 31);
         let a = run_gpu(op, &c, &x, &w, Some(&b), &gy);
         let z = run_gpu(op, &c, &x, &w, Some(&b), &gy);
-        assert!(a.y == z.y && a.gx == z.gx && a.gw == z.gw && a.gb == z.gb, "{}: results differ between runs", op.name());
+        assert!(
+            a.y == z.y && a.gx == z.gx && a.gw == z.gw && a.gb == z.gb,
+            "{}: results differ between runs",
+            op.name()
+        );
     }
 }
 
@@ -304,7 +408,10 @@ fn results_repeat_bit_for_bit() {
 struct Lcg(u64);
 impl Lcg {
     fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 33) % n as u64) as usize
     }
     fn range(&mut self, lo: usize, hi: usize) -> usize {
@@ -321,10 +428,28 @@ fn random_shapes_match_host_reference() {
         let s = rng.range(1, 3);
         let p = rng.range(0, 3);
         // Some channel counts past the 16-wide tiles, some pixel counts past one workgroup.
-        let (cin, cout) = if i % 5 == 0 { (rng.range(17, 40), rng.range(17, 40)) } else { (rng.range(1, 12), rng.range(1, 12)) };
+        let (cin, cout) = if i % 5 == 0 {
+            (rng.range(17, 40), rng.range(17, 40))
+        } else {
+            (rng.range(1, 12), rng.range(1, 12))
+        };
         let big = i % 4 == 1;
-        let (n, lo, hi) = if big { (2, 16, 26) } else { (rng.range(1, 3), 1, 11) };
-        let mut c = Case::new(n, cin, cout, rng.range(lo, hi), rng.range(lo, hi), k, s, p, 0);
+        let (n, lo, hi) = if big {
+            (2, 16, 26)
+        } else {
+            (rng.range(1, 3), 1, 11)
+        };
+        let mut c = Case::new(
+            n,
+            cin,
+            cout,
+            rng.range(lo, hi),
+            rng.range(lo, hi),
+            k,
+            s,
+            p,
+            0,
+        );
         match op {
             Op::Conv => {
                 c.h = c.h.max(k.saturating_sub(2 * p)).max(1);
@@ -375,17 +500,33 @@ fn conv_transpose2d_is_the_adjoint_of_conv2d() {
         let yt = Tensor::from_slice(&g, &yv, &[c.n, c.cout, oh, ow]).unwrap();
         // The rows conv2d's floor dropped come back as output padding.
         let op = (c.h + 2 * c.p - c.k) % c.s;
-        assert_eq!(op, (c.w + 2 * c.p - c.k) % c.s, "test case needs the same output padding in both dims");
+        assert_eq!(
+            op,
+            (c.w + 2 * c.p - c.k) % c.s,
+            "test case needs the same output padding in both dims"
+        );
         let ax = conv2d(&xt, &wt, None, c.s, c.p).unwrap().to_vec().unwrap();
         let aty = conv_transpose2d(&yt, &wt, None, c.s, c.p, op).unwrap();
         assert_eq!(aty.shape(), xt.shape());
         let aty = aty.to_vec().unwrap();
-        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>();
+        let dot = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(a, b)| *a as f64 * *b as f64)
+                .sum::<f64>()
+        };
         let (l, r) = (dot(&ax, &yv), dot(&x, &aty));
-        let scale = ax.iter().zip(&yv).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum::<f64>();
+        let scale = ax
+            .iter()
+            .zip(&yv)
+            .map(|(a, b)| (*a as f64 * *b as f64).abs())
+            .sum::<f64>();
         let e = (l - r).abs() / scale;
         eprintln!("adjoint {c:?}: <Ax, y> = {l:.6}, <x, A^T y> = {r:.6}, rel {e:.1e}");
-        assert!(e < 1e-5, "{c:?}: <conv2d(x), y> = {l} vs <x, conv_transpose2d(y)> = {r}");
+        assert!(
+            e < 1e-5,
+            "{c:?}: <conv2d(x), y> = {l} vs <x, conv_transpose2d(y)> = {r}"
+        );
     }
 }
 
@@ -403,31 +544,56 @@ fn batch_128_works() {
         }
         x[((n * c.cin + ci) * c.h + iy as usize) * c.w + ix as usize] as f64
     };
-    let wi = |co: usize, ci: usize, kh: usize, kw: usize| w[((co * c.cin + ci) * c.k + kh) * c.k + kw] as f64;
-    let gyi = |n: usize, co: usize, oy: usize, ox: usize| gy[((n * c.cout + co) * oh + oy) * ow + ox] as f64;
+    let wi = |co: usize, ci: usize, kh: usize, kw: usize| {
+        w[((co * c.cin + ci) * c.k + kh) * c.k + kw] as f64
+    };
+    let gyi = |n: usize, co: usize, oy: usize, ox: usize| {
+        gy[((n * c.cout + co) * oh + oy) * ow + ox] as f64
+    };
     let mut rng = Lcg(7);
     let (mut got, mut want) = (Vec::new(), Vec::new());
     for _ in 0..64 {
         // y
-        let (n, co, oy, ox) = (rng.below(c.n), rng.below(c.cout), rng.below(oh), rng.below(ow));
+        let (n, co, oy, ox) = (
+            rng.below(c.n),
+            rng.below(c.cout),
+            rng.below(oh),
+            rng.below(ow),
+        );
         let mut s = b[co] as f64;
         for ci in 0..c.cin {
             for kh in 0..c.k {
                 for kw in 0..c.k {
-                    s += xi(n, ci, (oy * c.s + kh) as isize - 1, (ox * c.s + kw) as isize - 1) * wi(co, ci, kh, kw);
+                    s += xi(
+                        n,
+                        ci,
+                        (oy * c.s + kh) as isize - 1,
+                        (ox * c.s + kw) as isize - 1,
+                    ) * wi(co, ci, kh, kw);
                 }
             }
         }
         got.push(r.y[((n * c.cout + co) * oh + oy) * ow + ox] as f64);
         want.push(s);
         // gx
-        let (n, ci, iy, ix) = (rng.below(c.n), rng.below(c.cin), rng.below(c.h), rng.below(c.w));
+        let (n, ci, iy, ix) = (
+            rng.below(c.n),
+            rng.below(c.cin),
+            rng.below(c.h),
+            rng.below(c.w),
+        );
         let mut s = 0.0;
         for co in 0..c.cout {
             for kh in 0..c.k {
                 for kw in 0..c.k {
                     let (ty, tx) = (iy as isize + 1 - kh as isize, ix as isize + 1 - kw as isize);
-                    if ty < 0 || tx < 0 || ty % 2 != 0 || tx % 2 != 0 || ty / 2 >= oh as isize || tx / 2 >= ow as isize {
+                    if ty < 0
+                        || tx < 0
+                        || ty % 2 != 0
+                        || tx % 2 != 0
+                        || ty / 2 >= oh as isize
+                        || tx / 2 >= ow as isize
+                    {
                         continue;
                     }
                     s += gyi(n, co, (ty / 2) as usize, (tx / 2) as usize) * wi(co, ci, kh, kw);
@@ -438,12 +604,23 @@ fn batch_128_works() {
         want.push(s);
     }
     for _ in 0..16 {
-        let (co, ci, kh, kw) = (rng.below(c.cout), rng.below(c.cin), rng.below(c.k), rng.below(c.k));
+        let (co, ci, kh, kw) = (
+            rng.below(c.cout),
+            rng.below(c.cin),
+            rng.below(c.k),
+            rng.below(c.k),
+        );
         let mut s = 0.0;
         for n in 0..c.n {
             for oy in 0..oh {
                 for ox in 0..ow {
-                    s += gyi(n, co, oy, ox) * xi(n, ci, (oy * c.s + kh) as isize - 1, (ox * c.s + kw) as isize - 1);
+                    s += gyi(n, co, oy, ox)
+                        * xi(
+                            n,
+                            ci,
+                            (oy * c.s + kh) as isize - 1,
+                            (ox * c.s + kw) as isize - 1,
+                        );
                 }
             }
         }
@@ -473,7 +650,10 @@ fn shape_errors_name_the_op() {
     let err = |r: mr2ct::Result<Tensor>| r.unwrap_err().to_string();
     // conv2d: wrong Cin, wrong weight rank, output size <= 0, wrong bias, stride 0.
     let e = err(conv2d(&x, &t(&[4, 5, 3, 3]), None, 1, 1));
-    assert!(e.contains("conv2d") && e.contains("[2, 3, 8, 8]") && e.contains("[4, 5, 3, 3]"), "{e}");
+    assert!(
+        e.contains("conv2d") && e.contains("[2, 3, 8, 8]") && e.contains("[4, 5, 3, 3]"),
+        "{e}"
+    );
     let e = err(conv2d(&x, &t(&[4, 3, 3]), None, 1, 1));
     assert!(e.contains("conv2d") && e.contains("[4, 3, 3]"), "{e}");
     let e = err(conv2d(&x, &t(&[4, 3, 9, 9]), None, 1, 0));
@@ -485,18 +665,51 @@ fn shape_errors_name_the_op() {
     assert!(err(conv2d(&x, &t(&[4, 3, 3, 2]), None, 1, 1)).contains("conv2d"));
     // conv_transpose2d: the weight is [Cin, Cout, K, K].
     let e = err(conv_transpose2d(&x, &t(&[4, 3, 3, 3]), None, 2, 1, 0));
-    assert!(e.contains("conv_transpose2d") && e.contains("[4, 3, 3, 3]"), "{e}");
+    assert!(
+        e.contains("conv_transpose2d") && e.contains("[4, 3, 3, 3]"),
+        "{e}"
+    );
     let e = err(conv_transpose2d(&x, &t(&[3, 4, 3]), None, 2, 1, 0));
-    assert!(e.contains("conv_transpose2d") && e.contains("[3, 4, 3]"), "{e}");
-    let e = err(conv_transpose2d(&t(&[1, 3, 1, 1]), &t(&[3, 4, 2, 2]), None, 1, 1, 0));
+    assert!(
+        e.contains("conv_transpose2d") && e.contains("[3, 4, 3]"),
+        "{e}"
+    );
+    let e = err(conv_transpose2d(
+        &t(&[1, 3, 1, 1]),
+        &t(&[3, 4, 2, 2]),
+        None,
+        1,
+        1,
+        0,
+    ));
     assert!(e.contains("conv_transpose2d") && e.contains("<= 0"), "{e}");
     let e = err(conv_transpose2d(&x, &t(&[3, 4, 3, 3]), None, 2, 1, 2));
-    assert!(e.contains("conv_transpose2d") && e.contains("output_padding"), "{e}");
-    let e = err(conv_transpose2d(&x, &t(&[3, 4, 3, 3]), Some(&t(&[3])), 2, 1, 1));
+    assert!(
+        e.contains("conv_transpose2d") && e.contains("output_padding"),
+        "{e}"
+    );
+    let e = err(conv_transpose2d(
+        &x,
+        &t(&[3, 4, 3, 3]),
+        Some(&t(&[3])),
+        2,
+        1,
+        1,
+    ));
     assert!(e.contains("conv_transpose2d") && e.contains("bias"), "{e}");
     // The valid calls next to them work.
-    assert_eq!(conv2d(&x, &t(&[4, 3, 3, 3]), Some(&t(&[4])), 2, 1).unwrap().shape(), [2, 4, 4, 4]);
-    assert_eq!(conv_transpose2d(&x, &t(&[3, 4, 3, 3]), Some(&t(&[4])), 2, 1, 1).unwrap().shape(), [2, 4, 16, 16]);
+    assert_eq!(
+        conv2d(&x, &t(&[4, 3, 3, 3]), Some(&t(&[4])), 2, 1)
+            .unwrap()
+            .shape(),
+        [2, 4, 4, 4]
+    );
+    assert_eq!(
+        conv_transpose2d(&x, &t(&[3, 4, 3, 3]), Some(&t(&[4])), 2, 1, 1)
+            .unwrap()
+            .shape(),
+        [2, 4, 16, 16]
+    );
 }
 
 #[test]
@@ -509,7 +722,9 @@ fn gradients_only_for_what_requires_grad() {
     let wt = Tensor::from_slice(&g, &w, &[4, 3, 4, 4]).unwrap();
     let bt = Tensor::from_slice(&g, &b, &[4]).unwrap();
     let y = conv2d(&xt, &wt, Some(&bt), 2, 1).unwrap();
-    let grads = mr2ct::engine::autograd::backward_with(&y, Tensor::from_slice(&g, &gy, y.shape()).unwrap()).unwrap();
+    let grads =
+        mr2ct::engine::autograd::backward_with(&y, Tensor::from_slice(&g, &gy, y.shape()).unwrap())
+            .unwrap();
     assert_eq!(grads.len(), 1);
     let full = run_gpu(Op::Conv, &c, &x, &w, Some(&b), &gy);
     assert_eq!(grads.get(&xt).unwrap().to_vec().unwrap(), full.gx);
@@ -520,8 +735,14 @@ fn gradients_only_for_what_requires_grad() {
 
 #[test]
 fn shader_validates() {
-    let module = naga::front::wgsl::parse_str(mr2ct::engine::shaders::CONV2D.source).expect("conv2d.wgsl parses");
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all()).validate(&module).expect("conv2d.wgsl validates");
+    let module = naga::front::wgsl::parse_str(mr2ct::engine::shaders::CONV2D.source)
+        .expect("conv2d.wgsl parses");
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .expect("conv2d.wgsl validates");
 }
 
 /// Timing of the benchmark layer Conv(64->128, k4 s2 p1) on 16x64x32x32 (not a timed
@@ -533,8 +754,18 @@ fn conv_throughput() {
     let c = Case::new(16, 64, 128, 32, 32, 4, 2, 1, 0);
     let (oh, ow) = c.conv_out();
     let flops = 2.0 * (c.n * c.cout * oh * ow * c.cin * c.k * c.k) as f64;
-    let x = Tensor::from_slice(&g, &host_values(1, c.n * c.cin * c.h * c.w), &[c.n, c.cin, c.h, c.w]).unwrap();
-    let w = Tensor::from_slice(&g, &host_values(2, c.cout * c.cin * 16), &[c.cout, c.cin, 4, 4]).unwrap();
+    let x = Tensor::from_slice(
+        &g,
+        &host_values(1, c.n * c.cin * c.h * c.w),
+        &[c.n, c.cin, c.h, c.w],
+    )
+    .unwrap();
+    let w = Tensor::from_slice(
+        &g,
+        &host_values(2, c.cout * c.cin * 16),
+        &[c.cout, c.cin, 4, 4],
+    )
+    .unwrap();
     let b = Tensor::from_slice(&g, &host_values(3, c.cout), &[c.cout]).unwrap();
     // CPU time of all of this process's threads (Linux), as seconds on the adapter's cores:
     // what the run would take on an idle machine when the machine is shared.
@@ -569,18 +800,35 @@ fn conv_throughput() {
             g.adapter.name
         );
     };
-    time("conv2d forward 16x64x32x32 -> 128 (k4 s2 p1)", flops, &|| conv2d(&x, &w, Some(&b), 2, 1).unwrap());
-    let gy = Tensor::from_slice(&g, &host_values(4, c.n * c.cout * oh * ow), &[c.n, c.cout, oh, ow]).unwrap();
+    time(
+        "conv2d forward 16x64x32x32 -> 128 (k4 s2 p1)",
+        flops,
+        &|| conv2d(&x, &w, Some(&b), 2, 1).unwrap(),
+    );
+    let gy = Tensor::from_slice(
+        &g,
+        &host_values(4, c.n * c.cout * oh * ow),
+        &[c.n, c.cout, oh, ow],
+    )
+    .unwrap();
     let xg = x.requiring_grad();
     let wg = w.requiring_grad();
-    time("conv2d forward + input and weight gradients", 3.0 * flops, &|| {
-        let y = conv2d(&xg, &wg, None, 2, 1).unwrap();
-        let gr = mr2ct::engine::autograd::backward_with(&y, gy.clone()).unwrap();
-        gr.get(&wg).unwrap().clone()
-    });
+    time(
+        "conv2d forward + input and weight gradients",
+        3.0 * flops,
+        &|| {
+            let y = conv2d(&xg, &wg, None, 2, 1).unwrap();
+            let gr = mr2ct::engine::autograd::backward_with(&y, gy.clone()).unwrap();
+            gr.get(&wg).unwrap().clone()
+        },
+    );
     // The transposed counterpart in the decoder: ConvT(128->64) 16x16 -> 32x32.
     let wt = Tensor::from_slice(&g, &host_values(5, 128 * 64 * 16), &[128, 64, 4, 4]).unwrap();
-    time("conv_transpose2d forward 16x128x16x16 -> 64 (k4 s2 p1)", flops, &|| conv_transpose2d(&gy, &wt, None, 2, 1, 0).unwrap());
+    time(
+        "conv_transpose2d forward 16x128x16x16 -> 64 (k4 s2 p1)",
+        flops,
+        &|| conv_transpose2d(&gy, &wt, None, 2, 1, 0).unwrap(),
+    );
 }
 
 /// f64 reference: gw[co, ci, kh, kw] = sum over n, oy, ox of gy[n, co, oy, ox] x[n, ci, oy*s - p + kh, ox*s - p + kw].
@@ -598,7 +846,9 @@ fn conv_weight_grad_host(c: &Case, x: &[f64], gy: &[f64]) -> Vec<f64> {
                                 let iy = (oy * c.s + kh) as isize - c.p as isize;
                                 let ix = (ox * c.s + kw) as isize - c.p as isize;
                                 if iy >= 0 && ix >= 0 && iy < c.h as isize && ix < c.w as isize {
-                                    gw[((co * c.cin + ci) * c.k + kh) * c.k + kw] += g * x[((n * c.cin + ci) * c.h + iy as usize) * c.w + ix as usize];
+                                    gw[((co * c.cin + ci) * c.k + kh) * c.k + kw] +=
+                                        g * x[((n * c.cin + ci) * c.h + iy as usize) * c.w
+                                            + ix as usize];
                                 }
                             }
                         }
@@ -628,7 +878,11 @@ fn subgroup_and_plain_kernels_match_the_host_reference() {
         Case::new(1, 17, 16, 8, 8, 3, 1, 1, 0),
         Case::new(2, 16, 32, 9, 16, 3, 1, 2, 0),
     ];
-    let paths: &[bool] = if g.adapter.subgroups { &[true, false] } else { &[false] };
+    let paths: &[bool] = if g.adapter.subgroups {
+        &[true, false]
+    } else {
+        &[false]
+    };
     for &sub in paths {
         g.set_subgroups(sub);
         for (i, c) in cases.iter().enumerate() {
@@ -644,23 +898,42 @@ fn subgroup_and_plain_kernels_match_the_host_reference() {
             assert_eq!(t.convt_out(), (c.h, c.w));
             let gx_want = convt_host(&t, &to_f64(&gy), &to_f64(&w), None);
             let e = rel_l2_f64(&to_f64(&r.gx), &gx_want);
-            assert!(e < 1e-5, "subgroups {sub} {c:?}: input gradient vs host {e:.2e}");
+            assert!(
+                e < 1e-5,
+                "subgroups {sub} {c:?}: input gradient vs host {e:.2e}"
+            );
             // And as conv_transpose2d's forward (the same kernel read the other way).
             let gt = Tensor::from_slice(&g, &gy, &[c.n, c.cout, oh, ow]).unwrap();
             let wt = Tensor::from_slice(&g, &w, &[c.cout, c.cin, c.k, c.k]).unwrap();
             let yt = conv_transpose2d(&gt, &wt, None, c.s, c.p, t.op).unwrap();
             let e = rel_l2_f64(&to_f64(&yt.to_vec().unwrap()), &gx_want);
-            assert!(e < 1e-5, "subgroups {sub} {c:?}: conv_transpose2d forward vs host {e:.2e}");
+            assert!(
+                e < 1e-5,
+                "subgroups {sub} {c:?}: conv_transpose2d forward vs host {e:.2e}"
+            );
             let gw_want = conv_weight_grad_host(c, &to_f64(&x), &to_f64(&gy));
             let e = rel_l2_f64(&to_f64(&r.gw), &gw_want);
-            assert!(e < 1e-5, "subgroups {sub} {c:?}: weight gradient vs host {e:.2e}");
+            assert!(
+                e < 1e-5,
+                "subgroups {sub} {c:?}: weight gradient vs host {e:.2e}"
+            );
             // conv_transpose2d's weight gradient is the same sum with its input as the conv's
             // output gradient and its upstream gradient as the conv's input.
             let wt = Tensor::param(&g, &w, &[c.cout, c.cin, c.k, c.k]).unwrap();
             let yt = conv_transpose2d(&gt, &wt, None, c.s, c.p, t.op).unwrap();
-            let grads = mr2ct::engine::autograd::backward_with(&yt, Tensor::from_slice(&g, &x, yt.shape()).unwrap()).unwrap();
-            let e = rel_l2_f64(&to_f64(&grads.get(&wt).unwrap().to_vec().unwrap()), &gw_want);
-            assert!(e < 1e-5, "subgroups {sub} {c:?}: conv_transpose2d weight gradient vs host {e:.2e}");
+            let grads = mr2ct::engine::autograd::backward_with(
+                &yt,
+                Tensor::from_slice(&g, &x, yt.shape()).unwrap(),
+            )
+            .unwrap();
+            let e = rel_l2_f64(
+                &to_f64(&grads.get(&wt).unwrap().to_vec().unwrap()),
+                &gw_want,
+            );
+            assert!(
+                e < 1e-5,
+                "subgroups {sub} {c:?}: conv_transpose2d weight gradient vs host {e:.2e}"
+            );
         }
     }
     g.set_subgroups(true);

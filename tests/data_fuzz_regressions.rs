@@ -9,14 +9,19 @@ use std::path::{Path, PathBuf};
 
 use mr2ct::data::dicom::{read_dicom_bytes, try_read_dicom, Accept};
 use mr2ct::data::nifti::{read_nifti_bytes, try_read_nifti};
-use mr2ct::data::{prepare_volume, scan_volumes, volumes_from_dicom, LoadOptions, Modality, Volume};
+use mr2ct::data::{
+    prepare_volume, scan_volumes, volumes_from_dicom, LoadOptions, Modality, Volume,
+};
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz_regressions")
 }
 
 fn options() -> LoadOptions {
-    LoadOptions { max_voxels_per_file: 1 << 24, ..LoadOptions::default() }
+    LoadOptions {
+        max_voxels_per_file: 1 << 24,
+        ..LoadOptions::default()
+    }
 }
 
 /// (file name, expected outcome: "ok" or a SkipKind name) from expected.txt.
@@ -27,7 +32,10 @@ fn expected() -> Vec<(String, String)> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|l| {
             let mut it = l.split_whitespace();
-            (it.next().unwrap().to_string(), it.next().expect("an outcome after the name").to_string())
+            (
+                it.next().unwrap().to_string(),
+                it.next().expect("an outcome after the name").to_string(),
+            )
         })
         .collect()
 }
@@ -57,7 +65,11 @@ fn outcome(path: &Path) -> String {
     let (mem, disk) = if is_nifti(&name) {
         // The fuzz target names the input .nii.gz when it starts with the gzip magic.
         let gz = bytes.starts_with(&[0x1F, 0x8B]);
-        let tmp = std::env::temp_dir().join(format!("mr2ct-fuzzreg-{}-{name}{}", std::process::id(), if gz { ".nii.gz" } else { ".nii" }));
+        let tmp = std::env::temp_dir().join(format!(
+            "mr2ct-fuzzreg-{}-{name}{}",
+            std::process::id(),
+            if gz { ".nii.gz" } else { ".nii" }
+        ));
         std::fs::write(&tmp, &bytes).unwrap();
         let mem = read_nifti_bytes(&bytes, &tmp, &opts);
         let disk = try_read_nifti(&tmp, &opts);
@@ -86,14 +98,21 @@ fn outcome(path: &Path) -> String {
     };
     match mem {
         Ok(()) => {
-            assert!(disk.is_ok(), "{name}: read from memory but not from disk: {disk:?}");
+            assert!(
+                disk.is_ok(),
+                "{name}: read from memory but not from disk: {disk:?}"
+            );
             "ok".to_string()
         }
         Err(s) => {
             let line = s.to_string();
             assert_eq!(line.lines().count(), 1, "{line}");
             assert!(line.contains(&name), "{line}");
-            assert_eq!(disk.as_ref().err(), Some(&(s.kind, s.reason.clone())), "{name}: memory and disk reads differ");
+            assert_eq!(
+                disk.as_ref().err(),
+                Some(&(s.kind, s.reason.clone())),
+                "{name}: memory and disk reads differ"
+            );
             println!("{line}");
             format!("{:?}", s.kind)
         }
@@ -135,11 +154,18 @@ fn a_directory_of_regression_inputs_is_scanned_without_crashing() {
     std::fs::create_dir_all(&t).unwrap();
     let mut n = 0;
     for (name, _) in expected() {
-        let target = if is_nifti(&name) { t.join(format!("{name}.nii")) } else { t.join(&name) };
+        let target = if is_nifti(&name) {
+            t.join(format!("{name}.nii"))
+        } else {
+            t.join(&name)
+        };
         std::fs::copy(dir().join(&name), target).unwrap();
         n += 1;
     }
-    let opts = LoadOptions { force_modality: Some(Modality::Mr), ..options() };
+    let opts = LoadOptions {
+        force_modality: Some(Modality::Mr),
+        ..options()
+    };
     let r = scan_volumes(&t, &opts);
     let _ = std::fs::remove_dir_all(&t);
     let (vols, summary) = r.unwrap();

@@ -1,10 +1,12 @@
 //! Preprocessing: the CT and MR intensity maps and their inverses, padding, resampling of known
 //! patterns, the background rule, and the batcher.
 
-use mr2ct::data::prep::{foreground_fraction, pad_to_square, percentile, prepare_slice, resample, CT_MAX_HU, CT_MIN_HU};
+use mr2ct::data::prep::{
+    foreground_fraction, pad_to_square, percentile, prepare_slice, resample, CT_MAX_HU, CT_MIN_HU,
+};
 use mr2ct::data::{
-    prepare_volume, BackgroundRule, Batcher, CtScaling, LoadOptions, Modality, SeriesInfo, Slice, SliceGeometry, SliceOrder, SliceSource,
-    Volume, VolumeFormat,
+    prepare_volume, BackgroundRule, Batcher, CtScaling, LoadOptions, Modality, SeriesInfo, Slice,
+    SliceGeometry, SliceOrder, SliceSource, Volume, VolumeFormat,
 };
 
 #[test]
@@ -44,11 +46,18 @@ fn mr_percentiles_match_numpy_and_invert() {
     assert_eq!(percentile(&mut [7.0], 50.0), 7.0);
 
     // A volume: the scaling recorded by prepare_volume is the percentiles of all its voxels.
-    let vol = volume(Modality::Mr, (0..4).map(|k| ramp(8, 8, k as f32 * 64.0)).collect());
+    let vol = volume(
+        Modality::Mr,
+        (0..4).map(|k| ramp(8, 8, k as f32 * 64.0)).collect(),
+    );
     let p = prepare_volume(&vol, 8, &LoadOptions::default()).unwrap();
     let m = p.mr_scaling.unwrap();
     let mut all: Vec<f32> = (0..256).map(|i| i as f32).collect();
-    assert!((m.low - percentile(&mut all, 0.5)).abs() < 1e-4 && (m.high - percentile(&mut all, 99.5)).abs() < 1e-3, "{m:?}");
+    assert!(
+        (m.low - percentile(&mut all, 0.5)).abs() < 1e-4
+            && (m.high - percentile(&mut all, 99.5)).abs() < 1e-3,
+        "{m:?}"
+    );
     assert_eq!(m.to_unit(m.low), -1.0);
     assert_eq!(m.to_unit(m.high), 1.0);
     assert_eq!(m.to_unit(-1e6), -1.0);
@@ -60,8 +69,13 @@ fn mr_percentiles_match_numpy_and_invert() {
 #[test]
 fn constant_mr_volume_is_an_error_naming_its_source() {
     let vol = volume(Modality::Mr, vec![vec![5.0; 64]; 3]);
-    let e = prepare_volume(&vol, 8, &LoadOptions::default()).unwrap_err().to_string();
-    assert!(e.contains("synthetic-volume") && e.contains("constant"), "{e}");
+    let e = prepare_volume(&vol, 8, &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("synthetic-volume") && e.contains("constant"),
+        "{e}"
+    );
 }
 
 fn ramp(rows: usize, cols: usize, offset: f32) -> Vec<f32> {
@@ -83,7 +97,11 @@ fn volume(m: Modality, slices: Vec<Vec<f32>>) -> Volume {
                 cols: n,
                 pixels: px,
                 geometry: SliceGeometry::default(),
-                source: SliceSource { path: "synthetic-volume".into(), frame: k as u32, sop_instance_uid: None },
+                source: SliceSource {
+                    path: "synthetic-volume".into(),
+                    frame: k as u32,
+                    sop_instance_uid: None,
+                },
                 instance_number: Some(k as i64),
                 rescale: None,
             })
@@ -97,7 +115,15 @@ fn volume(m: Modality, slices: Vec<Vec<f32>>) -> Volume {
 #[test]
 fn area_filter_keeps_a_constant_and_averages_blocks() {
     // Constant stays constant for integer and non-integer ratios, shrinking and enlarging.
-    for (n, s) in [(512, 64), (100, 64), (65, 64), (64, 64), (48, 64), (7, 256), (3, 2)] {
+    for (n, s) in [
+        (512, 64),
+        (100, 64),
+        (65, 64),
+        (64, 64),
+        (48, 64),
+        (7, 256),
+        (3, 2),
+    ] {
         let img = vec![0.3f32; n * n];
         let out = resample(&img, n, n, s, s);
         assert_eq!(out.len(), s * s);
@@ -109,11 +135,19 @@ fn area_filter_keeps_a_constant_and_averages_blocks() {
     assert_eq!(resample(&img, 4, 4, 2, 2), vec![2.5, 4.5, 10.5, 12.5]);
     // Non-integer ratio 3 -> 2: output 0 covers input [0, 1.5): (a + b/2) / 1.5.
     let out = resample(&[3.0, 6.0, 9.0], 1, 3, 1, 2);
-    assert!((out[0] - (3.0 + 3.0) / 1.5).abs() < 1e-6 && (out[1] - (3.0 + 9.0) / 1.5).abs() < 1e-6, "{out:?}");
+    assert!(
+        (out[0] - (3.0 + 3.0) / 1.5).abs() < 1e-6 && (out[1] - (3.0 + 9.0) / 1.5).abs() < 1e-6,
+        "{out:?}"
+    );
     // The area filter preserves the mean of any image when the ratio is exact.
-    let img: Vec<f32> = (0..128 * 128).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+    let img: Vec<f32> = (0..128 * 128)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+        .collect();
     let out = resample(&img, 128, 128, 64, 64);
-    let (m_in, m_out) = (img.iter().sum::<f32>() / img.len() as f32, out.iter().sum::<f32>() / out.len() as f32);
+    let (m_in, m_out) = (
+        img.iter().sum::<f32>() / img.len() as f32,
+        out.iter().sum::<f32>() / out.len() as f32,
+    );
     assert!((m_in - m_out).abs() < 1e-4);
 }
 
@@ -160,11 +194,22 @@ fn prepare_slice_equals_padding_then_resampling_without_building_the_square() {
     // pad_to_square + resample, for shrinking, enlarging and copying, tall and wide slices.
     let mut seed = 7u64;
     let mut next = || {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((seed >> 33) as f32 / (1u64 << 31) as f32) * 4000.0 - 1500.0
     };
     let ct = CtScaling::default();
-    for (rows, cols, size) in [(5, 3, 4), (3, 5, 4), (7, 7, 7), (2, 9, 16), (9, 2, 16), (64, 40, 32), (1, 1, 8), (33, 100, 64)] {
+    for (rows, cols, size) in [
+        (5, 3, 4),
+        (3, 5, 4),
+        (7, 7, 7),
+        (2, 9, 16),
+        (9, 2, 16),
+        (64, 40, 32),
+        (1, 1, 8),
+        (33, 100, 64),
+    ] {
         let img: Vec<f32> = (0..rows * cols).map(|_| next()).collect();
         let unit: Vec<f32> = img.iter().map(|&v| ct.to_unit(v)).collect();
         let (sq, n) = pad_to_square(&unit, rows, cols, -1.0);
@@ -206,7 +251,12 @@ fn background_rule_drops_slices_below_five_percent() {
             tissue[r * 8 + c] = 40.0;
         }
     }
-    let p = prepare_volume(&volume(Modality::Ct, vec![air.clone(), tissue, air]), 16, &LoadOptions::default()).unwrap();
+    let p = prepare_volume(
+        &volume(Modality::Ct, vec![air.clone(), tissue, air]),
+        16,
+        &LoadOptions::default(),
+    )
+    .unwrap();
     assert_eq!((p.kept.clone(), p.dropped), (vec![1], 2));
     assert_eq!(p.images.len(), 16 * 16);
     assert!(p.mr_scaling.is_none());
@@ -225,7 +275,11 @@ fn batcher_is_deterministic_and_covers_every_index() {
     assert_eq!(all, (0..103).collect::<Vec<_>>());
     assert_ne!(e0, b.epoch(42, 1), "epochs differ");
     assert_ne!(e0, b.epoch(43, 0), "seeds differ");
-    assert_ne!(b.permutation(42, 0), (0..103).collect::<Vec<_>>(), "shuffled");
+    assert_ne!(
+        b.permutation(42, 0),
+        (0..103).collect::<Vec<_>>(),
+        "shuffled"
+    );
     // A fresh batcher (resume) gives the same epoch 5 as one that ran epochs 0..4 first.
     let again = Batcher::new(103, 10, false).unwrap();
     assert_eq!(again.epoch(42, 5), b.epoch(42, 5));
@@ -238,19 +292,45 @@ fn batcher_is_deterministic_and_covers_every_index() {
     assert_eq!(e, e0[..10].to_vec());
     assert!(Batcher::new(5, 10, true).unwrap().epoch(1, 0).is_empty());
     // Errors name the problem.
-    assert!(Batcher::new(10, 0, false).unwrap_err().to_string().contains("batch size"));
-    assert!(Batcher::new(0, 4, false).unwrap_err().to_string().contains("empty"));
+    assert!(Batcher::new(10, 0, false)
+        .unwrap_err()
+        .to_string()
+        .contains("batch size"));
+    assert!(Batcher::new(0, 4, false)
+        .unwrap_err()
+        .to_string()
+        .contains("empty"));
 }
 
 #[test]
 fn load_options_defaults_are_the_documented_ones() {
     let o = LoadOptions::default();
     assert_eq!(o.max_pixels_per_slice, 4096 * 4096);
-    assert_eq!((o.max_voxels_per_file, o.max_frames_per_file, o.max_file_bytes), (1 << 28, 1 << 16, 2 << 30));
+    assert_eq!(
+        (
+            o.max_voxels_per_file,
+            o.max_frames_per_file,
+            o.max_file_bytes
+        ),
+        (1 << 28, 1 << 16, 2 << 30)
+    );
     // Fields missing from a serialized form take their defaults.
     let partial: LoadOptions = serde_json::from_str(r#"{"max_pixels_per_slice": 100}"#).unwrap();
-    assert_eq!(partial, LoadOptions { max_pixels_per_slice: 100, ..LoadOptions::default() });
+    assert_eq!(
+        partial,
+        LoadOptions {
+            max_pixels_per_slice: 100,
+            ..LoadOptions::default()
+        }
+    );
     assert_eq!(o.mr_percentiles, (0.5, 99.5));
-    assert_eq!(o.background, BackgroundRule { ct_threshold_hu: -500.0, mr_threshold_unit: -0.8, min_foreground_fraction: 0.05 });
+    assert_eq!(
+        o.background,
+        BackgroundRule {
+            ct_threshold_hu: -500.0,
+            mr_threshold_unit: -0.8,
+            min_foreground_fraction: 0.05
+        }
+    );
     assert!(o.use_train_subdir && o.force_modality.is_none());
 }

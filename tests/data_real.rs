@@ -19,7 +19,8 @@ fn data_dir() -> PathBuf {
 }
 
 fn expectations() -> BTreeMap<String, Value> {
-    let text = std::fs::read_to_string(data_dir().join("expectations.json")).expect("tests/data/expectations.json");
+    let text = std::fs::read_to_string(data_dir().join("expectations.json"))
+        .expect("tests/data/expectations.json");
     serde_json::from_str(&text).expect("expectations.json parses")
 }
 
@@ -28,7 +29,11 @@ fn expectations() -> BTreeMap<String, Value> {
 /// the pure-Rust JPEG decoder has no 12-bit DCT mode, so those are "unsupported".
 fn expected_failure(rel: &str) -> Option<(SkipKind, &'static str)> {
     let name = rel.rsplit('/').next().unwrap_or(rel);
-    if name.contains("JLS") || name.contains("jpeg_ls") || rel == "dcm_qa_ts/7.dcm" || rel == "dcm_qa_ts/8.dcm" {
+    if name.contains("JLS")
+        || name.contains("jpeg_ls")
+        || rel == "dcm_qa_ts/7.dcm"
+        || rel == "dcm_qa_ts/8.dcm"
+    {
         return Some((SkipKind::Unsupported, "JPEG-LS"));
     }
     if name.contains("JPLY") || name == "JPEG-lossy.dcm" || name == "JPGExtended.dcm" {
@@ -54,7 +59,12 @@ fn files_under(root: &Path) -> Vec<PathBuf> {
                 }
             } else {
                 let n = p.file_name().unwrap().to_string_lossy().to_string();
-                let skip = [".txt", ".md", ".json", ".npy", ".py"].iter().any(|x| n.ends_with(x)) || n.starts_with("LICENSE") || n.starts_with("COPYING") || n == "NOTICE";
+                let skip = [".txt", ".md", ".json", ".npy", ".py"]
+                    .iter()
+                    .any(|x| n.ends_with(x))
+                    || n.starts_with("LICENSE")
+                    || n.starts_with("COPYING")
+                    || n == "NOTICE";
                 if !skip {
                     out.push(p);
                 }
@@ -80,9 +90,19 @@ fn close(what: &str, got: f64, want: f64) -> Result<(), String> {
 }
 
 /// Checks one file; returns the kind of outcome for the tally, or a failure message.
-fn check_file(root: &Path, path: &Path, exp: &BTreeMap<String, Value>) -> Result<&'static str, String> {
-    let rel = path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
-    let e = exp.get(&rel).ok_or_else(|| format!("{rel}: no expectation (rerun make_data_expectations.py)"))?;
+fn check_file(
+    root: &Path,
+    path: &Path,
+    exp: &BTreeMap<String, Value>,
+) -> Result<&'static str, String> {
+    let rel = path
+        .strip_prefix(root)
+        .unwrap()
+        .to_string_lossy()
+        .replace('\\', "/");
+    let e = exp
+        .get(&rel)
+        .ok_or_else(|| format!("{rel}: no expectation (rerun make_data_expectations.py)"))?;
     let opts = LoadOptions::default();
     if e["kind"] == "nifti" {
         return check_nifti(&rel, path, e, &opts).map(|_| "nifti");
@@ -91,7 +111,10 @@ fn check_file(root: &Path, path: &Path, exp: &BTreeMap<String, Value>) -> Result
     match (expected_failure(&rel), got) {
         (Some((kind, needle)), Err(s)) => {
             let line = s.to_string();
-            if s.kind != kind || !line.contains(needle) || !line.contains(path.file_name().unwrap().to_str().unwrap()) {
+            if s.kind != kind
+                || !line.contains(needle)
+                || !line.contains(path.file_name().unwrap().to_str().unwrap())
+            {
                 return Err(format!("{rel}: expected {kind:?} containing '{needle}' and the file name, got {:?}: {line}", s.kind));
             }
             if line.lines().count() != 1 {
@@ -103,14 +126,29 @@ fn check_file(root: &Path, path: &Path, exp: &BTreeMap<String, Value>) -> Result
         (None, Err(s)) => Err(format!("{rel}: {s} (pydicom decodes it: {})", e["decodes"])),
         (None, Ok(d)) => {
             if e["decodes"] != true {
-                return Err(format!("{rel}: decoded here but pydicom fails: {}", e["error"]));
+                return Err(format!(
+                    "{rel}: decoded here but pydicom fails: {}",
+                    e["error"]
+                ));
             }
             let frames = e["frames"].as_u64().unwrap() as usize;
-            let (rows, cols) = (e["rows"].as_u64().unwrap() as usize, e["cols"].as_u64().unwrap() as usize);
+            let (rows, cols) = (
+                e["rows"].as_u64().unwrap() as usize,
+                e["cols"].as_u64().unwrap() as usize,
+            );
             if d.slices.len() != frames || d.rows != rows || d.cols != cols {
-                return Err(format!("{rel}: shape {}x{}x{}, pydicom {frames}x{rows}x{cols}", d.slices.len(), d.rows, d.cols));
+                return Err(format!(
+                    "{rel}: shape {}x{}x{}, pydicom {frames}x{rows}x{cols}",
+                    d.slices.len(),
+                    d.rows,
+                    d.cols
+                ));
             }
-            let all: Vec<f64> = d.slices.iter().flat_map(|s| s.pixels.iter().map(|&v| v as f64)).collect();
+            let all: Vec<f64> = d
+                .slices
+                .iter()
+                .flat_map(|s| s.pixels.iter().map(|&v| v as f64))
+                .collect();
             let min = all.iter().copied().fold(f64::INFINITY, f64::min);
             let max = all.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let mean = all.iter().sum::<f64>() / all.len() as f64;
@@ -123,9 +161,17 @@ fn check_file(root: &Path, path: &Path, exp: &BTreeMap<String, Value>) -> Result
             }
             for s in e["samples"].as_array().unwrap() {
                 let s = s.as_array().unwrap();
-                let (f, r, c) = (s[0].as_u64().unwrap() as usize, s[1].as_u64().unwrap() as usize, s[2].as_u64().unwrap() as usize);
+                let (f, r, c) = (
+                    s[0].as_u64().unwrap() as usize,
+                    s[1].as_u64().unwrap() as usize,
+                    s[2].as_u64().unwrap() as usize,
+                );
                 let want = s[3].as_f64().unwrap();
-                close(&format!("{rel} pixel [{f},{r},{c}]"), d.slices[f].pixels[r * cols + c] as f64, want)?;
+                close(
+                    &format!("{rel} pixel [{f},{r},{c}]"),
+                    d.slices[f].pixels[r * cols + c] as f64,
+                    want,
+                )?;
             }
             // Geometry per frame (functional groups of enhanced objects included).
             for (f, ipp) in e["ipp"].as_array().unwrap().iter().enumerate() {
@@ -134,7 +180,11 @@ fn check_file(root: &Path, path: &Path, exp: &BTreeMap<String, Value>) -> Result
                     (None, None) => {}
                     (Some(w), Some(g)) => {
                         for a in 0..3 {
-                            close(&format!("{rel} frame {f} IPP[{a}]"), g[a], w[a].as_f64().unwrap())?;
+                            close(
+                                &format!("{rel} frame {f} IPP[{a}]"),
+                                g[a],
+                                w[a].as_f64().unwrap(),
+                            )?;
                         }
                     }
                     (w, g) => return Err(format!("{rel} frame {f}: IPP {g:?}, pydicom {w:?}")),
@@ -147,7 +197,11 @@ fn check_file(root: &Path, path: &Path, exp: &BTreeMap<String, Value>) -> Result
                     (None, None) => {}
                     (Some(w), Some((s, i))) => {
                         close(&format!("{rel} frame {f} slope"), s, w[0].as_f64().unwrap())?;
-                        close(&format!("{rel} frame {f} intercept"), i, w[1].as_f64().unwrap())?;
+                        close(
+                            &format!("{rel} frame {f} intercept"),
+                            i,
+                            w[1].as_f64().unwrap(),
+                        )?;
                     }
                     (w, g) => return Err(format!("{rel} frame {f}: rescale {g:?}, pydicom {w:?}")),
                 }
@@ -159,36 +213,73 @@ fn check_file(root: &Path, path: &Path, exp: &BTreeMap<String, Value>) -> Result
 
 fn check_nifti(rel: &str, path: &Path, e: &Value, opts: &LoadOptions) -> Result<(), String> {
     let img = try_read_nifti(path, opts).map_err(|s| format!("{rel}: {s}"))?;
-    let dims: Vec<usize> = e["dims"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let dims: Vec<usize> = e["dims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
     if img.dims.to_vec() != dims {
         return Err(format!("{rel}: dims {:?}, nibabel {dims:?}", img.dims));
     }
-    if img.datatype as i64 != e["datatype"].as_i64().unwrap() || img.big_endian != e["big_endian"].as_bool().unwrap() {
-        return Err(format!("{rel}: datatype {} big endian {}, nibabel {} {}", img.datatype, img.big_endian, e["datatype"], e["big_endian"]));
+    if img.datatype as i64 != e["datatype"].as_i64().unwrap()
+        || img.big_endian != e["big_endian"].as_bool().unwrap()
+    {
+        return Err(format!(
+            "{rel}: datatype {} big endian {}, nibabel {} {}",
+            img.datatype, img.big_endian, e["datatype"], e["big_endian"]
+        ));
     }
     let n = img.data.len() as f64;
-    let min = img.data.iter().map(|&v| v as f64).fold(f64::INFINITY, f64::min);
-    let max = img.data.iter().map(|&v| v as f64).fold(f64::NEG_INFINITY, f64::max);
+    let min = img
+        .data
+        .iter()
+        .map(|&v| v as f64)
+        .fold(f64::INFINITY, f64::min);
+    let max = img
+        .data
+        .iter()
+        .map(|&v| v as f64)
+        .fold(f64::NEG_INFINITY, f64::max);
     let mean = img.data.iter().map(|&v| v as f64).sum::<f64>() / n;
     close(&format!("{rel} min"), min, e["min"].as_f64().unwrap())?;
     close(&format!("{rel} max"), max, e["max"].as_f64().unwrap())?;
     close(&format!("{rel} mean"), mean, e["mean"].as_f64().unwrap())?;
     for s in e["samples"].as_array().unwrap() {
         let s = s.as_array().unwrap();
-        let (i, j, k) = (s[0].as_u64().unwrap() as usize, s[1].as_u64().unwrap() as usize, s[2].as_u64().unwrap() as usize);
-        close(&format!("{rel} voxel ({i},{j},{k})"), img.value(i, j, k) as f64, s[3].as_f64().unwrap())?;
+        let (i, j, k) = (
+            s[0].as_u64().unwrap() as usize,
+            s[1].as_u64().unwrap() as usize,
+            s[2].as_u64().unwrap() as usize,
+        );
+        close(
+            &format!("{rel} voxel ({i},{j},{k})"),
+            img.value(i, j, k) as f64,
+            s[3].as_f64().unwrap(),
+        )?;
     }
     // Geometry of the DICOM-like slices: the voxel nibabel puts at world point w (LPS) must be
     // the pixel our slice geometry puts there, with the same value.
-    let vol = img.to_volume(mr2ct::data::Modality::Mr).map_err(|e| e.to_string())?;
+    let vol = img
+        .to_volume(mr2ct::data::Modality::Mr)
+        .map_err(|e| e.to_string())?;
     for s in e["samples"].as_array().unwrap() {
         let s = s.as_array().unwrap();
         let want = s[3].as_f64().unwrap();
-        let w: Vec<f64> = s[4].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let w: Vec<f64> = s[4]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         let mut found = false;
         for sl in &vol.slices {
             let g = &sl.geometry;
-            let (p, o, sp) = (g.image_position.unwrap(), g.image_orientation.unwrap(), g.pixel_spacing.unwrap());
+            let (p, o, sp) = (
+                g.image_position.unwrap(),
+                g.image_orientation.unwrap(),
+                g.pixel_spacing.unwrap(),
+            );
             let nrm = g.normal().unwrap();
             let d = [w[0] - p[0], w[1] - p[1], w[2] - p[2]];
             let along = d[0] * nrm[0] + d[1] * nrm[1] + d[2] * nrm[2];
@@ -199,9 +290,15 @@ fn check_nifti(rel: &str, path: &Path, e: &Value, opts: &LoadOptions) -> Result<
             let r = (d[0] * o[3] + d[1] * o[4] + d[2] * o[5]) / sp[0];
             let (ri, ci) = (r.round(), c.round());
             if (r - ri).abs() > 1e-3 || (c - ci).abs() > 1e-3 || ri < 0.0 || ci < 0.0 {
-                return Err(format!("{rel}: world {w:?} falls between pixels ({r}, {c})"));
+                return Err(format!(
+                    "{rel}: world {w:?} falls between pixels ({r}, {c})"
+                ));
             }
-            close(&format!("{rel} slice pixel ({ri},{ci}) at {w:?}"), sl.pixels[ri as usize * sl.cols + ci as usize] as f64, want)?;
+            close(
+                &format!("{rel} slice pixel ({ri},{ci}) at {w:?}"),
+                sl.pixels[ri as usize * sl.cols + ci as usize] as f64,
+                want,
+            )?;
             found = true;
         }
         if !found {
@@ -221,7 +318,12 @@ fn check_tree(root: &Path) -> BTreeMap<&'static str, usize> {
             Err(m) => failures.push(m),
         }
     }
-    assert!(failures.is_empty(), "{} file(s) disagree:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} file(s) disagree:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     tally
 }
 
@@ -252,11 +354,22 @@ fn subset_covers_every_transfer_syntax_of_the_corpus() {
     let exp = expectations();
     let in_subset: std::collections::BTreeSet<String> = files_under(&data_dir())
         .iter()
-        .map(|p| p.strip_prefix(data_dir()).unwrap().to_string_lossy().replace('\\', "/"))
+        .map(|p| {
+            p.strip_prefix(data_dir())
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/")
+        })
         .collect();
-    let all_ts: std::collections::BTreeSet<&str> = exp.values().filter_map(|e| e["transfer_syntax"].as_str()).collect();
-    let sub_ts: std::collections::BTreeSet<&str> =
-        exp.iter().filter(|(k, _)| in_subset.contains(*k)).filter_map(|(_, e)| e["transfer_syntax"].as_str()).collect();
+    let all_ts: std::collections::BTreeSet<&str> = exp
+        .values()
+        .filter_map(|e| e["transfer_syntax"].as_str())
+        .collect();
+    let sub_ts: std::collections::BTreeSet<&str> = exp
+        .iter()
+        .filter(|(k, _)| in_subset.contains(*k))
+        .filter_map(|(_, e)| e["transfer_syntax"].as_str())
+        .collect();
     assert_eq!(all_ts, sub_ts, "transfer syntaxes missing from tests/data");
     // Copied files must be identical to the corpus (when it is here).
     if Path::new(SHARED).is_dir() {
@@ -266,7 +379,10 @@ fn subset_covers_every_transfer_syntax_of_the_corpus() {
             assert!(a == b, "{rel} differs from {SHARED}/{rel}");
         }
     }
-    let total: u64 = in_subset.iter().map(|r| std::fs::metadata(data_dir().join(r)).unwrap().len()).sum();
+    let total: u64 = in_subset
+        .iter()
+        .map(|r| std::fs::metadata(data_dir().join(r)).unwrap().len())
+        .sum();
     assert!(total < 4 << 20, "tests/data images take {total} bytes");
 }
 
@@ -277,9 +393,17 @@ fn enhanced_ct_takes_rescale_from_the_functional_groups() {
     let p = data_dir().join("dicom-test-files-pydicom/eCT_Supplemental.dcm");
     let d = try_read_dicom(&p, &LoadOptions::default(), Accept::MrCt).unwrap();
     assert_eq!(d.slices.len(), 2);
-    assert!(d.slices.iter().all(|s| s.rescale == Some((1.0, -1024.0))), "{:?}", d.slices[0].rescale);
+    assert!(
+        d.slices.iter().all(|s| s.rescale == Some((1.0, -1024.0))),
+        "{:?}",
+        d.slices[0].rescale
+    );
     assert!(!d.rescale_assumed);
-    let min = d.slices[0].pixels.iter().copied().fold(f32::INFINITY, f32::min);
+    let min = d.slices[0]
+        .pixels
+        .iter()
+        .copied()
+        .fold(f32::INFINITY, f32::min);
     assert_eq!(min, -1024.0);
 }
 
@@ -288,7 +412,11 @@ fn enhanced_frames_become_ordered_slices_of_one_volume() {
     let dir = std::env::temp_dir().join(format!("mr2ct-enh-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // eCT_Supplemental has per-frame PlanePositionSequence (z -159 and -149): ordered by position.
-    std::fs::copy(data_dir().join("dicom-test-files-pydicom/eCT_Supplemental.dcm"), dir.join("ect.dcm")).unwrap();
+    std::fs::copy(
+        data_dir().join("dicom-test-files-pydicom/eCT_Supplemental.dcm"),
+        dir.join("ect.dcm"),
+    )
+    .unwrap();
     let v = mr2ct::data::load_volume(&dir, &LoadOptions::default()).unwrap();
     assert_eq!(v.len(), 2);
     assert_eq!(v.order, mr2ct::data::SliceOrder::Position);
@@ -303,14 +431,22 @@ fn enhanced_frames_become_ordered_slices_of_one_volume() {
         })
         .collect();
     assert!(along[0] < along[1], "{along:?}");
-    let mut z: Vec<f64> = v.slices.iter().map(|s| s.geometry.image_position.unwrap()[2]).collect();
+    let mut z: Vec<f64> = v
+        .slices
+        .iter()
+        .map(|s| s.geometry.image_position.unwrap()[2])
+        .collect();
     z.sort_by(f64::total_cmp);
     assert_eq!(z, vec![-159.0, -149.0]);
     assert!((v.slice_spacing().unwrap() - 10.0).abs() < 1e-9);
     std::fs::remove_file(dir.join("ect.dcm")).unwrap();
     // emri_small's functional groups were stripped (no geometry): its 10 frames stay in frame
     // order (same InstanceNumber, then frame number).
-    std::fs::copy(data_dir().join("dicom-test-files-pydicom/emri_small.dcm"), dir.join("emri.dcm")).unwrap();
+    std::fs::copy(
+        data_dir().join("dicom-test-files-pydicom/emri_small.dcm"),
+        dir.join("emri.dcm"),
+    )
+    .unwrap();
     let v = mr2ct::data::load_volume(&dir, &LoadOptions::default()).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(v.len(), 10);

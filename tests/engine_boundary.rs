@@ -23,7 +23,10 @@ fn paths_above(source: &str) -> Vec<(usize, String)> {
         let mut rest = line;
         while let Some(at) = rest.find("crate::") {
             let after = &rest[at + "crate::".len()..];
-            let name: String = after.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            let name: String = after
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
             if name != "engine" {
                 found.push((i + 1, format!("crate::{name}")));
             }
@@ -39,10 +42,22 @@ fn paths_above(source: &str) -> Vec<(usize, String)> {
 
 #[test]
 fn the_detector_finds_a_path_above_the_engine() {
-    assert_eq!(paths_above("use crate::engine::tensor::Tensor;\nuse super::flat_params;"), vec![]);
-    assert_eq!(paths_above("use crate::data::Volume;"), vec![(1, "crate::data".to_string())]);
-    assert_eq!(paths_above("let x = crate::engine::no_grad(|| crate::cyclegan::f());"), vec![(1, "crate::cyclegan".to_string())]);
-    assert_eq!(paths_above("x\n// see crate::sct::translate"), vec![(2, "crate::sct".to_string())]);
+    assert_eq!(
+        paths_above("use crate::engine::tensor::Tensor;\nuse super::flat_params;"),
+        vec![]
+    );
+    assert_eq!(
+        paths_above("use crate::data::Volume;"),
+        vec![(1, "crate::data".to_string())]
+    );
+    assert_eq!(
+        paths_above("let x = crate::engine::no_grad(|| crate::cyclegan::f());"),
+        vec![(1, "crate::cyclegan".to_string())]
+    );
+    assert_eq!(
+        paths_above("x\n// see crate::sct::translate"),
+        vec![(2, "crate::sct".to_string())]
+    );
 }
 
 #[test]
@@ -50,13 +65,25 @@ fn no_file_under_src_engine_names_a_module_above_it() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/engine");
     let mut files = Vec::new();
     rust_files(&root, &mut files);
-    assert!(files.len() >= 20, "expected the engine's files under {}, found {}", root.display(), files.len());
+    assert!(
+        files.len() >= 20,
+        "expected the engine's files under {}, found {}",
+        root.display(),
+        files.len()
+    );
     let mut violations = Vec::new();
     for file in &files {
         let source = std::fs::read_to_string(file).expect("engine source is UTF-8");
         for (line, path) in paths_above(&source) {
-            violations.push(format!("{}:{line}: {path}", file.strip_prefix(&root).unwrap_or(file).display()));
+            violations.push(format!(
+                "{}:{line}: {path}",
+                file.strip_prefix(&root).unwrap_or(file).display()
+            ));
         }
     }
-    assert!(violations.is_empty(), "the engine names modules above it:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "the engine names modules above it:\n{}",
+        violations.join("\n")
+    );
 }

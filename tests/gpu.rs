@@ -13,7 +13,11 @@ fn a_tensor_beyond_the_binding_limit_is_an_error_naming_the_limit() {
     let limit = g.limits.max_storage_buffer_binding_size;
     let elements = (limit / 4 + 1) as usize;
     match Tensor::uninit(&g, &[elements]) {
-        Err(Error::Limit { what, value, limit: l }) => {
+        Err(Error::Limit {
+            what,
+            value,
+            limit: l,
+        }) => {
             assert_eq!((value, l), (4 * elements as u64, limit));
             assert!(what.contains("storage buffer binding"), "{what}");
         }
@@ -36,7 +40,12 @@ fn each_pipeline_is_compiled_once() {
 #[test]
 fn a_training_step_is_one_submission() {
     let g = gpu();
-    let cfg = TrainConfig { ngf: 4, ndf: 4, batch_size: 2, ..TrainConfig::default() };
+    let cfg = TrainConfig {
+        ngf: 4,
+        ndf: 4,
+        batch_size: 2,
+        ..TrainConfig::default()
+    };
     let mut gan = CycleGan::new(&g, cfg, Init::Normal).unwrap();
     let a = Tensor::from_slice(&g, &host_values(2, 2 * 64 * 64), &[2, 1, 64, 64]).unwrap();
     let b = Tensor::from_slice(&g, &host_values(3, 2 * 64 * 64), &[2, 1, 64, 64]).unwrap();
@@ -46,6 +55,9 @@ fn a_training_step_is_one_submission() {
         gan.train_step(&a, &b).unwrap();
         let (submits, dispatches) = (g.submits() - s0, g.dispatches() - d0);
         eprintln!("one step: {submits} submission(s), {dispatches} dispatches");
-        assert_eq!(submits, 1, "a step must be one submission ({dispatches} dispatches)");
+        assert_eq!(
+            submits, 1,
+            "a step must be one submission ({dispatches} dispatches)"
+        );
     }
 }

@@ -18,12 +18,16 @@ use mr2ct::Tensor;
 const FILES: [&str; 2] = ["paper", "resnet"];
 
 fn output_of(file: &str) -> (Vec<usize>, Vec<f32>) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights").join(format!("{file}.safetensors"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("weights")
+        .join(format!("{file}.safetensors"));
     let model = SctModel::load(&gpu(), &path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let size = model.cfg.size;
     let shape = vec![2, 1, size, size];
     let x = det_uniform(fnv1a64(&format!("shipped/{file}/x")), 2 * size * size);
-    let y = model.generate_unit(&Tensor::from_slice(&gpu(), &x, &shape).unwrap()).unwrap();
+    let y = model
+        .generate_unit(&Tensor::from_slice(&gpu(), &x, &shape).unwrap())
+        .unwrap();
     (shape, y)
 }
 
@@ -48,6 +52,16 @@ fn write_fixture() {
     for file in FILES {
         tensors.insert(format!("{file}/y"), output_of(file));
     }
-    let meta = HashMap::from([("__note__".to_string(), "G_AB outputs of weights/*.safetensors on det_uniform(fnv1a64(\"shipped/FILE/x\")) inputs".to_string())]);
-    weights::save(&fixtures_dir().join("shipped_weights.safetensors"), &tensors, &meta, weights::Precision::F32).unwrap();
+    let meta = HashMap::from([(
+        "__note__".to_string(),
+        "G_AB outputs of weights/*.safetensors on det_uniform(fnv1a64(\"shipped/FILE/x\")) inputs"
+            .to_string(),
+    )]);
+    weights::save(
+        &fixtures_dir().join("shipped_weights.safetensors"),
+        &tensors,
+        &meta,
+        weights::Precision::F32,
+    )
+    .unwrap();
 }

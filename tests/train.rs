@@ -12,16 +12,31 @@ use mr2ct::Tensor;
 fn tiny_domains(n: usize, size: usize) -> (Vec<f32>, Vec<f32>) {
     let per = size * size;
     let mr = host_values(101, n * per);
-    let ct: Vec<f32> = host_values(202, n * per).iter().map(|v| v * 0.8 - 0.1).collect();
+    let ct: Vec<f32> = host_values(202, n * per)
+        .iter()
+        .map(|v| v * 0.8 - 0.1)
+        .collect();
     (mr, ct)
 }
 
 fn tiny_config(model: ModelKind) -> TrainConfig {
     let base = match model {
         ModelKind::Paper => TrainConfig::default(),
-        ModelKind::Resnet => TrainConfig { n_blocks: 1, synthetic_pool_size: 3, ..TrainConfig::resnet_defaults() },
+        ModelKind::Resnet => TrainConfig {
+            n_blocks: 1,
+            synthetic_pool_size: 3,
+            ..TrainConfig::resnet_defaults()
+        },
     };
-    TrainConfig { ngf: 4, ndf: 4, batch_size: 2, epochs: 3, seed: 5, decay_start_epoch: 1, ..base }
+    TrainConfig {
+        ngf: 4,
+        ndf: 4,
+        batch_size: 2,
+        epochs: 3,
+        seed: 5,
+        decay_start_epoch: 1,
+        ..base
+    }
 }
 
 fn run_dir(name: &str) -> std::path::PathBuf {
@@ -39,31 +54,71 @@ fn resume_continues_exactly_like_an_uninterrupted_run() {
     for model in [ModelKind::Paper, ModelKind::Resnet] {
         let g = gpu();
         let (mr, ct) = tiny_domains(6, 64);
-        let data = Domains { mr: &mr, ct: &ct, size: 64 };
+        let data = Domains {
+            mr: &mr,
+            ct: &ct,
+            size: 64,
+        };
         let full_dir = run_dir(&format!("full-{model:?}"));
-        let opts = |d: &std::path::Path| RunOptions { out_dir: d.to_path_buf(), sample_every: 0, checkpoint_every: 1, progress: false, stop: None };
+        let opts = |d: &std::path::Path| RunOptions {
+            out_dir: d.to_path_buf(),
+            sample_every: 0,
+            checkpoint_every: 1,
+            progress: false,
+            stop: None,
+        };
         let mut full = Trainer::new(&g, tiny_config(model)).unwrap();
         full.run(&data, &opts(&full_dir)).unwrap();
 
         let part_dir = run_dir(&format!("part-{model:?}"));
-        let mut first = Trainer::new(&g, TrainConfig { epochs: 2, ..tiny_config(model) }).unwrap();
+        let mut first = Trainer::new(
+            &g,
+            TrainConfig {
+                epochs: 2,
+                ..tiny_config(model)
+            },
+        )
+        .unwrap();
         first.run(&data, &opts(&part_dir)).unwrap();
         drop(first);
         let mut resumed = Trainer::resume(&g, &part_dir).unwrap();
         assert_eq!(resumed.epoch, 2);
         resumed.gan.cfg.epochs = 3;
         resumed.run(&data, &opts(&part_dir)).unwrap();
-        assert_eq!(losses(&full), losses(&resumed), "{model:?}: resumed losses differ");
+        assert_eq!(
+            losses(&full),
+            losses(&resumed),
+            "{model:?}: resumed losses differ"
+        );
         for (a, b) in full.gan.named().iter().zip(resumed.gan.named()) {
-            assert_eq!(a.tensor.to_vec().unwrap(), b.tensor.to_vec().unwrap(), "{model:?}: {} differs after resume", a.name);
+            assert_eq!(
+                a.tensor.to_vec().unwrap(),
+                b.tensor.to_vec().unwrap(),
+                "{model:?}: {} differs after resume",
+                a.name
+            );
         }
         let csv = std::fs::read_to_string(full_dir.join("losses.csv")).unwrap();
         let header = csv.lines().next().unwrap();
-        for col in ["ABA_reconstruction_loss", "BAB_reconstruction_loss", "DA_loss", "DB_loss", "D_loss", "G_AB_adversarial_loss", "G_BA_adversarial_loss", "G_loss", "reconstruction_loss"] {
+        for col in [
+            "ABA_reconstruction_loss",
+            "BAB_reconstruction_loss",
+            "DA_loss",
+            "DB_loss",
+            "D_loss",
+            "G_AB_adversarial_loss",
+            "G_BA_adversarial_loss",
+            "G_loss",
+            "reconstruction_loss",
+        ] {
             assert!(header.contains(col), "losses.csv lacks {col}");
         }
         assert_eq!(csv.lines().count(), 4, "header + 3 epochs");
-        for f in ["loss_curves.png", "samples_epoch0003.png", "checkpoint.safetensors"] {
+        for f in [
+            "loss_curves.png",
+            "samples_epoch0003.png",
+            "checkpoint.safetensors",
+        ] {
             assert!(full_dir.join(f).exists(), "{f} missing");
         }
         let _ = std::fs::remove_dir_all(full_dir);
@@ -80,7 +135,11 @@ fn training_reduces_the_cycle_loss_on_a_learnable_task() {
     let mut rng = Rng::new(3);
     let mut mr = Vec::new();
     for _ in 0..n {
-        let (cx, cy, r) = (20.0 + 24.0 * rng.uniform(), 20.0 + 24.0 * rng.uniform(), 10.0 + 8.0 * rng.uniform());
+        let (cx, cy, r) = (
+            20.0 + 24.0 * rng.uniform(),
+            20.0 + 24.0 * rng.uniform(),
+            10.0 + 8.0 * rng.uniform(),
+        );
         for y in 0..size {
             for x in 0..size {
                 let d = ((x as f64 - cx).powi(2) + (y as f64 - cy).powi(2)).sqrt();
@@ -88,14 +147,43 @@ fn training_reduces_the_cycle_loss_on_a_learnable_task() {
             }
         }
     }
-    let ct: Vec<f32> = mr.iter().map(|v| if *v > 0.0 { -0.4 } else { -1.0 }).collect();
-    let cfg = TrainConfig { ngf: 8, ndf: 8, batch_size: 4, epochs: 12, learning_rate_g: 2e-3, learning_rate_d: 2e-4, seed: 1, ..TrainConfig::default() };
+    let ct: Vec<f32> = mr
+        .iter()
+        .map(|v| if *v > 0.0 { -0.4 } else { -1.0 })
+        .collect();
+    let cfg = TrainConfig {
+        ngf: 8,
+        ndf: 8,
+        batch_size: 4,
+        epochs: 12,
+        learning_rate_g: 2e-3,
+        learning_rate_d: 2e-4,
+        seed: 1,
+        ..TrainConfig::default()
+    };
     let mut t = Trainer::new(&g, cfg).unwrap();
     let dir = run_dir("learn");
-    t.run(&Domains { mr: &mr, ct: &ct, size }, &RunOptions { out_dir: dir.clone(), sample_every: 0, checkpoint_every: 0, progress: false, stop: None }).unwrap();
+    t.run(
+        &Domains {
+            mr: &mr,
+            ct: &ct,
+            size,
+        },
+        &RunOptions {
+            out_dir: dir.clone(),
+            sample_every: 0,
+            checkpoint_every: 0,
+            progress: false,
+            stop: None,
+        },
+    )
+    .unwrap();
     let rec: Vec<f32> = t.history.iter().map(|h| h.columns()[8]).collect();
     eprintln!("reconstruction loss per epoch: {rec:?}");
-    assert!(rec.last().unwrap() < &(0.6 * rec[0]), "cycle loss did not fall: {rec:?}");
+    assert!(
+        rec.last().unwrap() < &(0.6 * rec[0]),
+        "cycle loss did not fall: {rec:?}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -106,8 +194,14 @@ fn image_pool_stores_then_mixes_old_and_new_fakes() {
     let mut rng = Rng::new(9);
     let batch = |v: f32| Tensor::full(&g, &[2, 1, 2, 2], v).unwrap();
     // Filling: the fakes come back unchanged and are stored.
-    assert_eq!(pool.query(&batch(1.0), &mut rng).unwrap().to_vec().unwrap(), vec![1.0; 8]);
-    assert_eq!(pool.query(&batch(2.0), &mut rng).unwrap().to_vec().unwrap(), vec![2.0; 8]);
+    assert_eq!(
+        pool.query(&batch(1.0), &mut rng).unwrap().to_vec().unwrap(),
+        vec![1.0; 8]
+    );
+    assert_eq!(
+        pool.query(&batch(2.0), &mut rng).unwrap().to_vec().unwrap(),
+        vec![2.0; 8]
+    );
     assert_eq!(pool.len(), 4);
     // Full: each image is the new fake or a stored one (1 or 2); over many queries both occur.
     let (mut new, mut old) = (0, 0);
@@ -115,34 +209,70 @@ fn image_pool_stores_then_mixes_old_and_new_fakes() {
         let v = 10.0 + k as f32;
         let out = pool.query(&batch(v), &mut rng).unwrap().to_vec().unwrap();
         for img in out.chunks(4) {
-            assert!(img.iter().all(|x| *x == img[0]), "an image was mixed with another");
-            if img[0] == v { new += 1 } else { old += 1 }
+            assert!(
+                img.iter().all(|x| *x == img[0]),
+                "an image was mixed with another"
+            );
+            if img[0] == v {
+                new += 1
+            } else {
+                old += 1
+            }
         }
         assert_eq!(pool.len(), 4);
     }
     assert!(new > 20 && old > 20, "new {new}, old {old}");
     // Capacity 0: the pool is a pass-through.
     let mut none = ImagePool::new(0);
-    assert_eq!(none.query(&batch(7.0), &mut rng).unwrap().to_vec().unwrap(), vec![7.0; 8]);
+    assert_eq!(
+        none.query(&batch(7.0), &mut rng).unwrap().to_vec().unwrap(),
+        vec![7.0; 8]
+    );
 }
 
 #[test]
 fn config_round_trips_and_rejects_bad_values() {
-    let cfg = TrainConfig { lambda_aba: 3.5, batch_size: 7, ..TrainConfig::resnet_defaults() };
+    let cfg = TrainConfig {
+        lambda_aba: 3.5,
+        batch_size: 7,
+        ..TrainConfig::resnet_defaults()
+    };
     let json = serde_json::to_string(&cfg).unwrap();
     assert_eq!(serde_json::from_str::<TrainConfig>(&json).unwrap(), cfg);
-    assert!(serde_json::from_str::<TrainConfig>(r#"{"lambda_abba": 1}"#).is_err(), "unknown keys are refused");
+    assert!(
+        serde_json::from_str::<TrainConfig>(r#"{"lambda_abba": 1}"#).is_err(),
+        "unknown keys are refused"
+    );
     for bad in [
-        TrainConfig { size: 100, ..TrainConfig::default() },
-        TrainConfig { beta_1: 1.0, ..TrainConfig::default() },
-        TrainConfig { learning_rate_g: f32::NAN, ..TrainConfig::default() },
-        TrainConfig { batch_size: 0, ..TrainConfig::default() },
+        TrainConfig {
+            size: 100,
+            ..TrainConfig::default()
+        },
+        TrainConfig {
+            beta_1: 1.0,
+            ..TrainConfig::default()
+        },
+        TrainConfig {
+            learning_rate_g: f32::NAN,
+            ..TrainConfig::default()
+        },
+        TrainConfig {
+            batch_size: 0,
+            ..TrainConfig::default()
+        },
     ] {
         assert!(bad.validate().is_err(), "{bad:?} accepted");
     }
-    let decay = TrainConfig { epochs: 10, decay_start_epoch: 5, ..TrainConfig::default() };
+    let decay = TrainConfig {
+        epochs: 10,
+        decay_start_epoch: 5,
+        ..TrainConfig::default()
+    };
     let f: Vec<f32> = (0..10).map(|e| decay.lr_factor(e)).collect();
-    for (got, want) in f.iter().zip([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2]) {
+    for (got, want) in f
+        .iter()
+        .zip([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2])
+    {
         approx::assert_relative_eq!(*got, want, max_relative = 1e-6);
     }
 }

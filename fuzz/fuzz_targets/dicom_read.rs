@@ -32,7 +32,10 @@ fuzz_target!(|data: &[u8]| {
         Err(s) => {
             // One line naming the file.
             let line = s.to_string();
-            assert!(line.starts_with("fuzz/input.dcm: ") && !line.contains('\n'), "{line}");
+            assert!(
+                line.starts_with("fuzz/input.dcm: ") && !line.contains('\n'),
+                "{line}"
+            );
         }
     }
 });

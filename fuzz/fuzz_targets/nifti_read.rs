@@ -15,7 +15,11 @@ use mr2ct::data::Modality;
 fuzz_target!(|data: &[u8]| {
     let opts = common::options();
     let gz = data.starts_with(&[0x1F, 0x8B]);
-    let name = Path::new(if gz { "fuzz/input.nii.gz" } else { "fuzz/input.nii" });
+    let name = Path::new(if gz {
+        "fuzz/input.nii.gz"
+    } else {
+        "fuzz/input.nii"
+    });
     match read_nifti_bytes(data, name, &opts) {
         Ok(img) => {
             let [nx, ny, nz] = img.dims;
@@ -30,7 +34,10 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(s) => {
             let line = s.to_string();
-            assert!(line.starts_with(name.to_str().unwrap()) && !line.contains('\n'), "{line}");
+            assert!(
+                line.starts_with(name.to_str().unwrap()) && !line.contains('\n'),
+                "{line}"
+            );
         }
     }
 });

@@ -86,7 +86,15 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// The CycleGAN reference settings for the ResNet model (LSGAN, pool 50, identity 0.5).
     pub fn resnet_defaults() -> Self {
-        TrainConfig { model: ModelKind::Resnet, gan_loss: GanLoss::Lsgan, synthetic_pool_size: 50, identity_weight: 0.5, ngf: 32, ndf: 64, ..Self::default() }
+        TrainConfig {
+            model: ModelKind::Resnet,
+            gan_loss: GanLoss::Lsgan,
+            synthetic_pool_size: 50,
+            identity_weight: 0.5,
+            ngf: 32,
+            ndf: 64,
+            ..Self::default()
+        }
     }
 
     /// Checks the values a user may have mistyped; one line per problem.
@@ -102,11 +110,19 @@ impl TrainConfig {
             errs.push("batch_size must be at least 1".into());
         }
         if self.generator_iterations == 0 && self.discriminator_iterations == 0 {
-            errs.push("generator_iterations and discriminator_iterations are both 0: nothing would train".into());
+            errs.push(
+                "generator_iterations and discriminator_iterations are both 0: nothing would train"
+                    .into(),
+            );
         }
-        for (name, v) in [("learning_rate_g", self.learning_rate_g), ("learning_rate_d", self.learning_rate_d)] {
+        for (name, v) in [
+            ("learning_rate_g", self.learning_rate_g),
+            ("learning_rate_d", self.learning_rate_d),
+        ] {
             if !(v.is_finite() && v >= 0.0) {
-                errs.push(format!("{name} must be a finite non-negative number, got {v}"));
+                errs.push(format!(
+                    "{name} must be a finite non-negative number, got {v}"
+                ));
             }
         }
         for (name, v) in [("beta_1", self.beta_1), ("beta_2", self.beta_2)] {
@@ -114,18 +130,31 @@ impl TrainConfig {
                 errs.push(format!("{name} must be in [0, 1), got {v}"));
             }
         }
-        for (name, v) in [("lambda_aba", self.lambda_aba), ("lambda_bab", self.lambda_bab), ("identity_weight", self.identity_weight)] {
+        for (name, v) in [
+            ("lambda_aba", self.lambda_aba),
+            ("lambda_bab", self.lambda_bab),
+            ("identity_weight", self.identity_weight),
+        ] {
             if !(v.is_finite() && v >= 0.0) {
-                errs.push(format!("{name} must be a finite non-negative number, got {v}"));
+                errs.push(format!(
+                    "{name} must be a finite non-negative number, got {v}"
+                ));
             }
         }
-        if errs.is_empty() { Ok(()) } else { Err(errs.join("; ")) }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs.join("; "))
+        }
     }
 
     /// Learning-rate factor for `epoch` (0-based): 1 until `decay_start_epoch`, then linear to
     /// 0 at `epochs` (the CycleGAN schedule).
     pub fn lr_factor(&self, epoch: usize) -> f32 {
-        if self.decay_start_epoch == 0 || epoch < self.decay_start_epoch || self.epochs <= self.decay_start_epoch {
+        if self.decay_start_epoch == 0
+            || epoch < self.decay_start_epoch
+            || self.epochs <= self.decay_start_epoch
+        {
             return 1.0;
         }
         let span = (self.epochs - self.decay_start_epoch) as f32;

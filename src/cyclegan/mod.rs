@@ -10,7 +10,6 @@ use std::rc::Rc;
 use crate::engine::autograd::backward;
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
-use crate::models::{Network, PaperDiscriminator, PaperGenerator};
 use crate::engine::nn::init::Rng;
 use crate::engine::nn::{init_deterministic, init_normal, Named};
 use crate::engine::ops::elementwise::{add, scale_add};
@@ -18,6 +17,7 @@ use crate::engine::ops::loss;
 use crate::engine::ops::reduce::stack_scalars;
 use crate::engine::optim::Adam;
 use crate::engine::tensor::Tensor;
+use crate::models::{Network, PaperDiscriminator, PaperGenerator};
 pub use config::{GanLoss, ModelKind, TrainConfig};
 use pool::ImagePool;
 
@@ -35,9 +35,25 @@ pub struct StepLosses {
 
 impl StepLosses {
     pub fn as_array(&self) -> [f32; 7] {
-        [self.g, self.g_ab_adv, self.g_ba_adv, self.aba_rec, self.bab_rec, self.da, self.db]
+        [
+            self.g,
+            self.g_ab_adv,
+            self.g_ba_adv,
+            self.aba_rec,
+            self.bab_rec,
+            self.da,
+            self.db,
+        ]
     }
-    pub const NAMES: [&'static str; 7] = ["G_loss", "G_AB_adversarial_loss", "G_BA_adversarial_loss", "ABA_reconstruction_loss", "BAB_reconstruction_loss", "DA_loss", "DB_loss"];
+    pub const NAMES: [&'static str; 7] = [
+        "G_loss",
+        "G_AB_adversarial_loss",
+        "G_BA_adversarial_loss",
+        "ABA_reconstruction_loss",
+        "BAB_reconstruction_loss",
+        "DA_loss",
+        "DB_loss",
+    ];
 }
 
 pub struct CycleGan {
@@ -65,7 +81,12 @@ pub enum Init {
 impl CycleGan {
     pub fn new(gpu: &Rc<Gpu>, cfg: TrainConfig, init: Init) -> Result<Self> {
         cfg.validate().map_err(Error::Invalid)?;
-        let (g_ab, g_ba, d_a, d_b): (Box<dyn Network>, Box<dyn Network>, Box<dyn Network>, Box<dyn Network>) = match cfg.model {
+        let (g_ab, g_ba, d_a, d_b): (
+            Box<dyn Network>,
+            Box<dyn Network>,
+            Box<dyn Network>,
+            Box<dyn Network>,
+        ) = match cfg.model {
             ModelKind::Paper => (
                 Box::new(PaperGenerator::new(gpu, cfg.ngf)?),
                 Box::new(PaperGenerator::new(gpu, cfg.ngf)?),
@@ -75,7 +96,12 @@ impl CycleGan {
             ModelKind::Resnet => crate::models::resnet_networks(gpu, &cfg)?,
         };
         let mut rng = Rng::new(cfg.seed);
-        for (net, prefix) in [(&g_ab, "G_AB"), (&g_ba, "G_BA"), (&d_a, "D_A"), (&d_b, "D_B")] {
+        for (net, prefix) in [
+            (&g_ab, "G_AB"),
+            (&g_ba, "G_BA"),
+            (&d_a, "D_A"),
+            (&d_b, "D_B"),
+        ] {
             let named = net.named_tensors(prefix);
             match init {
                 Init::Normal => init_normal(&named, &mut rng)?,
@@ -90,7 +116,19 @@ impl CycleGan {
         let opt_d = Adam::new(d_params, cfg.learning_rate_d, cfg.beta_1, cfg.beta_2, 1e-8)?;
         let pool_a = ImagePool::new(cfg.synthetic_pool_size);
         let pool_b = ImagePool::new(cfg.synthetic_pool_size);
-        Ok(CycleGan { cfg, g_ab, g_ba, d_a, d_b, opt_g, opt_d, pool_a, pool_b, rng, gpu: gpu.clone() })
+        Ok(CycleGan {
+            cfg,
+            g_ab,
+            g_ba,
+            d_a,
+            d_b,
+            opt_g,
+            opt_d,
+            pool_a,
+            pool_b,
+            rng,
+            gpu: gpu.clone(),
+        })
     }
 
     /// Every named tensor of the four networks ("G_AB.enc1.weight", ...).
@@ -123,7 +161,10 @@ impl CycleGan {
     /// losses are read back once, at the end.
     pub fn train_step(&mut self, a: &Tensor, b: &Tensor) -> Result<StepLosses> {
         if a.shape() != b.shape() {
-            return Err(Error::shape("train_step", format!("MRI batch {:?} vs CT batch {:?}", a.shape(), b.shape())));
+            return Err(Error::shape(
+                "train_step",
+                format!("MRI batch {:?} vs CT batch {:?}", a.shape(), b.shape()),
+            ));
         }
         let mut g_losses = None;
         let mut fakes = None;
@@ -135,7 +176,12 @@ impl CycleGan {
         let (fake_a, fake_b) = match fakes {
             Some(f) => f,
             // No generator update requested: the discriminators still need fakes.
-            None => crate::no_grad(|| -> Result<(Tensor, Tensor)> { Ok((self.g_ba.forward(b, true, true)?, self.g_ab.forward(a, true, true)?)) })?,
+            None => crate::no_grad(|| -> Result<(Tensor, Tensor)> {
+                Ok((
+                    self.g_ba.forward(b, true, true)?,
+                    self.g_ab.forward(a, true, true)?,
+                ))
+            })?,
         };
         let fake_a = self.pool_a.query(&fake_a, &mut self.rng)?;
         let fake_b = self.pool_b.query(&fake_b, &mut self.rng)?;
@@ -153,8 +199,21 @@ impl CycleGan {
             None => (zero()?, zero()?),
         };
         let all = stack_scalars(&[&g, &ab, &ba, &aba, &bab, &da, &db])?.to_vec()?;
-        let l = StepLosses { g: all[0], g_ab_adv: all[1], g_ba_adv: all[2], aba_rec: all[3], bab_rec: all[4], da: all[5], db: all[6] };
-        if let Some((i, v)) = l.as_array().iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        let l = StepLosses {
+            g: all[0],
+            g_ab_adv: all[1],
+            g_ba_adv: all[2],
+            aba_rec: all[3],
+            bab_rec: all[4],
+            da: all[5],
+            db: all[6],
+        };
+        if let Some((i, v)) = l
+            .as_array()
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !v.is_finite())
+        {
             return Err(Error::NonFinite(format!("{} = {v}", StepLosses::NAMES[i])));
         }
         Ok(l)
@@ -180,18 +239,48 @@ impl CycleGan {
             // CycleGAN's identity term: G_AB(b) should leave a CT unchanged, G_BA(a) an MRI.
             let idt_b = loss::l1(&self.g_ab.forward(b, true, false)?, b)?;
             let idt_a = loss::l1(&self.g_ba.forward(a, true, false)?, a)?;
-            total = scale_add(&idt_b, self.cfg.identity_weight * self.cfg.lambda_bab, &total)?;
-            total = scale_add(&idt_a, self.cfg.identity_weight * self.cfg.lambda_aba, &total)?;
+            total = scale_add(
+                &idt_b,
+                self.cfg.identity_weight * self.cfg.lambda_bab,
+                &total,
+            )?;
+            total = scale_add(
+                &idt_a,
+                self.cfg.identity_weight * self.cfg.lambda_aba,
+                &total,
+            )?;
         }
         let grads = backward(&total)?;
         self.opt_g.step(&grads)?;
-        Ok(([total.detach(), adv_ab.detach(), adv_ba.detach(), rec_aba.detach(), rec_bab.detach()], fake_a.detach(), fake_b.detach()))
+        Ok((
+            [
+                total.detach(),
+                adv_ab.detach(),
+                adv_ba.detach(),
+                rec_aba.detach(),
+                rec_bab.detach(),
+            ],
+            fake_a.detach(),
+            fake_b.detach(),
+        ))
     }
 
     /// Discriminator update on real a, b and (detached) fakes. Returns (loss_DA, loss_DB).
-    fn discriminator_step(&mut self, a: &Tensor, b: &Tensor, fake_a: &Tensor, fake_b: &Tensor) -> Result<(Tensor, Tensor)> {
-        let da = add(&self.adversarial(&self.d_a.forward(a, true, false)?, true)?, &self.adversarial(&self.d_a.forward(fake_a, true, false)?, false)?)?;
-        let db = add(&self.adversarial(&self.d_b.forward(b, true, false)?, true)?, &self.adversarial(&self.d_b.forward(fake_b, true, false)?, false)?)?;
+    fn discriminator_step(
+        &mut self,
+        a: &Tensor,
+        b: &Tensor,
+        fake_a: &Tensor,
+        fake_b: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let da = add(
+            &self.adversarial(&self.d_a.forward(a, true, false)?, true)?,
+            &self.adversarial(&self.d_a.forward(fake_a, true, false)?, false)?,
+        )?;
+        let db = add(
+            &self.adversarial(&self.d_b.forward(b, true, false)?, true)?,
+            &self.adversarial(&self.d_b.forward(fake_b, true, false)?, false)?,
+        )?;
         let grads = backward(&add(&da, &db)?)?;
         self.opt_d.step(&grads)?;
         Ok((da.detach(), db.detach()))

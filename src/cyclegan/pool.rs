@@ -13,7 +13,10 @@ pub struct ImagePool {
 
 impl ImagePool {
     pub fn new(capacity: usize) -> Self {
-        ImagePool { capacity, images: Vec::new() }
+        ImagePool {
+            capacity,
+            images: Vec::new(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -44,7 +47,10 @@ impl ImagePool {
         }
         let s = fakes.shape();
         if s.len() != 4 {
-            return Err(Error::shape("image pool", format!("expects [N, C, H, W], got {s:?}")));
+            return Err(Error::shape(
+                "image pool",
+                format!("expects [N, C, H, W], got {s:?}"),
+            ));
         }
         let per = s[1] * s[2] * s[3];
         let bytes = 4 * per as u64;

@@ -46,7 +46,9 @@ use dicom_object::file::ReadPreamble;
 use dicom_object::{InMemDicomObject, OpenFileOptions};
 use dicom_pixeldata::PixelDecoder;
 
-use super::{Fail, LoadOptions, Modality, SeriesInfo, SkipKind, Skipped, Slice, SliceGeometry, SliceSource};
+use super::{
+    Fail, LoadOptions, Modality, SeriesInfo, SkipKind, Skipped, Slice, SliceGeometry, SliceSource,
+};
 use crate::engine::error::Result;
 
 type Tag = dicom_core::Tag;
@@ -94,7 +96,11 @@ pub fn read_dicom_file_as(path: &Path, opts: &LoadOptions, accept: Accept) -> Re
 
 /// Like [`read_dicom_file_as`], but a failure comes back as a [`Skipped`] line with its
 /// category (what a directory scan records).
-pub fn try_read_dicom(path: &Path, opts: &LoadOptions, accept: Accept) -> std::result::Result<DicomFile, Skipped> {
+pub fn try_read_dicom(
+    path: &Path,
+    opts: &LoadOptions,
+    accept: Accept,
+) -> std::result::Result<DicomFile, Skipped> {
     read_dicom_inner(path, opts, accept).map_err(|f| f.into_skipped(path))
 }
 
@@ -127,7 +133,10 @@ pub fn transfer_syntax_name(uid: &str) -> &'static str {
 fn is_native(ts: &str) -> bool {
     matches!(
         ts,
-        "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.1.99" | "1.2.840.10008.1.2.2"
+        "1.2.840.10008.1.2"
+            | "1.2.840.10008.1.2.1"
+            | "1.2.840.10008.1.2.1.99"
+            | "1.2.840.10008.1.2.2"
     )
 }
 
@@ -146,7 +155,10 @@ pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String
         std::panic::set_hook(Box::new(move |info| {
             let from_decoder = info.location().is_some_and(|l| {
                 let f = l.file();
-                f.contains(".cargo/registry") || f.contains("dicom") || f.contains("jpeg") || f.contains("openjp2")
+                f.contains(".cargo/registry")
+                    || f.contains("dicom")
+                    || f.contains("jpeg")
+                    || f.contains("openjp2")
             });
             if QUIET.load(Ordering::SeqCst) > 0 && from_decoder {
                 return;
@@ -183,8 +195,14 @@ fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
 }
 
 /// Decimal values of a tag: Ok(None) when absent or empty, Err when present but not numbers.
-fn numbers(obj: &InMemDicomObject, tag: Tag, name: &str) -> std::result::Result<Option<Vec<f64>>, String> {
-    let Some(e) = obj.get(tag) else { return Ok(None) };
+fn numbers(
+    obj: &InMemDicomObject,
+    tag: Tag,
+    name: &str,
+) -> std::result::Result<Option<Vec<f64>>, String> {
+    let Some(e) = obj.get(tag) else {
+        return Ok(None);
+    };
     let s = match e.to_str() {
         Ok(s) => s.into_owned(),
         Err(_) => return Err(format!("{name} cannot be read as text")),
@@ -198,13 +216,22 @@ fn numbers(obj: &InMemDicomObject, tag: Tag, name: &str) -> std::result::Result<
         let p = part.trim_matches(|c: char| c == '\0' || c.is_whitespace());
         match p.parse::<f64>() {
             Ok(v) if v.is_finite() => out.push(v),
-            _ => return Err(format!("{name} '{}' is not a finite number", s.chars().take(40).collect::<String>())),
+            _ => {
+                return Err(format!(
+                    "{name} '{}' is not a finite number",
+                    s.chars().take(40).collect::<String>()
+                ))
+            }
         }
     }
     Ok(Some(out))
 }
 
-fn number(obj: &InMemDicomObject, tag: Tag, name: &str) -> std::result::Result<Option<f64>, String> {
+fn number(
+    obj: &InMemDicomObject,
+    tag: Tag,
+    name: &str,
+) -> std::result::Result<Option<f64>, String> {
     Ok(numbers(obj, tag, name)?.and_then(|v| v.first().copied()))
 }
 
@@ -221,7 +248,10 @@ fn us(obj: &InMemDicomObject, tag: Tag, name: &str) -> std::result::Result<Optio
     match int(obj, tag, name) {
         Ok(None) => Ok(None),
         Ok(Some(v)) if (0..=u32::MAX as i64).contains(&v) => Ok(Some(v as u32)),
-        Ok(Some(v)) => Err(Fail::new(SkipKind::Corrupt, format!("{name} {v} is out of range"))),
+        Ok(Some(v)) => Err(Fail::new(
+            SkipKind::Corrupt,
+            format!("{name} {v} is out of range"),
+        )),
         Err(e) => Err(Fail::new(SkipKind::Corrupt, e)),
     }
 }
@@ -237,7 +267,9 @@ fn functional_group(obj: &InMemDicomObject, frame: usize, seq: Tag) -> Option<&I
         .and_then(|e| e.items())
         .and_then(|items| items.get(frame))
         .and_then(|f| first_item(f, seq));
-    per.or_else(|| first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|s| first_item(s, seq)))
+    per.or_else(|| {
+        first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|s| first_item(s, seq))
+    })
 }
 
 fn series_info(obj: &InMemDicomObject, sop_class: Option<String>) -> SeriesInfo {
@@ -270,23 +302,37 @@ fn geometry(obj: &InMemDicomObject, frame: usize, warnings: &mut Vec<String>) ->
     let pos_item = functional_group(obj, frame, tags::PLANE_POSITION_SEQUENCE);
     let ori_item = functional_group(obj, frame, tags::PLANE_ORIENTATION_SEQUENCE);
     let mea_item = functional_group(obj, frame, tags::PIXEL_MEASURES_SEQUENCE);
-    let mut get = |item: Option<&InMemDicomObject>, tag: Tag, name: &str, n: usize| -> Option<Vec<f64>> {
-        let from = item.filter(|i| i.get(tag).is_some()).unwrap_or(obj);
-        match numbers(from, tag, name) {
-            Ok(Some(v)) if v.len() >= n => Some(v[..n].to_vec()),
-            Ok(Some(v)) => {
-                warnings.push(format!("{name} has {} values, expected {n}; ignored", v.len()));
-                None
+    let mut get =
+        |item: Option<&InMemDicomObject>, tag: Tag, name: &str, n: usize| -> Option<Vec<f64>> {
+            let from = item.filter(|i| i.get(tag).is_some()).unwrap_or(obj);
+            match numbers(from, tag, name) {
+                Ok(Some(v)) if v.len() >= n => Some(v[..n].to_vec()),
+                Ok(Some(v)) => {
+                    warnings.push(format!(
+                        "{name} has {} values, expected {n}; ignored",
+                        v.len()
+                    ));
+                    None
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    warnings.push(format!("{e}; ignored"));
+                    None
+                }
             }
-            Ok(None) => None,
-            Err(e) => {
-                warnings.push(format!("{e}; ignored"));
-                None
-            }
-        }
-    };
-    let ipp = get(pos_item, tags::IMAGE_POSITION_PATIENT, "ImagePositionPatient", 3);
-    let iop = get(ori_item, tags::IMAGE_ORIENTATION_PATIENT, "ImageOrientationPatient", 6);
+        };
+    let ipp = get(
+        pos_item,
+        tags::IMAGE_POSITION_PATIENT,
+        "ImagePositionPatient",
+        3,
+    );
+    let iop = get(
+        ori_item,
+        tags::IMAGE_ORIENTATION_PATIENT,
+        "ImageOrientationPatient",
+        6,
+    );
     let ps = get(mea_item, tags::PIXEL_SPACING, "PixelSpacing", 2);
     let st = get(mea_item, tags::SLICE_THICKNESS, "SliceThickness", 1);
     SliceGeometry {
@@ -301,7 +347,9 @@ fn geometry(obj: &InMemDicomObject, frame: usize, warnings: &mut Vec<String>) ->
 /// Ok(None) when none is given.
 fn rescale(obj: &InMemDicomObject, frame: usize) -> std::result::Result<Option<(f64, f64)>, Fail> {
     let item = functional_group(obj, frame, tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE)
-        .filter(|i| i.get(tags::RESCALE_SLOPE).is_some() || i.get(tags::RESCALE_INTERCEPT).is_some())
+        .filter(|i| {
+            i.get(tags::RESCALE_SLOPE).is_some() || i.get(tags::RESCALE_INTERCEPT).is_some()
+        })
         .unwrap_or(obj);
     let corrupt = |e: String| Fail::new(SkipKind::Corrupt, e);
     let slope = number(item, tags::RESCALE_SLOPE, "RescaleSlope").map_err(corrupt)?;
@@ -395,24 +443,39 @@ fn j2k_siz(data: &[u8]) -> std::result::Result<(u32, u32, u16, bool, u8), String
     if xsiz < xo || ysiz < yo {
         return Err("JPEG 2000 SIZ has an image offset beyond the image size".into());
     }
-    Ok((xsiz - xo, ysiz - yo, csiz, ssiz & 0x80 != 0, (ssiz & 0x7F) + 1))
+    Ok((
+        xsiz - xo,
+        ysiz - yo,
+        csiz,
+        ssiz & 0x80 != 0,
+        (ssiz & 0x7F) + 1,
+    ))
 }
 
 fn check_rle(frag: &[u8], bytes_per_sample: usize, spp: usize) -> std::result::Result<(), String> {
     if frag.len() < 64 {
-        return Err(format!("RLE fragment of {} bytes is shorter than its 64-byte header", frag.len()));
+        return Err(format!(
+            "RLE fragment of {} bytes is shorter than its 64-byte header",
+            frag.len()
+        ));
     }
-    let le32 = |o: usize| u32::from_le_bytes([frag[o], frag[o + 1], frag[o + 2], frag[o + 3]]) as usize;
+    let le32 =
+        |o: usize| u32::from_le_bytes([frag[o], frag[o + 1], frag[o + 2], frag[o + 3]]) as usize;
     let n = le32(0);
     let want = bytes_per_sample * spp;
     if n != want {
-        return Err(format!("RLE header lists {n} segments, the image needs {want}"));
+        return Err(format!(
+            "RLE header lists {n} segments, the image needs {want}"
+        ));
     }
     let mut prev = 63;
     for k in 0..n {
         let off = le32(4 + 4 * k);
         if off <= prev || off >= frag.len() {
-            return Err(format!("RLE segment {k} offset {off} is out of order or past the end ({} bytes)", frag.len()));
+            return Err(format!(
+                "RLE segment {k} offset {off} is out of order or past the end ({} bytes)",
+                frag.len()
+            ));
         }
         prev = off;
     }
@@ -435,9 +498,15 @@ fn check_encapsulated(
         return Err(Fail::new(SkipKind::NotImage, "no pixel data"));
     };
     let Some(frags) = pd.fragments() else {
-        return Err(corrupt(format!("{name} transfer syntax but the pixel data is not encapsulated")));
+        return Err(corrupt(format!(
+            "{name} transfer syntax but the pixel data is not encapsulated"
+        )));
     };
-    let frags: Vec<&[u8]> = frags.iter().map(|f| f.as_slice()).filter(|f| !f.is_empty()).collect();
+    let frags: Vec<&[u8]> = frags
+        .iter()
+        .map(|f| f.as_slice())
+        .filter(|f| !f.is_empty())
+        .collect();
     if frags.is_empty() {
         return Err(corrupt(format!("{name}: the pixel data has no fragments")));
     }
@@ -446,7 +515,10 @@ fn check_encapsulated(
     let is_rle = ts == "1.2.840.10008.1.2.5";
     if is_rle {
         if frags.len() != frames as usize {
-            return Err(corrupt(format!("RLE: {} fragments for {frames} frame(s) (one per frame expected)", frags.len())));
+            return Err(corrupt(format!(
+                "RLE: {} fragments for {frames} frame(s) (one per frame expected)",
+                frags.len()
+            )));
         }
         for (k, f) in frags.iter().enumerate() {
             check_rle(f, bits_allocated.div_ceil(8) as usize, spp as usize)
@@ -464,7 +536,10 @@ fn check_encapsulated(
                     return Err(Fail::new(SkipKind::Unsupported, format!("{name}: arithmetic-coded JPEG is not supported by the pure-Rust JPEG decoder")));
                 }
                 0xC5..=0xC7 => {
-                    return Err(Fail::new(SkipKind::Unsupported, format!("{name}: hierarchical JPEG is not supported")));
+                    return Err(Fail::new(
+                        SkipKind::Unsupported,
+                        format!("{name}: hierarchical JPEG is not supported"),
+                    ));
                 }
                 0xC1 | 0xC2 if sof.precision > 8 => {
                     return Err(Fail::new(
@@ -475,7 +550,10 @@ fn check_encapsulated(
                 _ => {}
             }
             if sof.components as u16 != spp {
-                return Err(corrupt(format!("JPEG stream has {} components, SamplesPerPixel is {spp}", sof.components)));
+                return Err(corrupt(format!(
+                    "JPEG stream has {} components, SamplesPerPixel is {spp}",
+                    sof.components
+                )));
             }
             if sof.height != 0 && (sof.height as u32 != rows || sof.width as u32 != cols) {
                 return Err(corrupt(format!(
@@ -483,22 +561,33 @@ fn check_encapsulated(
                     sof.height, sof.width
                 )));
             }
-        } else if is_j2k && (f.starts_with(&[0xFF, 0x4F]) || f.starts_with(&[0, 0, 0, 0x0C, 0x6A, 0x50])) {
+        } else if is_j2k
+            && (f.starts_with(&[0xFF, 0x4F]) || f.starts_with(&[0, 0, 0, 0x0C, 0x6A, 0x50]))
+        {
             starts += 1;
             let (w, h, c, _signed, _depth) = j2k_siz(f).map_err(corrupt)?;
             if c != spp {
-                return Err(corrupt(format!("JPEG 2000 stream has {c} components, SamplesPerPixel is {spp}")));
+                return Err(corrupt(format!(
+                    "JPEG 2000 stream has {c} components, SamplesPerPixel is {spp}"
+                )));
             }
             if w != cols || h != rows {
-                return Err(corrupt(format!("JPEG 2000 stream is {h}x{w} but Rows x Columns is {rows}x{cols}")));
+                return Err(corrupt(format!(
+                    "JPEG 2000 stream is {h}x{w} but Rows x Columns is {rows}x{cols}"
+                )));
             }
         }
     }
     if (is_jpeg || is_j2k) && starts == 0 {
-        return Err(corrupt(format!("{name}: no fragment starts a {} stream", if is_jpeg { "JPEG" } else { "JPEG 2000" })));
+        return Err(corrupt(format!(
+            "{name}: no fragment starts a {} stream",
+            if is_jpeg { "JPEG" } else { "JPEG 2000" }
+        )));
     }
     if (is_jpeg || is_j2k) && starts < frames as usize {
-        return Err(corrupt(format!("{name}: {starts} compressed frame(s) for NumberOfFrames {frames}")));
+        return Err(corrupt(format!(
+            "{name}: {starts} compressed frame(s) for NumberOfFrames {frames}"
+        )));
     }
     Ok(())
 }
@@ -533,14 +622,21 @@ fn check_structure<R: std::io::Read + std::io::Seek>(
     use std::io::{Read, SeekFrom};
 
     let too_long = |what: String, len: u64, left: u64| {
-        Fail::new(SkipKind::Corrupt, format!("file is truncated or corrupt: {what} declares {len} bytes, only {left} are left"))
+        Fail::new(
+            SkipKind::Corrupt,
+            format!(
+                "file is truncated or corrupt: {what} declares {len} bytes, only {left} are left"
+            ),
+        )
     };
     let pos = |src: &mut R| src.stream_position().unwrap_or(total);
 
     // File meta group: explicit VR little endian, (0002,0000) first, read while the elements
     // read so far are within the group length (as FileMetaTable::from_reader does).
     let dec = ExplicitVRLittleEndianDecoder::default();
-    let Ok((first, _)) = dec.decode_header(src) else { return Ok(()) };
+    let Ok((first, _)) = dec.decode_header(src) else {
+        return Ok(());
+    };
     if first.tag() != dicom_core::Tag(0x0002, 0x0000) || first.length().get() != Some(4) {
         return Ok(());
     }
@@ -552,11 +648,19 @@ fn check_structure<R: std::io::Read + std::io::Seek>(
     let mut read = 0u64;
     let mut ts_uid = None;
     while read < group_length {
-        let Ok((h, n)) = dec.decode_header(src) else { return Ok(()) };
-        let Some(len) = h.length().get() else { return Ok(()) };
+        let Ok((h, n)) = dec.decode_header(src) else {
+            return Ok(());
+        };
+        let Some(len) = h.length().get() else {
+            return Ok(());
+        };
         let left = total.saturating_sub(pos(src));
         if len as u64 > left {
-            return Err(too_long(format!("file meta element {}", h.tag()), len as u64, left));
+            return Err(too_long(
+                format!("file meta element {}", h.tag()),
+                len as u64,
+                left,
+            ));
         }
         if h.tag() == dicom_core::Tag(0x0002, 0x0010) {
             // As dicom-object will look it up: trailing whitespace and NULs dropped. Bytes are
@@ -566,13 +670,18 @@ fn check_structure<R: std::io::Read + std::io::Seek>(
                 return Ok(());
             }
             let text: String = v.iter().map(|&b| b as char).collect();
-            ts_uid = Some(text.trim_end_matches(|c: char| c.is_whitespace() || c == '\0').to_string());
+            ts_uid = Some(
+                text.trim_end_matches(|c: char| c.is_whitespace() || c == '\0')
+                    .to_string(),
+            );
         } else if src.seek(SeekFrom::Current(len as i64)).is_err() {
             return Ok(());
         }
         read += n as u64 + len as u64;
     }
-    let Some(ts) = ts_uid.and_then(|u| dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(&u)) else {
+    let Some(ts) =
+        ts_uid.and_then(|u| dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(&u))
+    else {
         return Ok(());
     };
 
@@ -605,7 +714,16 @@ fn check_structure<R: std::io::Read + std::io::Seek>(
             return Ok(());
         }
         let rest: Box<dyn Read + '_> = Box::new(&mut *src);
-        return walk_data_set(&mut Counted { inner: adapter.adapt_reader(rest), pos: 0 }, n, ts, stop_at, &too_long);
+        return walk_data_set(
+            &mut Counted {
+                inner: adapter.adapt_reader(rest),
+                pos: 0,
+            },
+            n,
+            ts,
+            stop_at,
+            &too_long,
+        );
     }
     walk_data_set(src, total, ts, stop_at, &too_long)
 }
@@ -640,7 +758,10 @@ impl<R> std::io::Seek for Counted<R> {
     fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
         match to {
             std::io::SeekFrom::Current(0) => Ok(self.pos),
-            _ => Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "inflating stream cannot seek")),
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "inflating stream cannot seek",
+            )),
         }
     }
 }
@@ -656,16 +777,28 @@ fn walk_data_set<R: std::io::Read + std::io::Seek>(
     use dicom_parser::dataset::LazyDataToken;
     use dicom_parser::StatefulDecode;
 
-    let Ok(mut reader) = LazyDataSetReader::new_with_ts(src, ts) else { return Ok(()) };
+    let Ok(mut reader) = LazyDataSetReader::new_with_ts(src, ts) else {
+        return Ok(());
+    };
     let mut depth = 0usize;
     // The next pixel-data item is the basic offset table.
     let mut offset_table_next = false;
     while let Some(token) = reader.advance() {
         let Ok(token) = token else { return Ok(()) };
         match token {
-            LazyDataToken::ElementHeader(h) if depth == 0 && stop_at.is_some_and(|t| h.tag >= t) => return Ok(()),
-            LazyDataToken::PixelSequenceStart if depth == 0 && stop_at.is_some_and(|t| t <= tags::PIXEL_DATA) => return Ok(()),
-            LazyDataToken::SequenceStart { .. } | LazyDataToken::ItemStart { .. } | LazyDataToken::PixelSequenceStart => {
+            LazyDataToken::ElementHeader(h)
+                if depth == 0 && stop_at.is_some_and(|t| h.tag >= t) =>
+            {
+                return Ok(())
+            }
+            LazyDataToken::PixelSequenceStart
+                if depth == 0 && stop_at.is_some_and(|t| t <= tags::PIXEL_DATA) =>
+            {
+                return Ok(())
+            }
+            LazyDataToken::SequenceStart { .. }
+            | LazyDataToken::ItemStart { .. }
+            | LazyDataToken::PixelSequenceStart => {
                 match token {
                     LazyDataToken::PixelSequenceStart => offset_table_next = true,
                     // An empty first item: no offset table, the next item is a fragment.
@@ -685,7 +818,11 @@ fn walk_data_set<R: std::io::Read + std::io::Seek>(
                 let left = total.saturating_sub(decoder.position());
                 let len = header.len.0 as u64;
                 if header.len.is_defined() && len > left {
-                    return Err(too_long(format!("element {} ({})", header.tag, header.vr), len, left));
+                    return Err(too_long(
+                        format!("element {} ({})", header.tag, header.vr),
+                        len,
+                        left,
+                    ));
                 }
                 // dicom-parser reads whole numbers of binary values and moves on as if it had
                 // read the declared length; a remainder would make its reading drift from this
@@ -694,7 +831,10 @@ fn walk_data_set<R: std::io::Read + std::io::Seek>(
                 if header.len.is_defined() && !len.is_multiple_of(unit) {
                     return Err(Fail::new(
                         SkipKind::Corrupt,
-                        format!("element {} ({}) has length {len}, not a multiple of {unit}", header.tag, header.vr),
+                        format!(
+                            "element {} ({}) has length {len}, not a multiple of {unit}",
+                            header.tag, header.vr
+                        ),
                     ));
                 }
                 if decoder.skip_bytes(header.len.0).is_err() {
@@ -708,7 +848,10 @@ fn walk_data_set<R: std::io::Read + std::io::Seek>(
                 }
                 // The offset table is read as 32-bit values (see above).
                 if std::mem::take(&mut offset_table_next) && len % 4 != 0 {
-                    return Err(Fail::new(SkipKind::Corrupt, format!("pixel data offset table has length {len}, not a multiple of 4")));
+                    return Err(Fail::new(
+                        SkipKind::Corrupt,
+                        format!("pixel data offset table has length {len}, not a multiple of 4"),
+                    ));
                 }
                 if decoder.skip_bytes(len).is_err() {
                     return Ok(());
@@ -724,27 +867,34 @@ fn walk_data_set<R: std::io::Read + std::io::Seek>(
 // Reading
 
 fn read_bytes(path: &Path, opts: &LoadOptions) -> std::result::Result<Vec<u8>, Fail> {
-    let meta = std::fs::metadata(path).map_err(|e| Fail::new(SkipKind::Unreadable, super::io_reason("cannot open", &e)))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Fail::new(SkipKind::Unreadable, super::io_reason("cannot open", &e)))?;
     if meta.len() == 0 {
         return Err(Fail::new(SkipKind::NotDicom, "empty file (0 bytes)"));
     }
     if meta.len() > opts.max_file_bytes {
         return Err(Fail::new(
             SkipKind::TooLarge,
-            format!("file of {} bytes exceeds the bound of {} bytes", meta.len(), opts.max_file_bytes),
+            format!(
+                "file of {} bytes exceeds the bound of {} bytes",
+                meta.len(),
+                opts.max_file_bytes
+            ),
         ));
     }
     // Look at the first bytes before reading everything: a large file that is not DICOM is
     // refused without being loaded.
     let mut head = Vec::with_capacity(352);
-    let f = std::fs::File::open(path).map_err(|e| Fail::new(SkipKind::Unreadable, super::io_reason("cannot open", &e)))?;
+    let f = std::fs::File::open(path)
+        .map_err(|e| Fail::new(SkipKind::Unreadable, super::io_reason("cannot open", &e)))?;
     std::io::Read::read_to_end(&mut std::io::Read::take(f, 352), &mut head)
         .map_err(|e| Fail::new(SkipKind::Unreadable, super::io_reason("cannot read", &e)))?;
     let dicm = (head.len() >= 132 && &head[128..132] == b"DICM") || head.starts_with(b"DICM");
     if !dicm {
         return Err(Fail::new(SkipKind::NotDicom, not_dicom_reason(&head)));
     }
-    std::fs::read(path).map_err(|e| Fail::new(SkipKind::Unreadable, super::io_reason("cannot read", &e)))
+    std::fs::read(path)
+        .map_err(|e| Fail::new(SkipKind::Unreadable, super::io_reason("cannot read", &e)))
 }
 
 fn not_dicom_reason(bytes: &[u8]) -> String {
@@ -759,14 +909,20 @@ fn not_dicom_reason(bytes: &[u8]) -> String {
     } else if bytes.len() >= 8 && (bytes[0..2] == [0x08, 0x00] || bytes[0..2] == [0x02, 0x00]) {
         "DICOM data set without the Part 10 header (no preamble, no 'DICM'); re-export it as a DICOM file".into()
     } else if bytes.len() < 132 {
-        format!("not a DICOM file ({} bytes, too short for the 128-byte preamble and 'DICM')", bytes.len())
+        format!(
+            "not a DICOM file ({} bytes, too short for the 128-byte preamble and 'DICM')",
+            bytes.len()
+        )
     } else {
         "not a DICOM file (no 'DICM' marker at byte 128)".into()
     }
 }
 
 /// The modality a file is read as under `accept`, or why it is refused.
-fn resolve_modality(accept: Accept, modality_tag: Option<&str>) -> std::result::Result<Option<Modality>, Fail> {
+fn resolve_modality(
+    accept: Accept,
+    modality_tag: Option<&str>,
+) -> std::result::Result<Option<Modality>, Fail> {
     let tagged = modality_tag.and_then(Modality::from_tag);
     Ok(match accept {
         Accept::Any => tagged,
@@ -775,18 +931,27 @@ fn resolve_modality(accept: Accept, modality_tag: Option<&str>) -> std::result::
             None => {
                 return Err(Fail::new(
                     SkipKind::OtherModality,
-                    format!("modality {} is neither MR nor CT", modality_tag.unwrap_or("(missing)")),
+                    format!(
+                        "modality {} is neither MR nor CT",
+                        modality_tag.unwrap_or("(missing)")
+                    ),
                 ))
             }
         },
         Accept::Forced(want) => match (tagged, modality_tag) {
             (Some(m), _) if m == want => Some(m),
             (Some(m), _) => {
-                return Err(Fail::new(SkipKind::OtherModality, format!("Modality is {m} but {want} was asked for")));
+                return Err(Fail::new(
+                    SkipKind::OtherModality,
+                    format!("Modality is {m} but {want} was asked for"),
+                ));
             }
             (None, None) | (None, Some("OT")) => Some(want),
             (None, Some(other)) => {
-                return Err(Fail::new(SkipKind::OtherModality, format!("Modality is {other} but {want} was asked for")));
+                return Err(Fail::new(
+                    SkipKind::OtherModality,
+                    format!("Modality is {other} but {want} was asked for"),
+                ));
             }
         },
     })
@@ -795,7 +960,11 @@ fn resolve_modality(accept: Accept, modality_tag: Option<&str>) -> std::result::
 /// The series a file belongs to, from its header only (the pixel data is not read): the
 /// modality it is read as and its SeriesInstanceUID (else its folder). None when the header
 /// cannot be read or the modality is refused; a full read then gives the reason.
-pub(crate) fn header_key(path: &Path, accept: Accept, opts: &LoadOptions) -> Option<(Modality, String)> {
+pub(crate) fn header_key(
+    path: &Path,
+    accept: Accept,
+    opts: &LoadOptions,
+) -> Option<(Modality, String)> {
     use std::io::{Read, Seek, SeekFrom};
     let total = std::fs::metadata(path).ok()?.len();
     if total > opts.max_file_bytes {
@@ -815,19 +984,33 @@ pub(crate) fn header_key(path: &Path, accept: Accept, opts: &LoadOptions) -> Opt
     f.seek(SeekFrom::Start(start + 4)).ok()?;
     check_structure(&mut f, total, Some(tags::PIXEL_DATA), opts.max_file_bytes).ok()?;
     f.seek(SeekFrom::Start(start)).ok()?;
-    let obj = guarded(|| OpenFileOptions::new().read_preamble(ReadPreamble::Never).read_until(tags::PIXEL_DATA).from_reader(f))
-        .ok()?
-        .ok()?;
+    let obj = guarded(|| {
+        OpenFileOptions::new()
+            .read_preamble(ReadPreamble::Never)
+            .read_until(tags::PIXEL_DATA)
+            .from_reader(f)
+    })
+    .ok()?
+    .ok()?;
     let m = resolve_modality(accept, text(&obj, tags::MODALITY).as_deref()).ok()??;
     Some((m, series_key(text(&obj, tags::SERIES_INSTANCE_UID), path)))
 }
 
 /// Files are grouped into a series by SeriesInstanceUID, or by folder when it is missing.
 pub(crate) fn series_key(series_uid: Option<String>, path: &Path) -> String {
-    series_uid.unwrap_or_else(|| format!("folder:{}", path.parent().unwrap_or(Path::new("")).display()))
+    series_uid.unwrap_or_else(|| {
+        format!(
+            "folder:{}",
+            path.parent().unwrap_or(Path::new("")).display()
+        )
+    })
 }
 
-pub(crate) fn read_dicom_inner(path: &Path, opts: &LoadOptions, accept: Accept) -> std::result::Result<DicomFile, Fail> {
+pub(crate) fn read_dicom_inner(
+    path: &Path,
+    opts: &LoadOptions,
+    accept: Accept,
+) -> std::result::Result<DicomFile, Fail> {
     let bytes = read_bytes(path, opts)?;
     decode_dicom(path, bytes, opts, accept)
 }
@@ -835,47 +1018,92 @@ pub(crate) fn read_dicom_inner(path: &Path, opts: &LoadOptions, accept: Accept) 
 /// Decodes a DICOM file already in memory, exactly as [`try_read_dicom`] decodes a file on
 /// disk (same checks and bounds; `name` is only used in messages and [`SliceSource`]). This is
 /// the entry point of the `dicom_read` fuzz target.
-pub fn read_dicom_bytes(bytes: Vec<u8>, name: &Path, opts: &LoadOptions, accept: Accept) -> std::result::Result<DicomFile, Skipped> {
+pub fn read_dicom_bytes(
+    bytes: Vec<u8>,
+    name: &Path,
+    opts: &LoadOptions,
+    accept: Accept,
+) -> std::result::Result<DicomFile, Skipped> {
     let checked = if bytes.is_empty() {
         Err(Fail::new(SkipKind::NotDicom, "empty file (0 bytes)"))
     } else if bytes.len() as u64 > opts.max_file_bytes {
         Err(Fail::new(
             SkipKind::TooLarge,
-            format!("file of {} bytes exceeds the bound of {} bytes", bytes.len(), opts.max_file_bytes),
+            format!(
+                "file of {} bytes exceeds the bound of {} bytes",
+                bytes.len(),
+                opts.max_file_bytes
+            ),
         ))
     } else {
         Ok(bytes)
     };
-    checked.and_then(|b| decode_dicom(name, b, opts, accept)).map_err(|f| f.into_skipped(name))
+    checked
+        .and_then(|b| decode_dicom(name, b, opts, accept))
+        .map_err(|f| f.into_skipped(name))
 }
 
-fn decode_dicom(path: &Path, bytes: Vec<u8>, opts: &LoadOptions, accept: Accept) -> std::result::Result<DicomFile, Fail> {
+fn decode_dicom(
+    path: &Path,
+    bytes: Vec<u8>,
+    opts: &LoadOptions,
+    accept: Accept,
+) -> std::result::Result<DicomFile, Fail> {
     let start = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
         128
     } else if bytes.len() >= 4 && &bytes[0..4] == b"DICM" {
         0
     } else {
-        return Err(Fail::new(SkipKind::NotDicom, not_dicom_reason(&bytes[..bytes.len().min(352)])));
+        return Err(Fail::new(
+            SkipKind::NotDicom,
+            not_dicom_reason(&bytes[..bytes.len().min(352)]),
+        ));
     };
     let mut cur = std::io::Cursor::new(&bytes[start + 4..]);
-    check_structure(&mut cur, (bytes.len() - start - 4) as u64, None, opts.max_file_bytes)?;
-    let parsed = guarded(|| OpenFileOptions::new().read_preamble(ReadPreamble::Never).from_reader(&bytes[start..]))
-        .map_err(|p| Fail::new(SkipKind::Corrupt, format!("DICOM parser crashed: {p}")))?;
+    check_structure(
+        &mut cur,
+        (bytes.len() - start - 4) as u64,
+        None,
+        opts.max_file_bytes,
+    )?;
+    let parsed = guarded(|| {
+        OpenFileOptions::new()
+            .read_preamble(ReadPreamble::Never)
+            .from_reader(&bytes[start..])
+    })
+    .map_err(|p| Fail::new(SkipKind::Corrupt, format!("DICOM parser crashed: {p}")))?;
     let obj = parsed.map_err(|e| {
         let msg = one_line(&e);
-        let truncated = msg.contains("fill whole buffer") || msg.contains("end of file") || msg.contains("UnexpectedEof");
-        Fail::new(SkipKind::Corrupt, format!("{}cannot parse DICOM: {msg}", if truncated { "file is truncated: " } else { "" }))
+        let truncated = msg.contains("fill whole buffer")
+            || msg.contains("end of file")
+            || msg.contains("UnexpectedEof");
+        Fail::new(
+            SkipKind::Corrupt,
+            format!(
+                "{}cannot parse DICOM: {msg}",
+                if truncated { "file is truncated: " } else { "" }
+            ),
+        )
     })?;
     drop(bytes);
-    let ts = obj.meta().transfer_syntax().trim_matches(|c: char| c == '\0' || c == ' ').to_string();
+    let ts = obj
+        .meta()
+        .transfer_syntax()
+        .trim_matches(|c: char| c == '\0' || c == ' ')
+        .to_string();
     let sop_class = {
-        let s = obj.meta().media_storage_sop_class_uid().trim_matches(|c: char| c == '\0' || c == ' ');
+        let s = obj
+            .meta()
+            .media_storage_sop_class_uid()
+            .trim_matches(|c: char| c == '\0' || c == ' ');
         (!s.is_empty()).then(|| s.to_string())
     };
     let modality_tag = text(&obj, tags::MODALITY);
 
     if obj.get(tags::PIXEL_DATA).is_none() {
-        let what = if obj.get(tags::FLOAT_PIXEL_DATA).is_some() || obj.get(tags::DOUBLE_FLOAT_PIXEL_DATA).is_some() {
+        let what = if obj.get(tags::FLOAT_PIXEL_DATA).is_some()
+            || obj.get(tags::DOUBLE_FLOAT_PIXEL_DATA).is_some()
+        {
             "float pixel data (parametric map) is not supported".to_string()
         } else {
             format!(
@@ -900,11 +1128,16 @@ fn decode_dicom(path: &Path, bytes: Vec<u8>, opts: &LoadOptions, accept: Accept)
     }
 
     // Image pixel module, validated before any decoder runs.
-    let req = |v: Option<u32>, name: &str| v.ok_or_else(|| Fail::new(SkipKind::Corrupt, format!("missing {name}")));
+    let req = |v: Option<u32>, name: &str| {
+        v.ok_or_else(|| Fail::new(SkipKind::Corrupt, format!("missing {name}")))
+    };
     let rows = req(us(&obj, tags::ROWS, "Rows")?, "Rows")?;
     let cols = req(us(&obj, tags::COLUMNS, "Columns")?, "Columns")?;
     if rows == 0 || cols == 0 {
-        return Err(Fail::new(SkipKind::Corrupt, format!("Rows x Columns is {rows}x{cols}")));
+        return Err(Fail::new(
+            SkipKind::Corrupt,
+            format!("Rows x Columns is {rows}x{cols}"),
+        ));
     }
     let pixels = rows as usize * cols as usize;
     if pixels > opts.max_pixels_per_slice {
@@ -918,19 +1151,35 @@ fn decode_dicom(path: &Path, bytes: Vec<u8>, opts: &LoadOptions, accept: Accept)
     }
     let spp = us(&obj, tags::SAMPLES_PER_PIXEL, "SamplesPerPixel")?.unwrap_or(1);
     if spp != 1 {
-        return Err(Fail::new(SkipKind::Unsupported, format!("SamplesPerPixel {spp}: colour images are not MR/CT grey levels")));
+        return Err(Fail::new(
+            SkipKind::Unsupported,
+            format!("SamplesPerPixel {spp}: colour images are not MR/CT grey levels"),
+        ));
     }
-    let photometric = text(&obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_else(|| "MONOCHROME2".into());
+    let photometric =
+        text(&obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_else(|| "MONOCHROME2".into());
     if photometric != "MONOCHROME1" && photometric != "MONOCHROME2" {
-        return Err(Fail::new(SkipKind::Unsupported, format!("PhotometricInterpretation '{photometric}' is not MONOCHROME1/2")));
+        return Err(Fail::new(
+            SkipKind::Unsupported,
+            format!("PhotometricInterpretation '{photometric}' is not MONOCHROME1/2"),
+        ));
     }
-    let bits_allocated = req(us(&obj, tags::BITS_ALLOCATED, "BitsAllocated")?, "BitsAllocated")?;
+    let bits_allocated = req(
+        us(&obj, tags::BITS_ALLOCATED, "BitsAllocated")?,
+        "BitsAllocated",
+    )?;
     if !matches!(bits_allocated, 8 | 16 | 32) {
-        return Err(Fail::new(SkipKind::Unsupported, format!("BitsAllocated {bits_allocated} (8, 16 or 32 expected)")));
+        return Err(Fail::new(
+            SkipKind::Unsupported,
+            format!("BitsAllocated {bits_allocated} (8, 16 or 32 expected)"),
+        ));
     }
     let bits_stored = us(&obj, tags::BITS_STORED, "BitsStored")?.unwrap_or(bits_allocated);
     if bits_stored == 0 || bits_stored > bits_allocated {
-        return Err(Fail::new(SkipKind::Corrupt, format!("BitsStored {bits_stored} is outside 1..={bits_allocated} (BitsAllocated)")));
+        return Err(Fail::new(
+            SkipKind::Corrupt,
+            format!("BitsStored {bits_stored} is outside 1..={bits_allocated} (BitsAllocated)"),
+        ));
     }
     let high_bit = us(&obj, tags::HIGH_BIT, "HighBit")?.unwrap_or(bits_stored - 1);
     if high_bit >= bits_allocated || high_bit + 1 < bits_stored {
@@ -942,7 +1191,12 @@ fn decode_dicom(path: &Path, bytes: Vec<u8>, opts: &LoadOptions, accept: Accept)
     let signed = match us(&obj, tags::PIXEL_REPRESENTATION, "PixelRepresentation")?.unwrap_or(0) {
         0 => false,
         1 => true,
-        v => return Err(Fail::new(SkipKind::Corrupt, format!("PixelRepresentation {v} (0 or 1 expected)"))),
+        v => {
+            return Err(Fail::new(
+                SkipKind::Corrupt,
+                format!("PixelRepresentation {v} (0 or 1 expected)"),
+            ))
+        }
     };
     let frames = match int(&obj, tags::NUMBER_OF_FRAMES, "NumberOfFrames") {
         Ok(None) => 1u32,
@@ -975,7 +1229,10 @@ fn decode_dicom(path: &Path, bytes: Vec<u8>, opts: &LoadOptions, accept: Accept)
         let len = match pd.value() {
             dicom_core::DicomValue::Primitive(p) => p.calculate_byte_len(),
             dicom_core::DicomValue::PixelSequence(_) => {
-                return Err(Fail::new(SkipKind::Corrupt, format!("{ts_name} but the pixel data is encapsulated")));
+                return Err(Fail::new(
+                    SkipKind::Corrupt,
+                    format!("{ts_name} but the pixel data is encapsulated"),
+                ));
             }
             dicom_core::DicomValue::Sequence(_) => {
                 return Err(Fail::new(SkipKind::Corrupt, "pixel data is a sequence"));
@@ -989,11 +1246,17 @@ fn decode_dicom(path: &Path, bytes: Vec<u8>, opts: &LoadOptions, accept: Accept)
         }
         let zero_tail = len > expected + 1
             && match pd.value() {
-                dicom_core::DicomValue::Primitive(p) => p.to_bytes().get(expected..).is_some_and(|t| t.iter().all(|&b| b == 0)),
+                dicom_core::DicomValue::Primitive(p) => p
+                    .to_bytes()
+                    .get(expected..)
+                    .is_some_and(|t| t.iter().all(|&b| b == 0)),
                 _ => false,
             };
         if zero_tail {
-            warnings.push(format!("pixel data has {} bytes of zero padding after the image; ignored", len - expected));
+            warnings.push(format!(
+                "pixel data has {} bytes of zero padding after the image; ignored",
+                len - expected
+            ));
         } else if len > expected + 1 {
             return Err(Fail::new(
                 SkipKind::Corrupt,
@@ -1010,8 +1273,13 @@ fn decode_dicom(path: &Path, bytes: Vec<u8>, opts: &LoadOptions, accept: Accept)
                     format!("{ts_name} ({ts}) is not supported by this build: the CharLS decoder needs cmake and C++; convert the file (e.g. `gdcmconv --raw` or `dcmdjpls`)"),
                 ));
             }
-            "1.2.840.10008.1.2.5" | "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51" | "1.2.840.10008.1.2.4.57"
-            | "1.2.840.10008.1.2.4.70" | "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91" => {}
+            "1.2.840.10008.1.2.5"
+            | "1.2.840.10008.1.2.4.50"
+            | "1.2.840.10008.1.2.4.51"
+            | "1.2.840.10008.1.2.4.57"
+            | "1.2.840.10008.1.2.4.70"
+            | "1.2.840.10008.1.2.4.90"
+            | "1.2.840.10008.1.2.4.91" => {}
             _ => {
                 return Err(Fail::new(
                     SkipKind::Unsupported,
@@ -1019,11 +1287,24 @@ fn decode_dicom(path: &Path, bytes: Vec<u8>, opts: &LoadOptions, accept: Accept)
                 ));
             }
         }
-        check_encapsulated(&obj, &ts, rows, cols, spp as u16, bits_allocated as u16, frames)?;
+        check_encapsulated(
+            &obj,
+            &ts,
+            rows,
+            cols,
+            spp as u16,
+            bits_allocated as u16,
+            frames,
+        )?;
     }
 
     let decoded = guarded(|| obj.decode_pixel_data().map(|px| px.into_data()))
-        .map_err(|p| Fail::new(SkipKind::Corrupt, format!("{ts_name} decoder crashed on corrupt data: {p}")))?
+        .map_err(|p| {
+            Fail::new(
+                SkipKind::Corrupt,
+                format!("{ts_name} decoder crashed on corrupt data: {p}"),
+            )
+        })?
         .map_err(|e| {
             let msg = one_line(&e);
             let kind = if msg.contains("unsupported") || msg.contains("Unsupported") {
@@ -1037,14 +1318,19 @@ fn decode_dicom(path: &Path, bytes: Vec<u8>, opts: &LoadOptions, accept: Accept)
     if decoded.len() < expected || (!is_native(&ts) && decoded.len() != expected) {
         return Err(Fail::new(
             SkipKind::Corrupt,
-            format!("decoded {ts_name} pixel data has {} bytes, the image needs {expected}", decoded.len()),
+            format!(
+                "decoded {ts_name} pixel data has {} bytes, the image needs {expected}",
+                decoded.len()
+            ),
         ));
     }
 
     let frame_bytes = pixels * bytes_per_sample;
 
     let info = series_info(&obj, sop_class);
-    let instance_number = int(&obj, tags::INSTANCE_NUMBER, "InstanceNumber").ok().flatten();
+    let instance_number = int(&obj, tags::INSTANCE_NUMBER, "InstanceNumber")
+        .ok()
+        .flatten();
     let sop_instance_uid = text(&obj, tags::SOP_INSTANCE_UID);
     let mut slices = Vec::with_capacity(frames as usize);
     let mut rescale_assumed = false;
@@ -1060,8 +1346,17 @@ fn decode_dicom(path: &Path, bytes: Vec<u8>, opts: &LoadOptions, accept: Accept)
                 (1.0, 0.0)
             }
         };
-        let values = stored_values(chunk, bits_allocated as u16, bits_stored as u16, high_bit as u16, signed);
-        let pixels: Vec<f32> = values.iter().map(|&v| (v * slope + intercept) as f32).collect();
+        let values = stored_values(
+            chunk,
+            bits_allocated as u16,
+            bits_stored as u16,
+            high_bit as u16,
+            signed,
+        );
+        let pixels: Vec<f32> = values
+            .iter()
+            .map(|&v| (v * slope + intercept) as f32)
+            .collect();
         if let Some(i) = pixels.iter().position(|v| !v.is_finite()) {
             return Err(Fail::new(
                 SkipKind::NonFinite,
@@ -1076,7 +1371,11 @@ fn decode_dicom(path: &Path, bytes: Vec<u8>, opts: &LoadOptions, accept: Accept)
             cols: cols as usize,
             pixels,
             geometry: geometry(&obj, k, &mut warnings),
-            source: SliceSource { path: path.to_path_buf(), frame: k as u32, sop_instance_uid: sop_instance_uid.clone() },
+            source: SliceSource {
+                path: path.to_path_buf(),
+                frame: k as u32,
+                sop_instance_uid: sop_instance_uid.clone(),
+            },
             instance_number,
             rescale: r,
         });
@@ -1087,7 +1386,9 @@ fn decode_dicom(path: &Path, bytes: Vec<u8>, opts: &LoadOptions, accept: Accept)
     if resolved == Some(Modality::Ct) {
         if let Some(t) = text(&obj, tags::RESCALE_TYPE) {
             if t != "HU" && t != "US" {
-                warnings.push(format!("CT RescaleType is '{t}', not HU; values used as HU"));
+                warnings.push(format!(
+                    "CT RescaleType is '{t}', not HU; values used as HU"
+                ));
             }
         }
     }
@@ -1132,9 +1433,19 @@ fn one_line(e: &dyn std::error::Error) -> String {
 
 /// Stored sample values: bits HighBit-BitsStored+1 ..= HighBit of each native-endian sample,
 /// two's complement when signed.
-fn stored_values(data: &[u8], bits_allocated: u16, bits_stored: u16, high_bit: u16, signed: bool) -> Vec<f64> {
+fn stored_values(
+    data: &[u8],
+    bits_allocated: u16,
+    bits_stored: u16,
+    high_bit: u16,
+    signed: bool,
+) -> Vec<f64> {
     let shift = (high_bit + 1 - bits_stored) as u32;
-    let mask: u64 = if bits_stored >= 64 { u64::MAX } else { (1u64 << bits_stored) - 1 };
+    let mask: u64 = if bits_stored >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits_stored) - 1
+    };
     let sign_bit = 1u64 << (bits_stored - 1);
     let conv = |raw: u64| -> f64 {
         let v = (raw >> shift) & mask;
@@ -1146,8 +1457,14 @@ fn stored_values(data: &[u8], bits_allocated: u16, bits_stored: u16, high_bit: u
     };
     match bits_allocated {
         8 => data.iter().map(|&b| conv(b as u64)).collect(),
-        16 => data.chunks_exact(2).map(|c| conv(u16::from_ne_bytes([c[0], c[1]]) as u64)).collect(),
-        _ => data.chunks_exact(4).map(|c| conv(u32::from_ne_bytes([c[0], c[1], c[2], c[3]]) as u64)).collect(),
+        16 => data
+            .chunks_exact(2)
+            .map(|c| conv(u16::from_ne_bytes([c[0], c[1]]) as u64))
+            .collect(),
+        _ => data
+            .chunks_exact(4)
+            .map(|c| conv(u32::from_ne_bytes([c[0], c[1], c[2], c[3]]) as u64))
+            .collect(),
     }
 }
 
@@ -1159,9 +1476,18 @@ mod tests {
     fn stored_values_mask_and_sign() {
         // 12 bits stored at high bit 11, signed: 0x0FFF is -1, 0x0800 is -2048, garbage in the
         // top nibble is ignored.
-        let d: Vec<u8> = [0x0FFFu16, 0xF800, 0x07FF].iter().flat_map(|v| v.to_ne_bytes()).collect();
-        assert_eq!(stored_values(&d, 16, 12, 11, true), vec![-1.0, -2048.0, 2047.0]);
-        assert_eq!(stored_values(&d, 16, 12, 11, false), vec![4095.0, 2048.0, 2047.0]);
+        let d: Vec<u8> = [0x0FFFu16, 0xF800, 0x07FF]
+            .iter()
+            .flat_map(|v| v.to_ne_bytes())
+            .collect();
+        assert_eq!(
+            stored_values(&d, 16, 12, 11, true),
+            vec![-1.0, -2048.0, 2047.0]
+        );
+        assert_eq!(
+            stored_values(&d, 16, 12, 11, false),
+            vec![4095.0, 2048.0, 2047.0]
+        );
         // High bit 15 with 12 stored bits: the value sits in the top 12 bits.
         let d: Vec<u8> = [0xFFF0u16].iter().flat_map(|v| v.to_ne_bytes()).collect();
         assert_eq!(stored_values(&d, 16, 12, 15, true), vec![-1.0]);
@@ -1173,9 +1499,15 @@ mod tests {
     #[test]
     fn jpeg_sof_reads_the_frame_header() {
         // SOI, APP0 (len 4), SOF1 12-bit 512x256 1 component.
-        let d = [0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 0, 0, 0xFF, 0xC1, 0, 11, 12, 0x02, 0x00, 0x01, 0x00, 1, 1, 0x11, 0];
+        let d = [
+            0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 0, 0, 0xFF, 0xC1, 0, 11, 12, 0x02, 0x00, 0x01, 0x00, 1,
+            1, 0x11, 0,
+        ];
         let f = jpeg_sof(&d).unwrap();
-        assert_eq!((f.marker, f.precision, f.height, f.width, f.components), (0xC1, 12, 512, 256, 1));
+        assert_eq!(
+            (f.marker, f.precision, f.height, f.width, f.components),
+            (0xC1, 12, 512, 256, 1)
+        );
         assert!(jpeg_sof(&[0x89, b'P', b'N', b'G']).is_err());
         assert!(jpeg_sof(&[0xFF, 0xD8, 0xFF, 0xE0, 0x40, 0]).is_err());
     }

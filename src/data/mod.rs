@@ -42,8 +42,8 @@ use crate::engine::error::{Error, Result};
 
 pub use phantom::{write_phantom, PhantomOptions, PhantomSummary};
 pub use prep::{
-    prepare_volume, BackgroundRule, Batcher, CtScaling, MrScaling, MrVolumeScaling,
-    PrepRecord, PreparedVolume,
+    prepare_volume, BackgroundRule, Batcher, CtScaling, MrScaling, MrVolumeScaling, PrepRecord,
+    PreparedVolume,
 };
 
 /// The two image domains: MR is domain A, CT is domain B.
@@ -109,7 +109,11 @@ impl SliceGeometry {
 }
 
 pub(crate) fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
 }
 
 pub(crate) fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
@@ -220,7 +224,10 @@ impl Volume {
             .slices
             .windows(2)
             .filter_map(|w| {
-                Some((dot(w[1].geometry.image_position?, n) - dot(w[0].geometry.image_position?, n)).abs())
+                Some(
+                    (dot(w[1].geometry.image_position?, n) - dot(w[0].geometry.image_position?, n))
+                        .abs(),
+                )
             })
             .collect();
         if d.is_empty() {
@@ -390,7 +397,12 @@ impl fmt::Display for LoadSummary {
             writeln!(f, "  note: {n}")?;
         }
         if !self.skipped.is_empty() {
-            writeln!(f, "  skipped {} file(s): {}", self.skipped.len(), self.skip_counts_text())?;
+            writeln!(
+                f,
+                "  skipped {} file(s): {}",
+                self.skipped.len(),
+                self.skip_counts_text()
+            )?;
             // One example of each kind (at most 6 lines); `skipped` has them all.
             let mut shown = 0;
             for kind in self.skip_counts().keys() {
@@ -427,25 +439,36 @@ pub(crate) struct Fail {
 
 impl Fail {
     pub fn new(kind: SkipKind, reason: impl Into<String>) -> Self {
-        Fail { kind, reason: reason.into() }
+        Fail {
+            kind,
+            reason: reason.into(),
+        }
     }
     pub fn into_error(self, path: &Path) -> Error {
         Error::file(path, self.reason)
     }
     pub fn into_skipped(self, path: &Path) -> Skipped {
-        Skipped { path: path.to_path_buf(), kind: self.kind, reason: self.reason }
+        Skipped {
+            path: path.to_path_buf(),
+            kind: self.kind,
+            reason: self.reason,
+        }
     }
 }
 
 fn is_nifti_name(p: &Path) -> bool {
-    let name = p.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
     name.ends_with(".nii") || name.ends_with(".nii.gz")
 }
 
 /// Every regular file under `dir`, sorted, recursing into folders. Unreadable subfolders go to
 /// `skipped`; an unreadable, missing or non-directory `dir` is an error.
 fn walk(dir: &Path, skipped: &mut Vec<Skipped>) -> Result<Vec<PathBuf>> {
-    let meta = std::fs::metadata(dir).map_err(|e| Error::file(dir, io_reason("cannot open directory", &e)))?;
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| Error::file(dir, io_reason("cannot open directory", &e)))?;
     if !meta.is_dir() {
         return Err(Error::file(dir, "not a directory"));
     }
@@ -522,7 +545,10 @@ pub(crate) fn io_reason(what: &str, e: &std::io::Error) -> String {
 fn nifti_folder_modality(file: &Path, root: &Path) -> Option<Modality> {
     let mut cur = file.parent();
     while let Some(d) = cur {
-        if let Some(m) = d.file_name().and_then(|n| Modality::from_folder_name(&n.to_string_lossy())) {
+        if let Some(m) = d
+            .file_name()
+            .and_then(|n| Modality::from_folder_name(&n.to_string_lossy()))
+        {
             return Some(m);
         }
         if d == root {
@@ -556,7 +582,10 @@ pub fn for_each_volume(
     opts: &LoadOptions,
     mut f: impl FnMut(Volume, &mut LoadSummary) -> Result<()>,
 ) -> Result<LoadSummary> {
-    let mut summary = LoadSummary { root: dir.to_path_buf(), ..Default::default() };
+    let mut summary = LoadSummary {
+        root: dir.to_path_buf(),
+        ..Default::default()
+    };
     let files = walk(dir, &mut summary.skipped)?;
     summary.files_seen = files.len();
     let accept = match opts.force_modality {
@@ -574,7 +603,9 @@ pub fn for_each_volume(
     };
     for file in &files {
         if is_nifti_name(file) {
-            let modality = opts.force_modality.or_else(|| nifti_folder_modality(file, dir));
+            let modality = opts
+                .force_modality
+                .or_else(|| nifti_folder_modality(file, dir));
             let Some(modality) = modality else {
                 summary.skipped.push(Skipped {
                     path: file.clone(),
@@ -586,7 +617,11 @@ pub fn for_each_volume(
             match nifti::read_nifti_inner(file, opts).and_then(|img| img.into_volume(modality)) {
                 Ok(v) => {
                     summary.files_used += 1;
-                    summary.warnings.extend(v.warnings.iter().map(|w| format!("{}: {w}", file.display())));
+                    summary.warnings.extend(
+                        v.warnings
+                            .iter()
+                            .map(|w| format!("{}: {w}", file.display())),
+                    );
                     hand_over(v, &mut summary)?;
                 }
                 Err(fail) => summary.skipped.push(fail.into_skipped(file)),
@@ -599,7 +634,9 @@ pub fn for_each_volume(
             None => loose.push(file.clone()),
         }
     }
-    let batches = groups.into_values().chain(loose.into_iter().map(|p| vec![p]));
+    let batches = groups
+        .into_values()
+        .chain(loose.into_iter().map(|p| vec![p]));
     for paths in batches {
         let mut decoded = Vec::new();
         for p in &paths {
@@ -649,20 +686,33 @@ fn group_series(files: Vec<dicom::DicomFile>, summary: &mut LoadSummary) -> (Vec
         for f in &files {
             *sizes.entry((f.rows, f.cols)).or_insert(0) += f.slices.len();
         }
-        let (&(rows, cols), _) = sizes.iter().max_by_key(|(k, n)| (**n, k.0 * k.1)).expect("group is not empty");
+        let (&(rows, cols), _) = sizes
+            .iter()
+            .max_by_key(|(k, n)| (**n, k.0 * k.1))
+            .expect("group is not empty");
         let mut slices = Vec::new();
         let mut warnings = Vec::new();
         let mut rescale_assumed = false;
         let mut info = None;
-        let source = files[0].path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let source = files[0]
+            .path
+            .parent()
+            .unwrap_or(Path::new(""))
+            .to_path_buf();
         let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
         for f in files {
-            let sop = f.slices.first().and_then(|s| s.source.sop_instance_uid.clone());
+            let sop = f
+                .slices
+                .first()
+                .and_then(|s| s.source.sop_instance_uid.clone());
             if let Some(first) = sop.as_ref().and_then(|u| seen.get(u)) {
                 summary.skipped.push(Skipped {
                     path: f.path.clone(),
                     kind: SkipKind::Duplicate,
-                    reason: format!("same SOPInstanceUID as {}; the copy is ignored", first.display()),
+                    reason: format!(
+                        "same SOPInstanceUID as {}; the copy is ignored",
+                        first.display()
+                    ),
                 });
                 continue;
             }
@@ -717,7 +767,10 @@ fn group_series(files: Vec<dicom::DicomFile>, summary: &mut LoadSummary) -> (Vec
 /// orientation; else by InstanceNumber when every slice has one; else by file and frame.
 pub fn order_slices(slices: &mut [Slice]) -> SliceOrder {
     let by_file = |a: &Slice, b: &Slice| {
-        a.source.path.cmp(&b.source.path).then(a.source.frame.cmp(&b.source.frame))
+        a.source
+            .path
+            .cmp(&b.source.path)
+            .then(a.source.frame.cmp(&b.source.frame))
     };
     let normal = slices.first().and_then(|s| s.geometry.normal());
     if let Some(n) = normal {
@@ -733,7 +786,11 @@ pub fn order_slices(slices: &mut [Slice]) -> SliceOrder {
         }
     }
     if slices.iter().all(|s| s.instance_number.is_some()) {
-        slices.sort_by(|a, b| a.instance_number.cmp(&b.instance_number).then_with(|| by_file(a, b)));
+        slices.sort_by(|a, b| {
+            a.instance_number
+                .cmp(&b.instance_number)
+                .then_with(|| by_file(a, b))
+        });
         return SliceOrder::InstanceNumber;
     }
     slices.sort_by(by_file);
@@ -744,7 +801,8 @@ pub fn order_slices(slices: &mut [Slice]) -> SliceOrder {
 /// (used by translate and eval). A directory with several series is an error listing them.
 /// NIfTI needs `opts.force_modality` or an enclosing mr/ or ct/ folder.
 pub fn load_volume(path: &Path, opts: &LoadOptions) -> Result<Volume> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::file(path, io_reason("cannot open", &e)))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| Error::file(path, io_reason("cannot open", &e)))?;
     if meta.is_file() {
         if is_nifti_name(path) {
             // Any enclosing folder named mr/ or ct/ counts here (the nearest wins).
@@ -765,7 +823,9 @@ pub fn load_volume(path: &Path, opts: &LoadOptions) -> Result<Volume> {
         let df = dicom::read_dicom_inner(path, opts, accept).map_err(|f| f.into_error(path))?;
         let mut summary = LoadSummary::default();
         let (mut vols, _) = group_series(vec![df], &mut summary);
-        return vols.pop().ok_or_else(|| Error::file(path, "no usable image"));
+        return vols
+            .pop()
+            .ok_or_else(|| Error::file(path, "no usable image"));
     }
     let (mut vols, summary) = scan_volumes(path, opts)?;
     match vols.len() {
@@ -775,7 +835,15 @@ pub fn load_volume(path: &Path, opts: &LoadOptions) -> Result<Volume> {
             path,
             format!(
                 "holds {n} series ({}); pass the directory of one series",
-                vols.iter().map(|v| v.info.series_instance_uid.clone().unwrap_or_else(|| v.source.display().to_string())).take(4).collect::<Vec<_>>().join(", ")
+                vols.iter()
+                    .map(|v| v
+                        .info
+                        .series_instance_uid
+                        .clone()
+                        .unwrap_or_else(|| v.source.display().to_string()))
+                    .take(4)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )),
     }
@@ -785,10 +853,7 @@ fn no_usable_reason(summary: &LoadSummary) -> String {
     if summary.files_seen == 0 && summary.skipped.is_empty() {
         return "empty directory: no files".to_string();
     }
-    let mut r = format!(
-        "no usable image among {} file(s)",
-        summary.files_seen
-    );
+    let mut r = format!("no usable image among {} file(s)", summary.files_seen);
     if !summary.skipped.is_empty() {
         r.push_str(&format!(" (skipped: {}", summary.skip_counts_text()));
         if let Some(first) = summary.skipped.first() {
@@ -839,7 +904,10 @@ pub fn load_training_set(dir: &Path, size: usize, opts: &LoadOptions) -> Result<
     if opts.use_train_subdir {
         let t = dir.join("train");
         if t.is_dir() {
-            note = Some(format!("reading {} only (the data has a train/ split)", t.display()));
+            note = Some(format!(
+                "reading {} only (the data has a train/ split)",
+                t.display()
+            ));
             root = t;
         }
     }

@@ -21,7 +21,10 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{Fail, LoadOptions, Modality, SeriesInfo, SkipKind, Skipped, Slice, SliceGeometry, SliceSource, Volume, VolumeFormat};
+use super::{
+    Fail, LoadOptions, Modality, SeriesInfo, SkipKind, Skipped, Slice, SliceGeometry, SliceSource,
+    Volume, VolumeFormat,
+};
 use crate::engine::error::Result;
 
 /// Which header fields gave the voxel-to-world affine.
@@ -62,7 +65,9 @@ impl NiftiImage {
 
     /// Cuts the image into DICOM-like slices along the third axis (see the module docs).
     pub fn to_volume(&self, modality: Modality) -> Result<Volume> {
-        self.clone().into_volume(modality).map_err(|f| f.into_error(&self.path))
+        self.clone()
+            .into_volume(modality)
+            .map_err(|f| f.into_error(&self.path))
     }
 
     pub(crate) fn into_volume(self, modality: Modality) -> std::result::Result<Volume, Fail> {
@@ -95,10 +100,20 @@ impl NiftiImage {
         } else {
             di[1].abs() >= dj[1].abs()
         };
-        let (col_u, n_col, row_u, n_row) = if i_is_col { (ui, nx, uj, ny) } else { (uj, ny, ui, nx) };
+        let (col_u, n_col, row_u, n_row) = if i_is_col {
+            (ui, nx, uj, ny)
+        } else {
+            (uj, ny, ui, nx)
+        };
         let (cd, rd) = (unit(col_u), unit(row_u));
-        let flip_col = if cd[0].abs() >= 0.5 || cd[0].abs() >= cd[1].abs() { cd[0] < 0.0 } else { cd[1] < 0.0 };
-        let dominant = (0..3).max_by(|&a, &b| rd[a].abs().total_cmp(&rd[b].abs())).unwrap_or(1);
+        let flip_col = if cd[0].abs() >= 0.5 || cd[0].abs() >= cd[1].abs() {
+            cd[0] < 0.0
+        } else {
+            cd[1] < 0.0
+        };
+        let dominant = (0..3)
+            .max_by(|&a, &b| rd[a].abs().total_cmp(&rd[b].abs()))
+            .unwrap_or(1);
         let flip_row = match dominant {
             2 => rd[2] > 0.0,
             1 => rd[1] < 0.0,
@@ -135,18 +150,25 @@ impl NiftiImage {
             let a0 = if flip_row { n_row - 1 } else { 0 };
             let b0 = if flip_col { n_col - 1 } else { 0 };
             let (i0, j0) = if i_is_col { (b0, a0) } else { (a0, b0) };
-            let p = |r: usize| m[r][0] * i0 as f64 + m[r][1] * j0 as f64 + m[r][2] * k as f64 + m[r][3];
+            let p =
+                |r: usize| m[r][0] * i0 as f64 + m[r][1] * j0 as f64 + m[r][2] * k as f64 + m[r][3];
             slices.push(Slice {
                 rows: n_row,
                 cols: n_col,
                 pixels: px,
                 geometry: SliceGeometry {
                     image_position: Some([p(0), p(1), p(2)]),
-                    image_orientation: Some([row_dir[0], row_dir[1], row_dir[2], col_dir[0], col_dir[1], col_dir[2]]),
+                    image_orientation: Some([
+                        row_dir[0], row_dir[1], row_dir[2], col_dir[0], col_dir[1], col_dir[2],
+                    ]),
                     pixel_spacing: Some(spacing),
                     slice_thickness: Some(thickness),
                 },
-                source: SliceSource { path: self.path.clone(), frame: k as u32, sop_instance_uid: None },
+                source: SliceSource {
+                    path: self.path.clone(),
+                    frame: k as u32,
+                    sop_instance_uid: None,
+                },
                 instance_number: Some(k as i64 + 1),
                 rescale: self.scaling,
             });
@@ -199,13 +221,24 @@ struct Stream<'a> {
 impl<'a> Stream<'a> {
     fn open(src: Src<'a>, gz: bool) -> std::result::Result<Self, Fail> {
         let raw: Box<dyn Read + 'a> = match src {
-            Src::File(path) => Box::new(std::io::BufReader::new(
-                std::fs::File::open(path).map_err(|e| Fail::new(SkipKind::Unreadable, super::io_reason("cannot open", &e)))?,
-            )),
+            Src::File(path) => {
+                Box::new(std::io::BufReader::new(std::fs::File::open(path).map_err(
+                    |e| Fail::new(SkipKind::Unreadable, super::io_reason("cannot open", &e)),
+                )?))
+            }
             Src::Mem(b) => Box::new(b),
         };
-        let reader: Box<dyn Read + 'a> = if gz { Box::new(flate2::read::MultiGzDecoder::new(raw)) } else { raw };
-        Ok(Stream { reader, gz, pos: 0, note: None })
+        let reader: Box<dyn Read + 'a> = if gz {
+            Box::new(flate2::read::MultiGzDecoder::new(raw))
+        } else {
+            raw
+        };
+        Ok(Stream {
+            reader,
+            gz,
+            pos: 0,
+            note: None,
+        })
     }
 
     /// Up to `n` more bytes, into `out` (or discarded when `out` is None); fewer only at the
@@ -227,12 +260,18 @@ impl<'a> Stream<'a> {
                 Ok(())
             }
             Err(e) if self.gz => Err(corrupt(format!("corrupt gzip data: {e}"))),
-            Err(e) => Err(Fail::new(SkipKind::Unreadable, super::io_reason("cannot read", &e))),
+            Err(e) => Err(Fail::new(
+                SkipKind::Unreadable,
+                super::io_reason("cannot read", &e),
+            )),
         }
     }
 
     fn note(&self) -> String {
-        self.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+        self.note
+            .as_ref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default()
     }
 }
 
@@ -243,16 +282,29 @@ pub const MAX_VOX_OFFSET: u64 = 64 << 20;
 /// Reads a NIfTI file already in memory exactly as [`try_read_nifti`] reads one on disk; `name`
 /// decides gzip (a name ending in .gz) and is used in messages. This is the entry point of the
 /// `nifti_read` fuzz target.
-pub fn read_nifti_bytes(bytes: &[u8], name: &Path, opts: &LoadOptions) -> std::result::Result<NiftiImage, Skipped> {
+pub fn read_nifti_bytes(
+    bytes: &[u8],
+    name: &Path,
+    opts: &LoadOptions,
+) -> std::result::Result<NiftiImage, Skipped> {
     decode_nifti(Src::Mem(bytes), bytes.len() as u64, name, opts).map_err(|f| f.into_skipped(name))
 }
 
-pub(crate) fn read_nifti_inner(path: &Path, opts: &LoadOptions) -> std::result::Result<NiftiImage, Fail> {
-    let meta = std::fs::metadata(path).map_err(|e| Fail::new(SkipKind::Unreadable, super::io_reason("cannot open", &e)))?;
+pub(crate) fn read_nifti_inner(
+    path: &Path,
+    opts: &LoadOptions,
+) -> std::result::Result<NiftiImage, Fail> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Fail::new(SkipKind::Unreadable, super::io_reason("cannot open", &e)))?;
     decode_nifti(Src::File(path), meta.len(), path, opts)
 }
 
-fn decode_nifti(src: Src, file_len: u64, path: &Path, opts: &LoadOptions) -> std::result::Result<NiftiImage, Fail> {
+fn decode_nifti(
+    src: Src,
+    file_len: u64,
+    path: &Path,
+    opts: &LoadOptions,
+) -> std::result::Result<NiftiImage, Fail> {
     if file_len == 0 {
         return Err(Fail::new(SkipKind::NotDicom, "empty file (0 bytes)"));
     }
@@ -261,22 +313,42 @@ fn decode_nifti(src: Src, file_len: u64, path: &Path, opts: &LoadOptions) -> std
     let mut hdr = Vec::with_capacity(348);
     stream.read(348, Some(&mut hdr))?;
     if hdr.len() < 348 {
-        return Err(corrupt(format!("truncated NIfTI header: {} bytes, 348 needed{}", hdr.len(), stream.note())));
+        return Err(corrupt(format!(
+            "truncated NIfTI header: {} bytes, 348 needed{}",
+            hdr.len(),
+            stream.note()
+        )));
     }
     let le = i32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
     let be = i32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
     let big_endian = match (le, be) {
         (348, _) => false,
         (_, 348) => true,
-        (540, _) | (_, 540) => return Err(Fail::new(SkipKind::Unsupported, "NIfTI-2 is not supported (NIfTI-1 only)")),
-        _ => return Err(Fail::new(SkipKind::NotDicom, format!("not a NIfTI-1 file (sizeof_hdr is {le}, 348 expected)"))),
+        (540, _) | (_, 540) => {
+            return Err(Fail::new(
+                SkipKind::Unsupported,
+                "NIfTI-2 is not supported (NIfTI-1 only)",
+            ))
+        }
+        _ => {
+            return Err(Fail::new(
+                SkipKind::NotDicom,
+                format!("not a NIfTI-1 file (sizeof_hdr is {le}, 348 expected)"),
+            ))
+        }
     };
     let magic = &hdr[344..348];
     if magic == b"ni1\0" {
-        return Err(Fail::new(SkipKind::Unsupported, "NIfTI header of a .hdr/.img pair; only single-file .nii is supported"));
+        return Err(Fail::new(
+            SkipKind::Unsupported,
+            "NIfTI header of a .hdr/.img pair; only single-file .nii is supported",
+        ));
     }
     if magic != b"n+1\0" {
-        return Err(corrupt(format!("NIfTI magic is {:?}, \"n+1\" expected", String::from_utf8_lossy(magic))));
+        return Err(corrupt(format!(
+            "NIfTI magic is {:?}, \"n+1\" expected",
+            String::from_utf8_lossy(magic)
+        )));
     }
     let i16_at = |o: usize| {
         let b = [hdr[o], hdr[o + 1]];
@@ -297,7 +369,9 @@ fn decode_nifti(src: Src, file_len: u64, path: &Path, opts: &LoadOptions) -> std
     let dim: Vec<i16> = (0..8).map(|d| i16_at(40 + 2 * d)).collect();
     let ndim = dim[0];
     if !(1..=7).contains(&ndim) {
-        return Err(corrupt(format!("dim[0] (number of dimensions) is {ndim}, 1..=7 expected")));
+        return Err(corrupt(format!(
+            "dim[0] (number of dimensions) is {ndim}, 1..=7 expected"
+        )));
     }
     let mut sizes = [1usize; 7];
     for d in 1..=ndim as usize {
@@ -322,31 +396,49 @@ fn decode_nifti(src: Src, file_len: u64, path: &Path, opts: &LoadOptions) -> std
         1280 => (8, "uint64"),
         64 => (8, "float64"),
         1 | 32 | 128 | 1536 | 1792 | 2048 | 2304 => {
-            return Err(Fail::new(SkipKind::Unsupported, format!("NIfTI datatype {datatype} (binary/complex/RGB) is not a grey-level image")));
+            return Err(Fail::new(
+                SkipKind::Unsupported,
+                format!("NIfTI datatype {datatype} (binary/complex/RGB) is not a grey-level image"),
+            ));
         }
         _ => return Err(corrupt(format!("unknown NIfTI datatype {datatype}"))),
     };
     if bitpix as usize != bytes * 8 {
-        return Err(corrupt(format!("bitpix {bitpix} does not match datatype {dtname} ({} bits)", bytes * 8)));
+        return Err(corrupt(format!(
+            "bitpix {bitpix} does not match datatype {dtname} ({} bits)",
+            bytes * 8
+        )));
     }
     let plane = dims[0] * dims[1];
     if plane > opts.max_pixels_per_slice {
         return Err(Fail::new(
             SkipKind::TooLarge,
-            format!("slice of {}x{} exceeds the bound of {} pixels per slice", dims[0], dims[1], opts.max_pixels_per_slice),
+            format!(
+                "slice of {}x{} exceeds the bound of {} pixels per slice",
+                dims[0], dims[1], opts.max_pixels_per_slice
+            ),
         ));
     }
     let nvox = plane as u128 * dims[2] as u128;
     if nvox > opts.max_voxels_per_file as u128 {
         return Err(Fail::new(
             SkipKind::TooLarge,
-            format!("{}x{}x{} voxels exceed the bound of {} voxels per file", dims[0], dims[1], dims[2], opts.max_voxels_per_file),
+            format!(
+                "{}x{}x{} voxels exceed the bound of {} voxels per file",
+                dims[0], dims[1], dims[2], opts.max_voxels_per_file
+            ),
         ));
     }
     let nvox = nvox as usize;
     let vox_offset = f32_at(108);
-    if !vox_offset.is_finite() || vox_offset < 348.0 || vox_offset.fract() != 0.0 || vox_offset as f64 > MAX_VOX_OFFSET as f64 {
-        return Err(corrupt(format!("vox_offset {vox_offset} is not a valid data offset (348..={MAX_VOX_OFFSET})")));
+    if !vox_offset.is_finite()
+        || vox_offset < 348.0
+        || vox_offset.fract() != 0.0
+        || vox_offset as f64 > MAX_VOX_OFFSET as f64
+    {
+        return Err(corrupt(format!(
+            "vox_offset {vox_offset} is not a valid data offset (348..={MAX_VOX_OFFSET})"
+        )));
     }
     let off = vox_offset as usize;
     let need = off + nvox * bytes;
@@ -377,7 +469,8 @@ fn decode_nifti(src: Src, file_len: u64, path: &Path, opts: &LoadOptions) -> std
     let raw = &buf[..];
     let slope = f32_at(112) as f64;
     let inter = f32_at(116) as f64;
-    let scaling = (slope.is_finite() && slope != 0.0).then(|| (slope, if inter.is_finite() { inter } else { 0.0 }));
+    let scaling = (slope.is_finite() && slope != 0.0)
+        .then(|| (slope, if inter.is_finite() { inter } else { 0.0 }));
     // Straight to scaled f32 (no f64 copy of the volume): the volume costs its raw bytes plus
     // 4 bytes per voxel at most.
     let mut out: Vec<f32> = Vec::with_capacity(nvox);
@@ -398,7 +491,11 @@ fn decode_nifti(src: Src, file_len: u64, path: &Path, opts: &LoadOptions) -> std
         ($t:ty, $n:expr) => {
             for c in raw.chunks_exact($n) {
                 let a: [u8; $n] = c.try_into().expect("chunk size");
-                let v = if big_endian { <$t>::from_be_bytes(a) } else { <$t>::from_le_bytes(a) };
+                let v = if big_endian {
+                    <$t>::from_be_bytes(a)
+                } else {
+                    <$t>::from_le_bytes(a)
+                };
                 push(v as f64);
             }
         };
@@ -425,23 +522,50 @@ fn decode_nifti(src: Src, file_len: u64, path: &Path, opts: &LoadOptions) -> std
     }
     let mut warnings = Vec::new();
     if volumes > 1 {
-        warnings.push(format!("{volumes} volumes in the file; only the first is used"));
+        warnings.push(format!(
+            "{volumes} volumes in the file; only the first is used"
+        ));
     }
     let pixdim: Vec<f64> = (0..8).map(|d| f32_at(76 + 4 * d) as f64).collect();
-    let pd = |d: usize| if pixdim[d].is_finite() && pixdim[d] > 0.0 { pixdim[d] } else { 1.0 };
+    let pd = |d: usize| {
+        if pixdim[d].is_finite() && pixdim[d] > 0.0 {
+            pixdim[d]
+        } else {
+            1.0
+        }
+    };
     let qform_code = i16_at(252);
     let sform_code = i16_at(254);
     let srow: Vec<f64> = (0..12).map(|n| f32_at(280 + 4 * n) as f64).collect();
     let (affine, affine_source) = if sform_code > 0 && srow.iter().all(|v| v.is_finite()) {
-        ([[srow[0], srow[1], srow[2], srow[3]], [srow[4], srow[5], srow[6], srow[7]], [srow[8], srow[9], srow[10], srow[11]]], AffineSource::Sform)
+        (
+            [
+                [srow[0], srow[1], srow[2], srow[3]],
+                [srow[4], srow[5], srow[6], srow[7]],
+                [srow[8], srow[9], srow[10], srow[11]],
+            ],
+            AffineSource::Sform,
+        )
     } else if qform_code > 0 {
         let (b, c, d) = (f32_at(256) as f64, f32_at(260) as f64, f32_at(264) as f64);
         let (qx, qy, qz) = (f32_at(268) as f64, f32_at(272) as f64, f32_at(276) as f64);
         let a = (1.0 - (b * b + c * c + d * d)).max(0.0).sqrt();
         let r = [
-            [a * a + b * b - c * c - d * d, 2.0 * (b * c - a * d), 2.0 * (b * d + a * c)],
-            [2.0 * (b * c + a * d), a * a + c * c - b * b - d * d, 2.0 * (c * d - a * b)],
-            [2.0 * (b * d - a * c), 2.0 * (c * d + a * b), a * a + d * d - b * b - c * c],
+            [
+                a * a + b * b - c * c - d * d,
+                2.0 * (b * c - a * d),
+                2.0 * (b * d + a * c),
+            ],
+            [
+                2.0 * (b * c + a * d),
+                a * a + c * c - b * b - d * d,
+                2.0 * (c * d - a * b),
+            ],
+            [
+                2.0 * (b * d - a * c),
+                2.0 * (c * d + a * b),
+                a * a + d * d - b * b - c * c,
+            ],
         ];
         let qfac = if pixdim[0] < 0.0 { -1.0 } else { 1.0 };
         let s = [pd(1), pd(2), pd(3) * qfac];
@@ -462,7 +586,9 @@ fn decode_nifti(src: Src, file_len: u64, path: &Path, opts: &LoadOptions) -> std
     } else {
         pixdim_affine(pd(1), pd(2), pd(3))
     };
-    let description = String::from_utf8_lossy(&hdr[148..228]).trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string();
+    let description = String::from_utf8_lossy(&hdr[148..228])
+        .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+        .to_string();
     Ok(NiftiImage {
         path: path.to_path_buf(),
         dims,
@@ -480,5 +606,8 @@ fn decode_nifti(src: Src, file_len: u64, path: &Path, opts: &LoadOptions) -> std
 }
 
 fn pixdim_affine(x: f64, y: f64, z: f64) -> ([[f64; 4]; 3], AffineSource) {
-    ([[x, 0.0, 0.0, 0.0], [0.0, y, 0.0, 0.0], [0.0, 0.0, z, 0.0]], AffineSource::Pixdim)
+    (
+        [[x, 0.0, 0.0, 0.0], [0.0, y, 0.0, 0.0], [0.0, 0.0, z, 0.0]],
+        AffineSource::Pixdim,
+    )
 }

@@ -52,7 +52,14 @@ pub struct PhantomOptions {
 
 impl Default for PhantomOptions {
     fn default() -> Self {
-        PhantomOptions { size: 128, min_slices: 16, max_slices: 24, test_fraction: 0.2, force: false, unique_uids: false }
+        PhantomOptions {
+            size: 128,
+            min_slices: 16,
+            max_slices: 24,
+            test_fraction: 0.2,
+            force: false,
+            unique_uids: false,
+        }
     }
 }
 
@@ -164,19 +171,51 @@ impl Anatomy {
         let vx = uni(rng, 7.0, 11.0);
         let vy = uni(rng, -4.0, 6.0);
         let vz = uni(rng, 10.0, 20.0);
-        let vr = [uni(rng, 4.5, 7.5), uni(rng, 20.0, 28.0), uni(rng, 9.0, 14.0)];
+        let vr = [
+            uni(rng, 4.5, 7.5),
+            uni(rng, 20.0, 28.0),
+            uni(rng, 9.0, 14.0),
+        ];
         let ventricles = vec![
-            Ellipsoid { c: [vx, vy, vz], r: vr },
-            Ellipsoid { c: [-vx, vy, vz], r: vr },
-            Ellipsoid { c: [0.0, vy + 6.0, vz - 12.0], r: [1.8, 10.0, 7.0] },
+            Ellipsoid {
+                c: [vx, vy, vz],
+                r: vr,
+            },
+            Ellipsoid {
+                c: [-vx, vy, vz],
+                r: vr,
+            },
+            Ellipsoid {
+                c: [0.0, vy + 6.0, vz - 12.0],
+                r: [1.8, 10.0, 7.0],
+            },
         ];
         let gx = uni(rng, 16.0, 22.0);
-        let gr = [uni(rng, 7.0, 10.0), uni(rng, 12.0, 16.0), uni(rng, 8.0, 12.0)];
-        let deep_gm = vec![Ellipsoid { c: [gx, 0.0, 0.0], r: gr }, Ellipsoid { c: [-gx, 0.0, 0.0], r: gr }];
+        let gr = [
+            uni(rng, 7.0, 10.0),
+            uni(rng, 12.0, 16.0),
+            uni(rng, 8.0, 12.0),
+        ];
+        let deep_gm = vec![
+            Ellipsoid {
+                c: [gx, 0.0, 0.0],
+                r: gr,
+            },
+            Ellipsoid {
+                c: [-gx, 0.0, 0.0],
+                r: gr,
+            },
+        ];
         let s = uni(rng, 0.8, 1.25);
         let sinuses = vec![
-            Ellipsoid { c: [uni(rng, -3.0, 3.0), -0.84 * b, uni(rng, -16.0, -8.0)], r: [13.0 * s, 7.0 * s, 10.0 * s] },
-            Ellipsoid { c: [0.0, -0.30 * b, uni(rng, -44.0, -36.0)], r: [11.0 * s, 10.0 * s, 8.0 * s] },
+            Ellipsoid {
+                c: [uni(rng, -3.0, 3.0), -0.84 * b, uni(rng, -16.0, -8.0)],
+                r: [13.0 * s, 7.0 * s, 10.0 * s],
+            },
+            Ellipsoid {
+                c: [0.0, -0.30 * b, uni(rng, -44.0, -36.0)],
+                r: [11.0 * s, 10.0 * s, 8.0 * s],
+            },
         ];
         Anatomy {
             centre: [uni(rng, -5.0, 5.0), uni(rng, -5.0, 5.0)],
@@ -189,7 +228,11 @@ impl Anatomy {
             harmonics,
             layers,
             gm: uni(rng, 2.5, 4.0),
-            gyri: (uni(rng, 7.0, 11.0), uni(rng, 0.15, 0.3), uni(rng, 0.0, std::f64::consts::TAU)),
+            gyri: (
+                uni(rng, 7.0, 11.0),
+                uni(rng, 0.15, 0.3),
+                uni(rng, 0.0, std::f64::consts::TAU),
+            ),
             ventricles,
             deep_gm,
             sinuses,
@@ -205,9 +248,17 @@ impl Anatomy {
         let r = (px * px + py * py + z * z).sqrt().max(1e-9);
         let (ux, uy, uz) = (px / r, py / r, z / r);
         let theta = uy.atan2(ux);
-        let pert = 1.0 + self.harmonics.iter().enumerate().map(|(k, (amp, ph))| amp * ((k as f64 + 2.0) * theta + ph + 0.01 * z).cos()).sum::<f64>();
+        let pert = 1.0
+            + self
+                .harmonics
+                .iter()
+                .enumerate()
+                .map(|(k, (amp, ph))| amp * ((k as f64 + 2.0) * theta + ph + 0.01 * z).cos())
+                .sum::<f64>();
         let cz = if z >= 0.0 { self.c_up } else { self.c_low };
-        let rdir = 1.0 / ((ux / (self.a * pert)).powi(2) + (uy / (self.b * pert)).powi(2) + (uz / cz).powi(2)).sqrt();
+        let rdir = 1.0
+            / ((ux / (self.a * pert)).powi(2) + (uy / (self.b * pert)).powi(2) + (uz / cz).powi(2))
+                .sqrt();
         let d = rdir - r;
         if d < 0.0 {
             return Tissue::Air;
@@ -294,7 +345,9 @@ pub fn phantom_subject(seed: u64, index: usize, opts: &PhantomOptions) -> Phanto
     ct[Tissue::White as usize] = uni(&mut rng, 22.0, 30.0) as f32;
     ct[Tissue::Ventricle as usize] = ct[Tissue::Csf as usize];
     ct[Tissue::Sinus as usize] = uni(&mut rng, -1000.0, -960.0) as f32;
-    let base_mr = [0.0, 450.0, 1100.0, 40.0, 800.0, 180.0, 600.0, 900.0, 180.0, 0.0];
+    let base_mr = [
+        0.0, 450.0, 1100.0, 40.0, 800.0, 180.0, 600.0, 900.0, 180.0, 0.0,
+    ];
     let gain = uni(&mut rng, 0.85, 1.15);
     for t in 0..TISSUES {
         mr[t] = (base_mr[t] * gain * uni(&mut rng, 0.95, 1.05)) as f32;
@@ -328,10 +381,18 @@ pub fn phantom_subject(seed: u64, index: usize, opts: &PhantomOptions) -> Phanto
                         smr += mr[t] as f64;
                     }
                 }
-                let hu = (sct / 4.0 + ct_sigma * noise.normal()).round().clamp(-1024.0, 3071.0);
+                let hu = (sct / 4.0 + ct_sigma * noise.normal())
+                    .round()
+                    .clamp(-1024.0, 3071.0);
                 ct_hu[i] = hu as f32;
                 let (xn, yn, zn) = (x / 100.0, y / 100.0, z / 100.0);
-                let bias = (beta[0] * xn + beta[1] * yn + beta[2] * zn + beta[3] * xn * yn + beta[4] * (xn * xn - yn * yn) + beta[5] * zn * zn).exp();
+                let bias = (beta[0] * xn
+                    + beta[1] * yn
+                    + beta[2] * zn
+                    + beta[3] * xn * yn
+                    + beta[4] * (xn * xn - yn * yn)
+                    + beta[5] * zn * zn)
+                    .exp();
                 let s = smr / 4.0 * bias;
                 let (n1, n2) = (mr_sigma * noise.normal(), mr_sigma * noise.normal());
                 let m = ((s + n1).powi(2) + n2 * n2).sqrt();
@@ -410,31 +471,69 @@ fn slice_object(
 ) -> InMemDicomObject {
     let mut o = InMemDicomObject::new_empty();
     let is_ct = modality == super::Modality::Ct;
-    let sop_class = if is_ct { uids::CT_IMAGE_STORAGE } else { uids::MR_IMAGE_STORAGE };
+    let sop_class = if is_ct {
+        uids::CT_IMAGE_STORAGE
+    } else {
+        uids::MR_IMAGE_STORAGE
+    };
     put(&mut o, tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 100");
-    put(&mut o, tags::IMAGE_TYPE, VR::CS, strs(&["ORIGINAL".into(), "PRIMARY".into(), "AXIAL".into()]));
+    put(
+        &mut o,
+        tags::IMAGE_TYPE,
+        VR::CS,
+        strs(&["ORIGINAL".into(), "PRIMARY".into(), "AXIAL".into()]),
+    );
     put(&mut o, tags::SOP_CLASS_UID, VR::UI, sop_class);
     put(&mut o, tags::SOP_INSTANCE_UID, VR::UI, sop);
     put(&mut o, tags::STUDY_DATE, VR::DA, "20260101");
     put(&mut o, tags::SERIES_DATE, VR::DA, "20260101");
     put(&mut o, tags::STUDY_TIME, VR::TM, "120000");
-    put(&mut o, tags::SERIES_TIME, VR::TM, if is_ct { "120000" } else { "121000" });
+    put(
+        &mut o,
+        tags::SERIES_TIME,
+        VR::TM,
+        if is_ct { "120000" } else { "121000" },
+    );
     put(&mut o, tags::ACCESSION_NUMBER, VR::SH, "");
     put(&mut o, tags::MODALITY, VR::CS, modality.tag());
     put(&mut o, tags::MANUFACTURER, VR::LO, "mr2ct phantom");
     put(&mut o, tags::REFERRING_PHYSICIAN_NAME, VR::PN, "");
-    put(&mut o, tags::SERIES_DESCRIPTION, VR::LO, if is_ct { "phantom CT head" } else { "phantom MR T1 head" });
-    put(&mut o, tags::PATIENT_NAME, VR::PN, format!("Phantom^{}", subj.id));
+    put(
+        &mut o,
+        tags::SERIES_DESCRIPTION,
+        VR::LO,
+        if is_ct {
+            "phantom CT head"
+        } else {
+            "phantom MR T1 head"
+        },
+    );
+    put(
+        &mut o,
+        tags::PATIENT_NAME,
+        VR::PN,
+        format!("Phantom^{}", subj.id),
+    );
     put(&mut o, tags::PATIENT_ID, VR::LO, subj.id.to_uppercase());
     put(&mut o, tags::PATIENT_BIRTH_DATE, VR::DA, "");
     put(&mut o, tags::PATIENT_SEX, VR::CS, "O");
     put(&mut o, tags::BODY_PART_EXAMINED, VR::CS, "HEAD");
-    put(&mut o, tags::SLICE_THICKNESS, VR::DS, ds(subj.slice_thickness));
+    put(
+        &mut o,
+        tags::SLICE_THICKNESS,
+        VR::DS,
+        ds(subj.slice_thickness),
+    );
     if is_ct {
         put(&mut o, tags::KVP, VR::DS, "120");
     } else {
         put(&mut o, tags::SCANNING_SEQUENCE, VR::CS, "GR");
-        put(&mut o, tags::SEQUENCE_VARIANT, VR::CS, strs(&["SP".into(), "MP".into()]));
+        put(
+            &mut o,
+            tags::SEQUENCE_VARIANT,
+            VR::CS,
+            strs(&["SP".into(), "MP".into()]),
+        );
         put(&mut o, tags::SCAN_OPTIONS, VR::CS, "");
         put(&mut o, tags::MR_ACQUISITION_TYPE, VR::CS, "2D");
         put(&mut o, tags::REPETITION_TIME, VR::DS, "500");
@@ -444,30 +543,97 @@ fn slice_object(
     }
     put(&mut o, tags::PATIENT_POSITION, VR::CS, "HFS");
     put(&mut o, tags::STUDY_INSTANCE_UID, VR::UI, ids.study.as_str());
-    put(&mut o, tags::SERIES_INSTANCE_UID, VR::UI, ids.series.as_str());
+    put(
+        &mut o,
+        tags::SERIES_INSTANCE_UID,
+        VR::UI,
+        ids.series.as_str(),
+    );
     put(&mut o, tags::STUDY_ID, VR::SH, "1");
-    put(&mut o, tags::SERIES_NUMBER, VR::IS, if is_ct { "1" } else { "2" });
+    put(
+        &mut o,
+        tags::SERIES_NUMBER,
+        VR::IS,
+        if is_ct { "1" } else { "2" },
+    );
     put(&mut o, tags::INSTANCE_NUMBER, VR::IS, format!("{}", k + 1));
     let p = subj.positions[k];
-    put(&mut o, tags::IMAGE_POSITION_PATIENT, VR::DS, strs(&[ds(p[0]), ds(p[1]), ds(p[2])]));
+    put(
+        &mut o,
+        tags::IMAGE_POSITION_PATIENT,
+        VR::DS,
+        strs(&[ds(p[0]), ds(p[1]), ds(p[2])]),
+    );
     put(
         &mut o,
         tags::IMAGE_ORIENTATION_PATIENT,
         VR::DS,
-        strs(&["1".into(), "0".into(), "0".into(), "0".into(), "1".into(), "0".into()]),
+        strs(&[
+            "1".into(),
+            "0".into(),
+            "0".into(),
+            "0".into(),
+            "1".into(),
+            "0".into(),
+        ]),
     );
-    put(&mut o, tags::FRAME_OF_REFERENCE_UID, VR::UI, ids.frame_of_reference.as_str());
+    put(
+        &mut o,
+        tags::FRAME_OF_REFERENCE_UID,
+        VR::UI,
+        ids.frame_of_reference.as_str(),
+    );
     put(&mut o, tags::POSITION_REFERENCE_INDICATOR, VR::LO, "");
     put(&mut o, tags::SLICE_LOCATION, VR::DS, ds(p[2]));
-    put(&mut o, tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
-    put(&mut o, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
-    put(&mut o, tags::ROWS, VR::US, PrimitiveValue::from(subj.rows as u16));
-    put(&mut o, tags::COLUMNS, VR::US, PrimitiveValue::from(subj.cols as u16));
-    put(&mut o, tags::PIXEL_SPACING, VR::DS, strs(&[ds(subj.pixel_spacing), ds(subj.pixel_spacing)]));
-    put(&mut o, tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16));
-    put(&mut o, tags::BITS_STORED, VR::US, PrimitiveValue::from(12u16));
+    put(
+        &mut o,
+        tags::SAMPLES_PER_PIXEL,
+        VR::US,
+        PrimitiveValue::from(1u16),
+    );
+    put(
+        &mut o,
+        tags::PHOTOMETRIC_INTERPRETATION,
+        VR::CS,
+        "MONOCHROME2",
+    );
+    put(
+        &mut o,
+        tags::ROWS,
+        VR::US,
+        PrimitiveValue::from(subj.rows as u16),
+    );
+    put(
+        &mut o,
+        tags::COLUMNS,
+        VR::US,
+        PrimitiveValue::from(subj.cols as u16),
+    );
+    put(
+        &mut o,
+        tags::PIXEL_SPACING,
+        VR::DS,
+        strs(&[ds(subj.pixel_spacing), ds(subj.pixel_spacing)]),
+    );
+    put(
+        &mut o,
+        tags::BITS_ALLOCATED,
+        VR::US,
+        PrimitiveValue::from(16u16),
+    );
+    put(
+        &mut o,
+        tags::BITS_STORED,
+        VR::US,
+        PrimitiveValue::from(12u16),
+    );
     put(&mut o, tags::HIGH_BIT, VR::US, PrimitiveValue::from(11u16));
-    put(&mut o, tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16));
+    put(
+        &mut o,
+        tags::PIXEL_REPRESENTATION,
+        VR::US,
+        PrimitiveValue::from(0u16),
+    );
     if is_ct {
         put(&mut o, tags::WINDOW_CENTER, VR::DS, "40");
         put(&mut o, tags::WINDOW_WIDTH, VR::DS, "400");
@@ -475,7 +641,11 @@ fn slice_object(
         put(&mut o, tags::RESCALE_SLOPE, VR::DS, "1");
         put(&mut o, tags::RESCALE_TYPE, VR::LO, "HU");
     }
-    o.put(DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(C::from_vec(stored))));
+    o.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::U16(C::from_vec(stored)),
+    ));
     o
 }
 
@@ -486,16 +656,27 @@ fn write_series(
     ids: &SeriesIds,
     uids: &mut UidSource,
 ) -> Result<usize> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, super::io_reason("cannot create directory", &e)))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::file(dir, super::io_reason("cannot create directory", &e)))?;
     let plane = subj.rows * subj.cols;
     for k in 0..subj.slices {
         let sop = uids.next();
         let stored: Vec<u16> = match modality {
-            super::Modality::Ct => subj.ct_hu[k * plane..(k + 1) * plane].iter().map(|&h| (h + 1024.0) as u16).collect(),
-            super::Modality::Mr => subj.mr[k * plane..(k + 1) * plane].iter().map(|&v| v as u16).collect(),
+            super::Modality::Ct => subj.ct_hu[k * plane..(k + 1) * plane]
+                .iter()
+                .map(|&h| (h + 1024.0) as u16)
+                .collect(),
+            super::Modality::Mr => subj.mr[k * plane..(k + 1) * plane]
+                .iter()
+                .map(|&v| v as u16)
+                .collect(),
         };
         let o = slice_object(subj, modality, ids, &sop, k, stored);
-        let sop_class = if modality == super::Modality::Ct { uids::CT_IMAGE_STORAGE } else { uids::MR_IMAGE_STORAGE };
+        let sop_class = if modality == super::Modality::Ct {
+            uids::CT_IMAGE_STORAGE
+        } else {
+            uids::MR_IMAGE_STORAGE
+        };
         let path = dir.join(format!("{:04}.dcm", k + 1));
         let file = o
             .with_meta(
@@ -505,7 +686,8 @@ fn write_series(
                     .media_storage_sop_instance_uid(sop.as_str()),
             )
             .map_err(|e| Error::file(&path, format!("cannot build DICOM meta: {e}")))?;
-        file.write_to_file(&path).map_err(|e| Error::file(&path, format!("cannot write DICOM: {e}")))?;
+        file.write_to_file(&path)
+            .map_err(|e| Error::file(&path, format!("cannot write DICOM: {e}")))?;
     }
     Ok(subj.slices)
 }
@@ -513,40 +695,85 @@ fn write_series(
 /// Writes `subjects` phantom subjects under `out` (layout in the module docs). Fails when
 /// `subjects` < 2 (a train and a test subject are needed), or when DIR/train or DIR/test
 /// exists and `opts.force` is false.
-pub fn write_phantom(out: &Path, subjects: usize, seed: u64, opts: &PhantomOptions) -> Result<PhantomSummary> {
+pub fn write_phantom(
+    out: &Path,
+    subjects: usize,
+    seed: u64,
+    opts: &PhantomOptions,
+) -> Result<PhantomSummary> {
     if subjects < 2 {
-        return Err(Error::Invalid(format!("phantom needs at least 2 subjects (one train, one test), got {subjects}")));
+        return Err(Error::Invalid(format!(
+            "phantom needs at least 2 subjects (one train, one test), got {subjects}"
+        )));
     }
     if !(8..=1024).contains(&opts.size) {
-        return Err(Error::Invalid(format!("phantom size {} is outside 8..=1024", opts.size)));
+        return Err(Error::Invalid(format!(
+            "phantom size {} is outside 8..=1024",
+            opts.size
+        )));
     }
     if !(0.0..1.0).contains(&opts.test_fraction) {
-        return Err(Error::Invalid(format!("test fraction {} is outside [0, 1)", opts.test_fraction)));
+        return Err(Error::Invalid(format!(
+            "test fraction {} is outside [0, 1)",
+            opts.test_fraction
+        )));
     }
     let train_dir = out.join("train");
     let test_dir = out.join("test");
     for d in [&train_dir, &test_dir] {
         if d.exists() {
             if !opts.force {
-                return Err(Error::file(d, "already exists; use --force to replace the phantom"));
+                return Err(Error::file(
+                    d,
+                    "already exists; use --force to replace the phantom",
+                ));
             }
-            std::fs::remove_dir_all(d).map_err(|e| Error::file(d, super::io_reason("cannot remove", &e)))?;
+            std::fs::remove_dir_all(d)
+                .map_err(|e| Error::file(d, super::io_reason("cannot remove", &e)))?;
         }
     }
-    std::fs::create_dir_all(out).map_err(|e| Error::file(out, super::io_reason("cannot create directory", &e)))?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| Error::file(out, super::io_reason("cannot create directory", &e)))?;
     let n_test = ((subjects as f64 * opts.test_fraction).round() as usize).clamp(1, subjects - 1);
     let n_train = subjects - n_test;
     let mut uids = UidSource {
         rng: (!opts.unique_uids).then(|| Rng::new(seed ^ fnv1a64("phantom uids"))),
     };
-    let mut summary = PhantomSummary { out: out.to_path_buf(), seed, train: vec![], test: vec![], slices: vec![], files_written: 0 };
+    let mut summary = PhantomSummary {
+        out: out.to_path_buf(),
+        seed,
+        train: vec![],
+        test: vec![],
+        slices: vec![],
+        files_written: 0,
+    };
     for i in 0..subjects {
         let subj = phantom_subject(seed, i, opts);
         let split = if i < n_train { &train_dir } else { &test_dir };
-        let ids_ct = SeriesIds { study: uids.next(), series: uids.next(), frame_of_reference: uids.next() };
-        let ids_mr = SeriesIds { study: ids_ct.study.clone(), series: uids.next(), frame_of_reference: ids_ct.frame_of_reference.clone() };
-        summary.files_written += write_series(&subj, super::Modality::Ct, &split.join("ct").join(&subj.id), &ids_ct, &mut uids)?;
-        summary.files_written += write_series(&subj, super::Modality::Mr, &split.join("mr").join(&subj.id), &ids_mr, &mut uids)?;
+        let ids_ct = SeriesIds {
+            study: uids.next(),
+            series: uids.next(),
+            frame_of_reference: uids.next(),
+        };
+        let ids_mr = SeriesIds {
+            study: ids_ct.study.clone(),
+            series: uids.next(),
+            frame_of_reference: ids_ct.frame_of_reference.clone(),
+        };
+        summary.files_written += write_series(
+            &subj,
+            super::Modality::Ct,
+            &split.join("ct").join(&subj.id),
+            &ids_ct,
+            &mut uids,
+        )?;
+        summary.files_written += write_series(
+            &subj,
+            super::Modality::Mr,
+            &split.join("mr").join(&subj.id),
+            &ids_mr,
+            &mut uids,
+        )?;
         summary.slices.push(subj.slices);
         if i < n_train {
             summary.train.push(subj.id);
@@ -564,7 +791,10 @@ pub fn write_phantom(out: &Path, subjects: usize, seed: u64, opts: &PhantomOptio
         "slices": summary.slices,
     });
     let p = out.join("phantom.json");
-    std::fs::write(&p, serde_json::to_string_pretty(&record).unwrap_or_default())
-        .map_err(|e| Error::file(&p, super::io_reason("cannot write", &e)))?;
+    std::fs::write(
+        &p,
+        serde_json::to_string_pretty(&record).unwrap_or_default(),
+    )
+    .map_err(|e| Error::file(&p, super::io_reason("cannot write", &e)))?;
     Ok(summary)
 }

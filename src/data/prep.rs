@@ -36,7 +36,10 @@ pub struct CtScaling {
 
 impl Default for CtScaling {
     fn default() -> Self {
-        CtScaling { min_hu: CT_MIN_HU, max_hu: CT_MAX_HU }
+        CtScaling {
+            min_hu: CT_MIN_HU,
+            max_hu: CT_MAX_HU,
+        }
     }
 }
 
@@ -69,19 +72,30 @@ pub struct MrScaling {
 impl MrScaling {
     /// Percentiles (in percent, linear interpolation between order statistics, as numpy's
     /// default) of `values`. Errors when there are no values or they are all equal.
-    pub(crate) fn from_values(values: &mut [f32], lo_pct: f32, hi_pct: f32) -> std::result::Result<MrScaling, String> {
+    pub(crate) fn from_values(
+        values: &mut [f32],
+        lo_pct: f32,
+        hi_pct: f32,
+    ) -> std::result::Result<MrScaling, String> {
         if values.is_empty() {
             return Err("MR volume has no voxels".into());
         }
         if !((0.0..100.0).contains(&lo_pct) && lo_pct < hi_pct && hi_pct <= 100.0) {
-            return Err(format!("MR percentiles {lo_pct}, {hi_pct} are not 0 <= low < high <= 100"));
+            return Err(format!(
+                "MR percentiles {lo_pct}, {hi_pct} are not 0 <= low < high <= 100"
+            ));
         }
         let low = percentile(values, lo_pct);
         let high = percentile(values, hi_pct);
         if high.partial_cmp(&low) != Some(std::cmp::Ordering::Greater) {
             return Err(format!("MR volume is constant between its p{lo_pct} and p{hi_pct} ({low}); nothing to scale"));
         }
-        Ok(MrScaling { low_percentile: lo_pct, high_percentile: hi_pct, low, high })
+        Ok(MrScaling {
+            low_percentile: lo_pct,
+            high_percentile: hi_pct,
+            low,
+            high,
+        })
     }
     pub fn to_unit(&self, v: f32) -> f32 {
         let t = (v as f64 - self.low as f64) / (self.high as f64 - self.low as f64);
@@ -122,7 +136,11 @@ pub struct BackgroundRule {
 
 impl Default for BackgroundRule {
     fn default() -> Self {
-        BackgroundRule { ct_threshold_hu: -500.0, mr_threshold_unit: -0.8, min_foreground_fraction: 0.05 }
+        BackgroundRule {
+            ct_threshold_hu: -500.0,
+            mr_threshold_unit: -0.8,
+            min_foreground_fraction: 0.05,
+        }
     }
 }
 
@@ -192,7 +210,8 @@ pub fn pad_to_square(img: &[f32], rows: usize, cols: usize, fill: f32) -> (Vec<f
     let (top, left) = ((n - rows) / 2, (n - cols) / 2);
     let mut out = vec![fill; n * n];
     for r in 0..rows {
-        out[(top + r) * n + left..(top + r) * n + left + cols].copy_from_slice(&img[r * cols..(r + 1) * cols]);
+        out[(top + r) * n + left..(top + r) * n + left + cols]
+            .copy_from_slice(&img[r * cols..(r + 1) * cols]);
     }
     (out, n)
 }
@@ -232,7 +251,13 @@ fn axis_weights(n_in: usize, n_out: usize) -> Vec<(usize, Vec<f64>)> {
 
 /// Resamples a rows x cols image to out_rows x out_cols, each axis separately: area average
 /// along an axis that shrinks, bilinear along one that grows.
-pub fn resample(img: &[f32], rows: usize, cols: usize, out_rows: usize, out_cols: usize) -> Vec<f32> {
+pub fn resample(
+    img: &[f32],
+    rows: usize,
+    cols: usize,
+    out_rows: usize,
+    out_cols: usize,
+) -> Vec<f32> {
     assert_eq!(img.len(), rows * cols, "resample: image size");
     let wc = axis_weights(cols, out_cols);
     let wr = axis_weights(rows, out_rows);
@@ -241,13 +266,21 @@ pub fn resample(img: &[f32], rows: usize, cols: usize, out_rows: usize, out_cols
     for r in 0..rows {
         let line = &img[r * cols..(r + 1) * cols];
         for (o, (first, w)) in wc.iter().enumerate() {
-            tmp[r * out_cols + o] = w.iter().enumerate().map(|(k, &wk)| wk * line[first + k] as f64).sum();
+            tmp[r * out_cols + o] = w
+                .iter()
+                .enumerate()
+                .map(|(k, &wk)| wk * line[first + k] as f64)
+                .sum();
         }
     }
     let mut out = vec![0f32; out_rows * out_cols];
     for (o, (first, w)) in wr.iter().enumerate() {
         for c in 0..out_cols {
-            let v: f64 = w.iter().enumerate().map(|(k, &wk)| wk * tmp[(first + k) * out_cols + c]).sum();
+            let v: f64 = w
+                .iter()
+                .enumerate()
+                .map(|(k, &wk)| wk * tmp[(first + k) * out_cols + c])
+                .sum();
             out[o * out_cols + c] = v as f32;
         }
     }
@@ -259,22 +292,41 @@ pub fn resample(img: &[f32], rows: usize, cols: usize, out_rows: usize, out_cols
 /// Same result as [`pad_to_square`] (fill -1) followed by [`resample`], without building the
 /// padded square: a 256 x 65535 slice would need a 65535 x 65535 square (17 GB) there. The
 /// padding is read virtually; memory is rows x size plus the output.
-pub fn prepare_slice(pixels: &[f32], rows: usize, cols: usize, size: usize, to_unit: impl Fn(f32) -> f32) -> Vec<f32> {
+pub fn prepare_slice(
+    pixels: &[f32],
+    rows: usize,
+    cols: usize,
+    size: usize,
+    to_unit: impl Fn(f32) -> f32,
+) -> Vec<f32> {
     assert_eq!(pixels.len(), rows * cols, "prepare_slice: image size");
     let fill = -1.0f32;
     let n = rows.max(cols);
     let (top, left) = ((n - rows) / 2, (n - cols) / 2);
     let w = axis_weights(n, size);
-    let value = |r: usize, c: usize| if c >= left && c < left + cols { to_unit(pixels[r * cols + c - left]) } else { fill };
+    let value = |r: usize, c: usize| {
+        if c >= left && c < left + cols {
+            to_unit(pixels[r * cols + c - left])
+        } else {
+            fill
+        }
+    };
     // Along columns first, over the real rows only (as `resample` does on the padded square).
     let mut tmp = vec![0f64; rows * size];
     for r in 0..rows {
         for (o, (first, wk)) in w.iter().enumerate() {
-            tmp[r * size + o] = wk.iter().enumerate().map(|(k, &x)| x * value(r, first + k) as f64).sum();
+            tmp[r * size + o] = wk
+                .iter()
+                .enumerate()
+                .map(|(k, &x)| x * value(r, first + k) as f64)
+                .sum();
         }
     }
     // A padding row after the column pass.
-    let fill_row: Vec<f64> = w.iter().map(|(_, wk)| wk.iter().map(|&x| x * fill as f64).sum()).collect();
+    let fill_row: Vec<f64> = w
+        .iter()
+        .map(|(_, wk)| wk.iter().map(|&x| x * fill as f64).sum())
+        .collect();
     let mut out = vec![0f32; size * size];
     for (o, (first, wk)) in w.iter().enumerate() {
         for c in 0..size {
@@ -283,7 +335,11 @@ pub fn prepare_slice(pixels: &[f32], rows: usize, cols: usize, size: usize, to_u
                 .enumerate()
                 .map(|(k, &x)| {
                     let i = first + k;
-                    x * if i >= top && i < top + rows { tmp[(i - top) * size + c] } else { fill_row[c] }
+                    x * if i >= top && i < top + rows {
+                        tmp[(i - top) * size + c]
+                    } else {
+                        fill_row[c]
+                    }
                 })
                 .sum();
             out[o * size + c] = v as f32;
@@ -307,11 +363,19 @@ pub struct PreparedVolume {
 
 /// Normalizes, pads, resamples and filters every slice of a volume (module docs). The error
 /// (an MR volume without contrast) names the volume's source.
-pub fn prepare_volume(v: &Volume, size: usize, opts: &LoadOptions) -> crate::Result<PreparedVolume> {
+pub fn prepare_volume(
+    v: &Volume,
+    size: usize,
+    opts: &LoadOptions,
+) -> crate::Result<PreparedVolume> {
     prepare_volume_inner(v, size, opts).map_err(|f| f.into_error(&v.source))
 }
 
-pub(crate) fn prepare_volume_inner(v: &Volume, size: usize, opts: &LoadOptions) -> std::result::Result<PreparedVolume, Fail> {
+pub(crate) fn prepare_volume_inner(
+    v: &Volume,
+    size: usize,
+    opts: &LoadOptions,
+) -> std::result::Result<PreparedVolume, Fail> {
     let ct = CtScaling::default();
     let mr_scaling = match v.modality {
         Modality::Mr => {
@@ -339,7 +403,13 @@ pub(crate) fn prepare_volume_inner(v: &Volume, size: usize, opts: &LoadOptions) 
             dropped += 1;
         }
     }
-    Ok(PreparedVolume { size, images, kept, dropped, mr_scaling })
+    Ok(PreparedVolume {
+        size,
+        images,
+        kept,
+        dropped,
+        mr_scaling,
+    })
 }
 
 /// Seeded shuffling into batches. The order of an epoch depends only on (seed, epoch), so a
@@ -355,12 +425,20 @@ pub struct Batcher {
 impl Batcher {
     pub fn new(n: usize, batch_size: usize, drop_last: bool) -> crate::Result<Self> {
         if batch_size == 0 {
-            return Err(crate::Error::Invalid("batch size must be at least 1".into()));
+            return Err(crate::Error::Invalid(
+                "batch size must be at least 1".into(),
+            ));
         }
         if n == 0 {
-            return Err(crate::Error::Invalid("cannot batch an empty data set".into()));
+            return Err(crate::Error::Invalid(
+                "cannot batch an empty data set".into(),
+            ));
         }
-        Ok(Batcher { n, batch_size, drop_last })
+        Ok(Batcher {
+            n,
+            batch_size,
+            drop_last,
+        })
     }
 
     pub fn batches_per_epoch(&self) -> usize {

@@ -31,7 +31,12 @@ pub struct Input {
 
 impl Input {
     pub fn of(t: &Tensor) -> Input {
-        Input { id: t.id(), shape: t.shape().to_vec(), requires_grad: t.requires_grad(), node: t.node().cloned() }
+        Input {
+            id: t.id(),
+            shape: t.shape().to_vec(),
+            requires_grad: t.requires_grad(),
+            node: t.node().cloned(),
+        }
     }
 }
 
@@ -88,7 +93,17 @@ fn tape(root: Input) -> Vec<Input> {
         if !seen.insert(t.id) {
             continue;
         }
-        let inputs: Vec<Input> = t.node.as_ref().map(|n| n.inputs.iter().filter(|i| i.requires_grad && !seen.contains(&i.id)).cloned().collect()).unwrap_or_default();
+        let inputs: Vec<Input> = t
+            .node
+            .as_ref()
+            .map(|n| {
+                n.inputs
+                    .iter()
+                    .filter(|i| i.requires_grad && !seen.contains(&i.id))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
         stack.push((t, true));
         stack.extend(inputs.into_iter().map(|i| (i, false)));
     }
@@ -98,7 +113,9 @@ fn tape(root: Input) -> Vec<Input> {
 /// Back-propagates from `loss` (seeded with ones) and returns the leaves' gradients.
 pub fn backward(loss: &Tensor) -> Result<Gradients> {
     if !loss.requires_grad() {
-        return Err(Error::Invalid("backward: the loss does not depend on any tensor that requires grad".into()));
+        return Err(Error::Invalid(
+            "backward: the loss does not depend on any tensor that requires grad".into(),
+        ));
     }
     let seed = Tensor::full(loss.gpu(), loss.shape(), 1.0)?;
     backward_with(loss, seed)
@@ -113,14 +130,21 @@ pub fn backward_with(output: &Tensor, grad: Tensor) -> Result<Gradients> {
         grads.insert(output.id(), grad);
         let mut leaves = Gradients::default();
         for t in order.iter().rev() {
-            let Some(g) = grads.remove(&t.id) else { continue };
+            let Some(g) = grads.remove(&t.id) else {
+                continue;
+            };
             let Some(node) = &t.node else {
                 leaves.map.insert(t.id, g);
                 continue;
             };
             let input_grads = (node.backward)(&g)?;
             if input_grads.len() != node.inputs.len() {
-                return Err(Error::Invalid(format!("{}: backward returned {} gradients for {} inputs", node.op, input_grads.len(), node.inputs.len())));
+                return Err(Error::Invalid(format!(
+                    "{}: backward returned {} gradients for {} inputs",
+                    node.op,
+                    input_grads.len(),
+                    node.inputs.len()
+                )));
             }
             for (input, gi) in node.inputs.iter().zip(input_grads) {
                 let Some(gi) = gi else { continue };
@@ -128,7 +152,10 @@ pub fn backward_with(output: &Tensor, grad: Tensor) -> Result<Gradients> {
                     continue;
                 }
                 if gi.shape() != input.shape.as_slice() {
-                    return Err(Error::shape(node.op, format!("gradient {:?} for input {:?}", gi.shape(), input.shape)));
+                    return Err(Error::shape(
+                        node.op,
+                        format!("gradient {:?} for input {:?}", gi.shape(), input.shape),
+                    ));
                 }
                 let acc = match grads.remove(&input.id) {
                     Some(prev) => prev.sum_untracked(&gi)?,

@@ -12,7 +12,11 @@ pub enum Error {
     #[error("{op}: shape mismatch: {detail}")]
     Shape { op: &'static str, detail: String },
     #[error("adapter limit exceeded: {what} needs {value}, the adapter allows {limit}")]
-    Limit { what: String, value: u64, limit: u64 },
+    Limit {
+        what: String,
+        value: u64,
+        limit: u64,
+    },
     #[error("{path}: {reason}")]
     File { path: PathBuf, reason: String },
     #[error("{0}")]
@@ -25,9 +29,15 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn shape(op: &'static str, detail: impl Into<String>) -> Self {
-        Error::Shape { op, detail: detail.into() }
+        Error::Shape {
+            op,
+            detail: detail.into(),
+        }
     }
     pub fn file(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
-        Error::File { path: path.into(), reason: reason.to_string() }
+        Error::File {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
     }
 }

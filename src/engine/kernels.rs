@@ -23,10 +23,20 @@ pub(crate) fn flat_params(n: usize, alpha: f32) -> FlatParams {
 
 /// Writes `value` into the first `n` f32 of `out`.
 pub(crate) fn fill(gpu: &Gpu, out: Arg, n: usize, value: f32) -> Result<()> {
-    gpu.dispatch(Kernel::new(&ELEMENTWISE, "fill"), bytemuck::bytes_of(&flat_params(n, value)), &[out], grid_1d(n.div_ceil(4), 256))
+    gpu.dispatch(
+        Kernel::new(&ELEMENTWISE, "fill"),
+        bytemuck::bytes_of(&flat_params(n, value)),
+        &[out],
+        grid_1d(n.div_ceil(4), 256),
+    )
 }
 
 /// out = a + b over `n` f32 (no graph: the tape's gradient accumulation).
 pub(crate) fn add(gpu: &Gpu, out: Arg, a: Arg, b: Arg, n: usize) -> Result<()> {
-    gpu.dispatch(Kernel::new(&ELEMENTWISE, "add"), bytemuck::bytes_of(&flat_params(n, 0.0)), &[out, a, b], grid_1d(n.div_ceil(4), 256))
+    gpu.dispatch(
+        Kernel::new(&ELEMENTWISE, "add"),
+        bytemuck::bytes_of(&flat_params(n, 0.0)),
+        &[out, a, b],
+        grid_1d(n.div_ceil(4), 256),
+    )
 }

@@ -49,15 +49,21 @@ impl Adam {
     /// zeroed on the device.
     pub fn new(params: Vec<Tensor>, lr: f32, beta1: f32, beta2: f32, eps: f32) -> Result<Adam> {
         if !(lr.is_finite() && lr >= 0.0) {
-            return Err(Error::Invalid(format!("adam: learning rate {lr} must be finite and >= 0")));
+            return Err(Error::Invalid(format!(
+                "adam: learning rate {lr} must be finite and >= 0"
+            )));
         }
         for (name, b) in [("beta1", beta1), ("beta2", beta2)] {
             if !(0.0..1.0).contains(&b) {
-                return Err(Error::Invalid(format!("adam: {name} = {b} must be in [0, 1)")));
+                return Err(Error::Invalid(format!(
+                    "adam: {name} = {b} must be in [0, 1)"
+                )));
             }
         }
         if !(eps.is_finite() && eps >= 0.0) {
-            return Err(Error::Invalid(format!("adam: eps {eps} must be finite and >= 0")));
+            return Err(Error::Invalid(format!(
+                "adam: eps {eps} must be finite and >= 0"
+            )));
         }
         if let Some((i, p)) = params.iter().enumerate().find(|(_, p)| p.node().is_some()) {
             return Err(Error::Invalid(format!("adam: parameter {i} {:?} is computed by an op, not a leaf; it would never get a gradient", p.shape())));
@@ -69,7 +75,17 @@ impl Adam {
             v.push(Tensor::zeros(p.gpu(), p.shape())?);
         }
         let param_steps = vec![0; params.len()];
-        Ok(Adam { lr, beta1, beta2, eps, step: 0, params, m, v, param_steps })
+        Ok(Adam {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            step: 0,
+            params,
+            m,
+            v,
+            param_steps,
+        })
     }
 
     /// One update of every parameter that has a gradient in `grads`; the others are skipped
@@ -79,12 +95,19 @@ impl Adam {
         for p in &self.params {
             if let Some(g) = grads.get(p) {
                 if g.shape() != p.shape() {
-                    return Err(Error::shape("adam", format!("gradient {:?} for parameter {:?}", g.shape(), p.shape())));
+                    return Err(Error::shape(
+                        "adam",
+                        format!("gradient {:?} for parameter {:?}", g.shape(), p.shape()),
+                    ));
                 }
             }
         }
         self.step += 1;
-        let (lr, b1, b2) = (decimal_f64(self.lr), decimal_f64(self.beta1), decimal_f64(self.beta2));
+        let (lr, b1, b2) = (
+            decimal_f64(self.lr),
+            decimal_f64(self.beta1),
+            decimal_f64(self.beta2),
+        );
         for (i, p) in self.params.iter().enumerate() {
             let Some(g) = grads.get(p) else { continue };
             self.param_steps[i] += 1;
@@ -127,14 +150,25 @@ impl Adam {
         if m.len() != self.params.len() || v.len() != self.params.len() {
             return Err(Error::shape(
                 "adam.load_state",
-                format!("{} m and {} v tensors for {} parameters", m.len(), v.len(), self.params.len()),
+                format!(
+                    "{} m and {} v tensors for {} parameters",
+                    m.len(),
+                    v.len(),
+                    self.params.len()
+                ),
             ));
         }
         for (i, p) in self.params.iter().enumerate() {
             if m[i].len() != p.numel() || v[i].len() != p.numel() {
                 return Err(Error::shape(
                     "adam.load_state",
-                    format!("parameter {i} {:?} has {} elements; m has {}, v has {}", p.shape(), p.numel(), m[i].len(), v[i].len()),
+                    format!(
+                        "parameter {i} {:?} has {} elements; m has {}, v has {}",
+                        p.shape(),
+                        p.numel(),
+                        m[i].len(),
+                        v[i].len()
+                    ),
                 ));
             }
         }

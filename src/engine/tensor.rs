@@ -48,12 +48,22 @@ impl Tensor {
     pub fn uninit(gpu: &Rc<Gpu>, shape: &[usize]) -> Result<Tensor> {
         let n = numel(shape);
         let storage = gpu.alloc(4 * n as u64)?;
-        Ok(Tensor(Rc::new(Inner { id: next_id(), shape: shape.to_vec(), storage: Rc::new(storage), requires_grad: false, node: None, gpu: gpu.clone() })))
+        Ok(Tensor(Rc::new(Inner {
+            id: next_id(),
+            shape: shape.to_vec(),
+            storage: Rc::new(storage),
+            requires_grad: false,
+            node: None,
+            gpu: gpu.clone(),
+        })))
     }
 
     pub fn from_slice(gpu: &Rc<Gpu>, data: &[f32], shape: &[usize]) -> Result<Tensor> {
         if data.len() != numel(shape) {
-            return Err(Error::shape("from_slice", format!("{} values for shape {shape:?}", data.len())));
+            return Err(Error::shape(
+                "from_slice",
+                format!("{} values for shape {shape:?}", data.len()),
+            ));
         }
         let t = Tensor::uninit(gpu, shape)?;
         gpu.upload(t.buffer(), bytemuck::cast_slice(data))?;
@@ -79,12 +89,26 @@ impl Tensor {
 
     /// The same data as a leaf that requires grad (e.g. an input whose gradient a test wants).
     pub fn requiring_grad(&self) -> Tensor {
-        Tensor(Rc::new(Inner { id: next_id(), shape: self.0.shape.clone(), storage: self.0.storage.clone(), requires_grad: true, node: None, gpu: self.0.gpu.clone() }))
+        Tensor(Rc::new(Inner {
+            id: next_id(),
+            shape: self.0.shape.clone(),
+            storage: self.0.storage.clone(),
+            requires_grad: true,
+            node: None,
+            gpu: self.0.gpu.clone(),
+        }))
     }
 
     /// The same data, cut from the graph: no gradient flows through the result.
     pub fn detach(&self) -> Tensor {
-        Tensor(Rc::new(Inner { id: next_id(), shape: self.0.shape.clone(), storage: self.0.storage.clone(), requires_grad: false, node: None, gpu: self.0.gpu.clone() }))
+        Tensor(Rc::new(Inner {
+            id: next_id(),
+            shape: self.0.shape.clone(),
+            storage: self.0.storage.clone(),
+            requires_grad: false,
+            node: None,
+            gpu: self.0.gpu.clone(),
+        }))
     }
 
     /// Wraps a kernel's output; records `backward` on the graph when grad mode is on and
@@ -99,7 +123,11 @@ impl Tensor {
         if !autograd::is_grad_enabled() || !inputs.iter().any(|t| t.requires_grad()) {
             return output;
         }
-        let node = Node { op, inputs: inputs.iter().map(|t| autograd::Input::of(t)).collect(), backward: Box::new(backward) };
+        let node = Node {
+            op,
+            inputs: inputs.iter().map(|t| autograd::Input::of(t)).collect(),
+            backward: Box::new(backward),
+        };
         let inner = Rc::try_unwrap(output.0).unwrap_or_else(|rc| Inner {
             id: next_id(),
             shape: rc.shape.clone(),
@@ -108,17 +136,33 @@ impl Tensor {
             node: None,
             gpu: rc.gpu.clone(),
         });
-        Tensor(Rc::new(Inner { requires_grad: true, node: Some(Rc::new(node)), ..inner }))
+        Tensor(Rc::new(Inner {
+            requires_grad: true,
+            node: Some(Rc::new(node)),
+            ..inner
+        }))
     }
 
     /// Same data, new shape with the same number of elements (shares the buffer).
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         if numel(shape) != self.numel() {
-            return Err(Error::shape("reshape", format!("{:?} -> {shape:?}", self.shape())));
+            return Err(Error::shape(
+                "reshape",
+                format!("{:?} -> {shape:?}", self.shape()),
+            ));
         }
-        let out = Tensor(Rc::new(Inner { id: next_id(), shape: shape.to_vec(), storage: self.0.storage.clone(), requires_grad: false, node: None, gpu: self.0.gpu.clone() }));
+        let out = Tensor(Rc::new(Inner {
+            id: next_id(),
+            shape: shape.to_vec(),
+            storage: self.0.storage.clone(),
+            requires_grad: false,
+            node: None,
+            gpu: self.0.gpu.clone(),
+        }));
         let in_shape = self.shape().to_vec();
-        Ok(Tensor::from_op(out, "reshape", &[self], move |g| Ok(vec![Some(g.reshape(&in_shape)?)])))
+        Ok(Tensor::from_op(out, "reshape", &[self], move |g| {
+            Ok(vec![Some(g.reshape(&in_shape)?)])
+        }))
     }
 
     pub fn id(&self) -> usize {
@@ -162,7 +206,10 @@ impl Tensor {
     /// The value of a one-element tensor.
     pub fn item(&self) -> Result<f32> {
         if self.numel() != 1 {
-            return Err(Error::shape("item", format!("{:?} is not a single value", self.shape())));
+            return Err(Error::shape(
+                "item",
+                format!("{:?} is not a single value", self.shape()),
+            ));
         }
         Ok(self.to_vec()?[0])
     }
@@ -170,7 +217,10 @@ impl Tensor {
     /// Overwrites the values in place from the host (parameters loaded from a checkpoint).
     pub fn load(&self, data: &[f32]) -> Result<()> {
         if data.len() != self.numel() {
-            return Err(Error::shape("load", format!("{} values into {:?}", data.len(), self.shape())));
+            return Err(Error::shape(
+                "load",
+                format!("{} values into {:?}", data.len(), self.shape()),
+            ));
         }
         self.gpu().upload(self.buffer(), bytemuck::cast_slice(data))
     }
@@ -178,25 +228,41 @@ impl Tensor {
     /// Records a device-side copy of `src`'s values into this tensor (same element count).
     pub fn copy_from(&self, src: &Tensor) -> Result<()> {
         if src.numel() != self.numel() {
-            return Err(Error::shape("copy_from", format!("{:?} into {:?}", src.shape(), self.shape())));
+            return Err(Error::shape(
+                "copy_from",
+                format!("{:?} into {:?}", src.shape(), self.shape()),
+            ));
         }
-        self.gpu().copy(src.buffer(), 0, self.buffer(), 0, self.bytes());
+        self.gpu()
+            .copy(src.buffer(), 0, self.buffer(), 0, self.bytes());
         Ok(())
     }
 
     /// self + other as a new tensor, recorded on no graph (the tape's gradient accumulation).
     pub(crate) fn sum_untracked(&self, other: &Tensor) -> Result<Tensor> {
         if self.shape() != other.shape() {
-            return Err(Error::shape("accumulate", format!("{:?} vs {:?}", self.shape(), other.shape())));
+            return Err(Error::shape(
+                "accumulate",
+                format!("{:?} vs {:?}", self.shape(), other.shape()),
+            ));
         }
         let out = Tensor::uninit(self.gpu(), self.shape())?;
-        kernels::add(self.gpu(), out.write(), self.read(), other.read(), self.numel())?;
+        kernels::add(
+            self.gpu(),
+            out.write(),
+            self.read(),
+            other.read(),
+            self.numel(),
+        )?;
         Ok(out)
     }
 
     pub fn expect_shape(&self, op: &'static str, shape: &[usize]) -> Result<()> {
         if self.shape() != shape {
-            return Err(Error::shape(op, format!("expected {shape:?}, got {:?}", self.shape())));
+            return Err(Error::shape(
+                op,
+                format!("expected {shape:?}, got {:?}", self.shape()),
+            ));
         }
         Ok(())
     }

@@ -14,7 +14,11 @@ pub struct Canvas {
 
 impl Canvas {
     pub fn new(width: usize, height: usize, background: [u8; 3]) -> Self {
-        Canvas { width, height, pixels: vec![background; width * height] }
+        Canvas {
+            width,
+            height,
+            pixels: vec![background; width * height],
+        }
     }
 
     pub fn set(&mut self, x: i64, y: i64, c: [u8; 3]) {
@@ -72,7 +76,16 @@ impl Canvas {
     }
 
     /// A grayscale tile: `values` (row-major h x w) mapped from [lo, hi] to black..white.
-    pub fn gray_tile(&mut self, x0: i64, y0: i64, values: &[f32], w: usize, h: usize, lo: f32, hi: f32) {
+    pub fn gray_tile(
+        &mut self,
+        x0: i64,
+        y0: i64,
+        values: &[f32],
+        w: usize,
+        h: usize,
+        lo: f32,
+        hi: f32,
+    ) {
         for y in 0..h {
             for x in 0..w {
                 let v = ((values[y * w + x] - lo) / (hi - lo)).clamp(0.0, 1.0);
@@ -88,9 +101,12 @@ impl Canvas {
             let mut enc = png::Encoder::new(&mut bytes, self.width as u32, self.height as u32);
             enc.set_color(png::ColorType::Rgb);
             enc.set_depth(png::BitDepth::Eight);
-            let mut w = enc.write_header().map_err(|e| Error::file(path, format!("png: {e}")))?;
+            let mut w = enc
+                .write_header()
+                .map_err(|e| Error::file(path, format!("png: {e}")))?;
             let flat: Vec<u8> = self.pixels.iter().flatten().copied().collect();
-            w.write_image_data(&flat).map_err(|e| Error::file(path, format!("png: {e}")))?;
+            w.write_image_data(&flat)
+                .map_err(|e| Error::file(path, format!("png: {e}")))?;
         }
         super::write_atomic(path, &bytes)
     }
@@ -117,10 +133,23 @@ pub fn save_grid(path: &Path, titles: &[&str], rows: &[GridRow], size: usize) ->
     for (r, row) in rows.iter().enumerate() {
         for (i, values) in row.tiles.iter().enumerate().take(cols) {
             if values.len() != size * size {
-                return Err(Error::shape("save_grid", format!("tile of {} values, expected {size}x{size}", values.len())));
+                return Err(Error::shape(
+                    "save_grid",
+                    format!("tile of {} values, expected {size}x{size}", values.len()),
+                ));
             }
-            let up: Vec<f32> = (0..tile * tile).map(|k| values[(k / tile / scale) * size + (k % tile) / scale]).collect();
-            c.gray_tile((pad + i * (tile + pad)) as i64, (header + r * (tile + pad)) as i64, &up, tile, tile, -1.0, 1.0);
+            let up: Vec<f32> = (0..tile * tile)
+                .map(|k| values[(k / tile / scale) * size + (k % tile) / scale])
+                .collect();
+            c.gray_tile(
+                (pad + i * (tile + pad)) as i64,
+                (header + r * (tile + pad)) as i64,
+                &up,
+                tile,
+                tile,
+                -1.0,
+                1.0,
+            );
         }
     }
     c.save_png(path)

@@ -18,7 +18,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let name = path.file_name().ok_or_else(|| Error::file(path, "not a file name"))?.to_string_lossy().into_owned();
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::file(path, "not a file name"))?
+        .to_string_lossy()
+        .into_owned();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;

@@ -11,23 +11,57 @@ pub struct Series<'a> {
     pub color: [u8; 3],
 }
 
-pub const PALETTE: [[u8; 3]; 8] = [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75], [227, 119, 194], [127, 127, 127]];
+pub const PALETTE: [[u8; 3]; 8] = [
+    [31, 119, 180],
+    [255, 127, 14],
+    [44, 160, 44],
+    [214, 39, 40],
+    [148, 103, 189],
+    [140, 86, 75],
+    [227, 119, 194],
+    [127, 127, 127],
+];
 
 fn label(v: f32) -> String {
-    if v.abs() >= 100.0 || v == 0.0 { format!("{v:.0}") } else if v.abs() >= 1.0 { format!("{v:.2}") } else { format!("{v:.3}") }
+    if v.abs() >= 100.0 || v == 0.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
 }
 
 /// One panel: the series against epoch (1..), y range from the finite data, legend on top.
-pub fn draw_panel(c: &mut Canvas, x0: i64, y0: i64, w: i64, h: i64, title: &str, series: &[Series]) {
-    let finite = series.iter().flat_map(|s| s.values.iter()).copied().filter(|v| v.is_finite());
-    let (mut lo, mut hi) = finite.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+pub fn draw_panel(
+    c: &mut Canvas,
+    x0: i64,
+    y0: i64,
+    w: i64,
+    h: i64,
+    title: &str,
+    series: &[Series],
+) {
+    let finite = series
+        .iter()
+        .flat_map(|s| s.values.iter())
+        .copied()
+        .filter(|v| v.is_finite());
+    let (mut lo, mut hi) = finite.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
     if !lo.is_finite() {
         (lo, hi) = (0.0, 1.0);
     }
     if hi - lo < 1e-6 {
         hi = lo + 1.0;
     }
-    let n = series.iter().map(|s| s.values.len()).max().unwrap_or(0).max(2);
+    let n = series
+        .iter()
+        .map(|s| s.values.len())
+        .max()
+        .unwrap_or(0)
+        .max(2);
     let (left, top, right, bottom) = (x0 + 60, y0 + 30, x0 + w - 10, y0 + h - 25);
     let axis = [60, 60, 60];
     c.text(x0 + 60, y0 + 4, title, [0, 0, 0], 1);
@@ -78,7 +112,11 @@ pub fn draw_panel(c: &mut Canvas, x0: i64, y0: i64, w: i64, h: i64, title: &str,
 /// Several panels stacked vertically, each with its own series.
 pub fn save_panels(path: &Path, panels: &[(&str, Vec<Series>)]) -> Result<()> {
     let (w, h) = (760i64, 260i64);
-    let mut c = Canvas::new(w as usize, (h * panels.len() as i64) as usize, [255, 255, 255]);
+    let mut c = Canvas::new(
+        w as usize,
+        (h * panels.len() as i64) as usize,
+        [255, 255, 255],
+    );
     for (i, (title, series)) in panels.iter().enumerate() {
         draw_panel(&mut c, 0, i as i64 * h, w, h, title, series);
     }

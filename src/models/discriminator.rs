@@ -27,7 +27,9 @@ pub struct PaperDiscriminator {
 impl PaperDiscriminator {
     pub fn new(gpu: &Rc<Gpu>, ndf: usize) -> Result<Self> {
         if ndf == 0 {
-            return Err(Error::Invalid("discriminator width ndf must be at least 1".into()));
+            return Err(Error::Invalid(
+                "discriminator width ndf must be at least 1".into(),
+            ));
         }
         Ok(PaperDiscriminator {
             c1: Conv2d::new(gpu, 1, ndf, 4, 2, 1, true)?,
@@ -45,7 +47,13 @@ impl PaperDiscriminator {
 
 impl Module for PaperDiscriminator {
     fn named(&self, p: &str, out: &mut Vec<Named>) {
-        let j = |n: &str| if p.is_empty() { n.to_owned() } else { format!("{p}.{n}") };
+        let j = |n: &str| {
+            if p.is_empty() {
+                n.to_owned()
+            } else {
+                format!("{p}.{n}")
+            }
+        };
         self.c1.named(&j("c1"), out);
         self.c2.named(&j("c2"), out);
         self.c2_bn.named(&j("c2_bn"), out);
@@ -61,13 +69,25 @@ impl Network for PaperDiscriminator {
     fn forward(&self, x: &Tensor, training: bool, frozen: bool) -> Result<Tensor> {
         let s = x.shape();
         if s.len() != 4 || s[1] != 1 || s[2] != s[3] || s[2] < 64 || !s[2].is_multiple_of(16) {
-            return Err(Error::shape("paper discriminator", format!("expects [N, 1, S, S] with S a multiple of 16, at least 64; got {s:?}")));
+            return Err(Error::shape(
+                "paper discriminator",
+                format!("expects [N, 1, S, S] with S a multiple of 16, at least 64; got {s:?}"),
+            ));
         }
         let f = frozen;
         let h = leaky_relu(&self.c1.forward(x, f)?, SLOPE)?;
-        let h = leaky_relu(&self.c2_bn.forward(&self.c2.forward(&h, f)?, training, f)?, SLOPE)?;
-        let h = leaky_relu(&self.c3_bn.forward(&self.c3.forward(&h, f)?, training, f)?, SLOPE)?;
-        let h = leaky_relu(&self.c4_bn.forward(&self.c4.forward(&h, f)?, training, f)?, SLOPE)?;
+        let h = leaky_relu(
+            &self.c2_bn.forward(&self.c2.forward(&h, f)?, training, f)?,
+            SLOPE,
+        )?;
+        let h = leaky_relu(
+            &self.c3_bn.forward(&self.c3.forward(&h, f)?, training, f)?,
+            SLOPE,
+        )?;
+        let h = leaky_relu(
+            &self.c4_bn.forward(&self.c4.forward(&h, f)?, training, f)?,
+            SLOPE,
+        )?;
         // One logit per image at 64x64; at larger sizes the last conv leaves a small map of
         // logits per image (a patch discriminator), all of which the loss averages.
         let logit = self.out.forward(&h, f)?;

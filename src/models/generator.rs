@@ -38,7 +38,9 @@ impl PaperGenerator {
     /// widths scale every layer but the latent's 128 by ngf/64.
     pub fn new(gpu: &Rc<Gpu>, ngf: usize) -> Result<Self> {
         if ngf == 0 {
-            return Err(Error::Invalid("generator width ngf must be at least 1".into()));
+            return Err(Error::Invalid(
+                "generator width ngf must be at least 1".into(),
+            ));
         }
         let (c1, c2, c3, c4, z) = (ngf, 2 * ngf, 4 * ngf, 8 * ngf, 128);
         Ok(PaperGenerator {
@@ -66,7 +68,13 @@ impl PaperGenerator {
 
 impl Module for PaperGenerator {
     fn named(&self, p: &str, out: &mut Vec<Named>) {
-        let j = |n: &str| if p.is_empty() { n.to_owned() } else { format!("{p}.{n}") };
+        let j = |n: &str| {
+            if p.is_empty() {
+                n.to_owned()
+            } else {
+                format!("{p}.{n}")
+            }
+        };
         self.enc1.named(&j("enc1"), out);
         self.enc2.named(&j("enc2"), out);
         self.enc2_bn.named(&j("enc2_bn"), out);
@@ -91,18 +99,52 @@ impl Network for PaperGenerator {
     fn forward(&self, x: &Tensor, training: bool, frozen: bool) -> Result<Tensor> {
         let s = x.shape();
         if s.len() != 4 || s[1] != 1 || s[2] != s[3] || s[2] < 64 || !s[2].is_multiple_of(16) {
-            return Err(Error::shape("paper generator", format!("expects [N, 1, S, S] with S a multiple of 16, at least 64; got {s:?}")));
+            return Err(Error::shape(
+                "paper generator",
+                format!("expects [N, 1, S, S] with S a multiple of 16, at least 64; got {s:?}"),
+            ));
         }
         let f = frozen;
         let h = leaky_relu(&self.enc1.forward(x, f)?, SLOPE)?;
-        let h = leaky_relu(&self.enc2_bn.forward(&self.enc2.forward(&h, f)?, training, f)?, SLOPE)?;
-        let h = leaky_relu(&self.enc3_bn.forward(&self.enc3.forward(&h, f)?, training, f)?, SLOPE)?;
-        let h = leaky_relu(&self.enc4_bn.forward(&self.enc4.forward(&h, f)?, training, f)?, SLOPE)?;
+        let h = leaky_relu(
+            &self
+                .enc2_bn
+                .forward(&self.enc2.forward(&h, f)?, training, f)?,
+            SLOPE,
+        )?;
+        let h = leaky_relu(
+            &self
+                .enc3_bn
+                .forward(&self.enc3.forward(&h, f)?, training, f)?,
+            SLOPE,
+        )?;
+        let h = leaky_relu(
+            &self
+                .enc4_bn
+                .forward(&self.enc4.forward(&h, f)?, training, f)?,
+            SLOPE,
+        )?;
         let z = self.latent.forward(&h, f)?;
-        let h = relu(&self.dec1_bn.forward(&self.dec1.forward(&z, f)?, training, f)?)?;
-        let h = relu(&self.dec2_bn.forward(&self.dec2.forward(&h, f)?, training, f)?)?;
-        let h = relu(&self.dec3_bn.forward(&self.dec3.forward(&h, f)?, training, f)?)?;
-        let h = relu(&self.dec4_bn.forward(&self.dec4.forward(&h, f)?, training, f)?)?;
+        let h = relu(
+            &self
+                .dec1_bn
+                .forward(&self.dec1.forward(&z, f)?, training, f)?,
+        )?;
+        let h = relu(
+            &self
+                .dec2_bn
+                .forward(&self.dec2.forward(&h, f)?, training, f)?,
+        )?;
+        let h = relu(
+            &self
+                .dec3_bn
+                .forward(&self.dec3.forward(&h, f)?, training, f)?,
+        )?;
+        let h = relu(
+            &self
+                .dec4_bn
+                .forward(&self.dec4.forward(&h, f)?, training, f)?,
+        )?;
         tanh(&self.out.forward(&h, f)?)
     }
 }

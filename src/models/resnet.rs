@@ -16,7 +16,11 @@ use crate::engine::ops::pad::reflection_pad2d;
 use crate::engine::tensor::Tensor;
 
 fn join(p: &str, n: &str) -> String {
-    if p.is_empty() { n.to_owned() } else { format!("{p}.{n}") }
+    if p.is_empty() {
+        n.to_owned()
+    } else {
+        format!("{p}.{n}")
+    }
 }
 
 /// Conv (bias on: instance norm without affine parameters follows) + IN.
@@ -26,8 +30,18 @@ struct ConvIn {
 }
 
 impl ConvIn {
-    fn new(gpu: &Rc<Gpu>, cin: usize, cout: usize, k: usize, stride: usize, padding: usize) -> Result<Self> {
-        Ok(ConvIn { conv: Conv2d::new(gpu, cin, cout, k, stride, padding, true)?, norm: InstanceNorm2d::new(gpu, cout, false)? })
+    fn new(
+        gpu: &Rc<Gpu>,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Self> {
+        Ok(ConvIn {
+            conv: Conv2d::new(gpu, cin, cout, k, stride, padding, true)?,
+            norm: InstanceNorm2d::new(gpu, cout, false)?,
+        })
     }
     fn forward(&self, x: &Tensor, frozen: bool) -> Result<Tensor> {
         self.norm.forward(&self.conv.forward(x, frozen)?, frozen)
@@ -62,19 +76,41 @@ pub struct ResnetGenerator {
 impl ResnetGenerator {
     pub fn new(gpu: &Rc<Gpu>, ngf: usize, n_blocks: usize) -> Result<Self> {
         if ngf == 0 {
-            return Err(Error::Invalid("generator width ngf must be at least 1".into()));
+            return Err(Error::Invalid(
+                "generator width ngf must be at least 1".into(),
+            ));
         }
         let stem = ConvIn::new(gpu, 1, ngf, 7, 1, 0)?;
-        let down = vec![ConvIn::new(gpu, ngf, 2 * ngf, 3, 2, 1)?, ConvIn::new(gpu, 2 * ngf, 4 * ngf, 3, 2, 1)?];
+        let down = vec![
+            ConvIn::new(gpu, ngf, 2 * ngf, 3, 2, 1)?,
+            ConvIn::new(gpu, 2 * ngf, 4 * ngf, 3, 2, 1)?,
+        ];
         let blocks = (0..n_blocks)
-            .map(|_| Ok(ResBlock { a: ConvIn::new(gpu, 4 * ngf, 4 * ngf, 3, 1, 0)?, b: ConvIn::new(gpu, 4 * ngf, 4 * ngf, 3, 1, 0)? }))
+            .map(|_| {
+                Ok(ResBlock {
+                    a: ConvIn::new(gpu, 4 * ngf, 4 * ngf, 3, 1, 0)?,
+                    b: ConvIn::new(gpu, 4 * ngf, 4 * ngf, 3, 1, 0)?,
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         let up = vec![
-            (ConvTranspose2d::new(gpu, 4 * ngf, 2 * ngf, 3, 2, 1, 1, true)?, InstanceNorm2d::new(gpu, 2 * ngf, false)?),
-            (ConvTranspose2d::new(gpu, 2 * ngf, ngf, 3, 2, 1, 1, true)?, InstanceNorm2d::new(gpu, ngf, false)?),
+            (
+                ConvTranspose2d::new(gpu, 4 * ngf, 2 * ngf, 3, 2, 1, 1, true)?,
+                InstanceNorm2d::new(gpu, 2 * ngf, false)?,
+            ),
+            (
+                ConvTranspose2d::new(gpu, 2 * ngf, ngf, 3, 2, 1, 1, true)?,
+                InstanceNorm2d::new(gpu, ngf, false)?,
+            ),
         ];
         let head = Conv2d::new(gpu, ngf, 1, 7, 1, 0, true)?;
-        Ok(ResnetGenerator { stem, down, blocks, up, head })
+        Ok(ResnetGenerator {
+            stem,
+            down,
+            blocks,
+            up,
+            head,
+        })
     }
 }
 
@@ -99,8 +135,17 @@ impl Module for ResnetGenerator {
 impl Network for ResnetGenerator {
     fn forward(&self, x: &Tensor, _training: bool, frozen: bool) -> Result<Tensor> {
         let s = x.shape();
-        if s.len() != 4 || s[1] != 1 || !s[2].is_multiple_of(4) || !s[3].is_multiple_of(4) || s[2] < 8 || s[3] < 8 {
-            return Err(Error::shape("resnet generator", format!("expects [N, 1, H, W] with H, W multiples of 4 and at least 8; got {s:?}")));
+        if s.len() != 4
+            || s[1] != 1
+            || !s[2].is_multiple_of(4)
+            || !s[3].is_multiple_of(4)
+            || s[2] < 8
+            || s[3] < 8
+        {
+            return Err(Error::shape(
+                "resnet generator",
+                format!("expects [N, 1, H, W] with H, W multiples of 4 and at least 8; got {s:?}"),
+            ));
         }
         let mut h = relu(&self.stem.forward(&reflection_pad2d(x, 3)?, frozen)?)?;
         for d in &self.down {
@@ -125,11 +170,17 @@ pub struct PatchDiscriminator {
 impl PatchDiscriminator {
     pub fn new(gpu: &Rc<Gpu>, ndf: usize) -> Result<Self> {
         if ndf == 0 {
-            return Err(Error::Invalid("discriminator width ndf must be at least 1".into()));
+            return Err(Error::Invalid(
+                "discriminator width ndf must be at least 1".into(),
+            ));
         }
         Ok(PatchDiscriminator {
             first: Conv2d::new(gpu, 1, ndf, 4, 2, 1, true)?,
-            mid: vec![ConvIn::new(gpu, ndf, 2 * ndf, 4, 2, 1)?, ConvIn::new(gpu, 2 * ndf, 4 * ndf, 4, 2, 1)?, ConvIn::new(gpu, 4 * ndf, 8 * ndf, 4, 1, 1)?],
+            mid: vec![
+                ConvIn::new(gpu, ndf, 2 * ndf, 4, 2, 1)?,
+                ConvIn::new(gpu, 2 * ndf, 4 * ndf, 4, 2, 1)?,
+                ConvIn::new(gpu, 4 * ndf, 8 * ndf, 4, 1, 1)?,
+            ],
             last: Conv2d::new(gpu, 8 * ndf, 1, 4, 1, 1, true)?,
         })
     }
@@ -150,7 +201,10 @@ impl Network for PatchDiscriminator {
     fn forward(&self, x: &Tensor, _training: bool, frozen: bool) -> Result<Tensor> {
         let s = x.shape();
         if s.len() != 4 || s[1] != 1 || s[2] < 32 || s[3] < 32 {
-            return Err(Error::shape("patch discriminator", format!("expects [N, 1, H, W] with H, W >= 32; got {s:?}")));
+            return Err(Error::shape(
+                "patch discriminator",
+                format!("expects [N, 1, H, W] with H, W >= 32; got {s:?}"),
+            ));
         }
         let mut h = leaky_relu(&self.first.forward(x, frozen)?, 0.2)?;
         for m in &self.mid {
@@ -163,7 +217,15 @@ impl Network for PatchDiscriminator {
 
 /// (G_AB, G_BA, D_A, D_B) of the ResNet model.
 #[allow(clippy::type_complexity)]
-pub fn networks(gpu: &Rc<Gpu>, cfg: &TrainConfig) -> Result<(Box<dyn Network>, Box<dyn Network>, Box<dyn Network>, Box<dyn Network>)> {
+pub fn networks(
+    gpu: &Rc<Gpu>,
+    cfg: &TrainConfig,
+) -> Result<(
+    Box<dyn Network>,
+    Box<dyn Network>,
+    Box<dyn Network>,
+    Box<dyn Network>,
+)> {
     Ok((
         Box::new(ResnetGenerator::new(gpu, cfg.ngf, cfg.n_blocks)?),
         Box::new(ResnetGenerator::new(gpu, cfg.ngf, cfg.n_blocks)?),

@@ -44,7 +44,9 @@ fn put(o: &mut InMemDicomObject, tag: Tag, vr: VR, v: impl Into<PrimitiveValue>)
 }
 
 fn strs<S: AsRef<str>>(v: &[S]) -> PrimitiveValue {
-    PrimitiveValue::Strs(C::from_vec(v.iter().map(|s| s.as_ref().to_string()).collect()))
+    PrimitiveValue::Strs(C::from_vec(
+        v.iter().map(|s| s.as_ref().to_string()).collect(),
+    ))
 }
 
 /// A decimal string of at most 16 characters that parses back to `v` whenever such a string
@@ -81,23 +83,43 @@ fn source_laterality(v: &Volume) -> (Option<String>, Option<String>) {
     if v.format != VolumeFormat::Dicom {
         return (None, None);
     }
-    let Some(first) = v.slices.first() else { return (None, None) };
-    let Ok(obj) = OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(&first.source.path) else { return (None, None) };
+    let Some(first) = v.slices.first() else {
+        return (None, None);
+    };
+    let Ok(obj) = OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .open_file(&first.source.path)
+    else {
+        return (None, None);
+    };
     let get = |tag: Tag| -> Option<String> {
-        let s = obj.element(tag).ok()?.to_str().ok()?.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string();
+        let s = obj
+            .element(tag)
+            .ok()?
+            .to_str()
+            .ok()?
+            .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+            .to_string();
         (!s.is_empty() && s.len() <= 16 && s.chars().all(|c| c.is_ascii_uppercase())).then_some(s)
     };
     (get(tags::LATERALITY), get(tags::IMAGE_LATERALITY))
 }
 
 /// The geometry written for slice `k`, with the axial fallbacks.
-fn slice_geometry(v: &Volume, k: usize, warnings: &mut Vec<String>) -> ([f64; 3], [f64; 6], [f64; 2], Option<f64>) {
+fn slice_geometry(
+    v: &Volume,
+    k: usize,
+    warnings: &mut Vec<String>,
+) -> ([f64; 3], [f64; 6], [f64; 2], Option<f64>) {
     let g: &SliceGeometry = &v.slices[k].geometry;
     let spacing = v.slice_spacing();
     let thickness = g.slice_thickness.or(spacing);
     let iop = g.image_orientation.unwrap_or_else(|| {
         if k == 0 {
-            warnings.push("the source has no ImageOrientationPatient; axial (1\\0\\0\\0\\1\\0) written".into());
+            warnings.push(
+                "the source has no ImageOrientationPatient; axial (1\\0\\0\\0\\1\\0) written"
+                    .into(),
+            );
         }
         [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
     });
@@ -109,14 +131,22 @@ fn slice_geometry(v: &Volume, k: usize, warnings: &mut Vec<String>) -> ([f64; 3]
     });
     let ipp = g.image_position.unwrap_or_else(|| {
         if k == 0 {
-            warnings.push("the source has no ImagePositionPatient; slices stacked along z from 0 written".into());
+            warnings.push(
+                "the source has no ImagePositionPatient; slices stacked along z from 0 written"
+                    .into(),
+            );
         }
         [0.0, 0.0, k as f64 * thickness.unwrap_or(1.0)]
     });
     (ipp, iop, ps, thickness)
 }
 
-pub(crate) fn write_series(dir: &Path, v: &Volume, sct: &SyntheticCt, model: &SctModel) -> Result<DicomSeries> {
+pub(crate) fn write_series(
+    dir: &Path,
+    v: &Volume,
+    sct: &SyntheticCt,
+    model: &SctModel,
+) -> Result<DicomSeries> {
     let info = &v.info;
     let series_uid = new_uid();
     let study_uid = info.study_instance_uid.clone().unwrap_or_else(new_uid);
@@ -124,7 +154,10 @@ pub(crate) fn write_series(dir: &Path, v: &Volume, sct: &SyntheticCt, model: &Sc
     let (date, time) = dicom_now();
     // A new study (no source identity) is dated now.
     let (study_date, study_time) = match &info.study_instance_uid {
-        Some(_) => (info.study_date.clone().unwrap_or_default(), info.study_time.clone().unwrap_or_default()),
+        Some(_) => (
+            info.study_date.clone().unwrap_or_default(),
+            info.study_time.clone().unwrap_or_default(),
+        ),
         None => (date.clone(), time.clone()),
     };
     let (laterality, image_laterality) = source_laterality(v);
@@ -132,12 +165,22 @@ pub(crate) fn write_series(dir: &Path, v: &Volume, sct: &SyntheticCt, model: &Sc
     if v.format == VolumeFormat::Nifti {
         warnings.push("NIfTI source: new Study Instance UID and Frame of Reference UID, empty patient attributes".into());
     }
-    let texts: Vec<&str> = [&info.patient_name, &info.patient_id, &info.study_id, &info.accession_number, &info.referring_physician_name, &info.body_part_examined]
-        .iter()
-        .filter_map(|s| s.as_deref())
-        .collect();
+    let texts: Vec<&str> = [
+        &info.patient_name,
+        &info.patient_id,
+        &info.study_id,
+        &info.accession_number,
+        &info.referring_physician_name,
+        &info.body_part_examined,
+    ]
+    .iter()
+    .filter_map(|s| s.as_deref())
+    .collect();
     let non_ascii = texts.iter().any(|s| !s.is_ascii());
-    let series_number = info.series_number.map(|n| (n + 1000).clamp(1, 2_147_483_647)).unwrap_or(1000);
+    let series_number = info
+        .series_number
+        .map(|n| (n + 1000).clamp(1, 2_147_483_647))
+        .unwrap_or(1000);
     let weights = model.weights_name();
     let description = limit(&format!("SYNTHETIC CT from MR (mr2ct {weights})"), 64);
     let derivation = limit(
@@ -160,7 +203,12 @@ pub(crate) fn write_series(dir: &Path, v: &Volume, sct: &SyntheticCt, model: &Sc
         if non_ascii {
             put(&mut o, tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
         }
-        put(&mut o, tags::IMAGE_TYPE, VR::CS, strs(&["DERIVED", "SECONDARY", "AXIAL"]));
+        put(
+            &mut o,
+            tags::IMAGE_TYPE,
+            VR::CS,
+            strs(&["DERIVED", "SECONDARY", "AXIAL"]),
+        );
         put(&mut o, tags::INSTANCE_CREATION_DATE, VR::DA, date.as_str());
         put(&mut o, tags::INSTANCE_CREATION_TIME, VR::TM, time.as_str());
         put(&mut o, tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE);
@@ -171,26 +219,92 @@ pub(crate) fn write_series(dir: &Path, v: &Volume, sct: &SyntheticCt, model: &Sc
         put(&mut o, tags::STUDY_TIME, VR::TM, study_time.as_str());
         put(&mut o, tags::SERIES_TIME, VR::TM, time.as_str());
         put(&mut o, tags::CONTENT_TIME, VR::TM, time.as_str());
-        put(&mut o, tags::ACCESSION_NUMBER, VR::SH, info.accession_number.clone().unwrap_or_default());
+        put(
+            &mut o,
+            tags::ACCESSION_NUMBER,
+            VR::SH,
+            info.accession_number.clone().unwrap_or_default(),
+        );
         put(&mut o, tags::MODALITY, VR::CS, "CT");
         put(&mut o, tags::MANUFACTURER, VR::LO, "mr2ct");
-        put(&mut o, tags::REFERRING_PHYSICIAN_NAME, VR::PN, info.referring_physician_name.clone().unwrap_or_default());
-        put(&mut o, tags::SERIES_DESCRIPTION, VR::LO, description.as_str());
-        put(&mut o, tags::MANUFACTURER_MODEL_NAME, VR::LO, "mr2ct synthetic CT");
-        put(&mut o, tags::DERIVATION_DESCRIPTION, VR::ST, derivation.as_str());
+        put(
+            &mut o,
+            tags::REFERRING_PHYSICIAN_NAME,
+            VR::PN,
+            info.referring_physician_name.clone().unwrap_or_default(),
+        );
+        put(
+            &mut o,
+            tags::SERIES_DESCRIPTION,
+            VR::LO,
+            description.as_str(),
+        );
+        put(
+            &mut o,
+            tags::MANUFACTURER_MODEL_NAME,
+            VR::LO,
+            "mr2ct synthetic CT",
+        );
+        put(
+            &mut o,
+            tags::DERIVATION_DESCRIPTION,
+            VR::ST,
+            derivation.as_str(),
+        );
         if let Some(src_sop) = &v.slices[k].source.sop_instance_uid {
             let mut item = InMemDicomObject::new_empty();
-            put(&mut item, tags::REFERENCED_SOP_CLASS_UID, VR::UI, info.sop_class_uid.clone().unwrap_or_else(|| uids::MR_IMAGE_STORAGE.to_string()));
-            put(&mut item, tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, src_sop.as_str());
+            put(
+                &mut item,
+                tags::REFERENCED_SOP_CLASS_UID,
+                VR::UI,
+                info.sop_class_uid
+                    .clone()
+                    .unwrap_or_else(|| uids::MR_IMAGE_STORAGE.to_string()),
+            );
+            put(
+                &mut item,
+                tags::REFERENCED_SOP_INSTANCE_UID,
+                VR::UI,
+                src_sop.as_str(),
+            );
             if info.sop_class_uid.as_deref() == Some(uids::ENHANCED_MR_IMAGE_STORAGE) {
-                put(&mut item, tags::REFERENCED_FRAME_NUMBER, VR::IS, format!("{}", v.slices[k].source.frame + 1));
+                put(
+                    &mut item,
+                    tags::REFERENCED_FRAME_NUMBER,
+                    VR::IS,
+                    format!("{}", v.slices[k].source.frame + 1),
+                );
             }
-            o.put(DataElement::new(tags::SOURCE_IMAGE_SEQUENCE, VR::SQ, DataSetSequence::new(vec![item], Length::UNDEFINED)));
+            o.put(DataElement::new(
+                tags::SOURCE_IMAGE_SEQUENCE,
+                VR::SQ,
+                DataSetSequence::new(vec![item], Length::UNDEFINED),
+            ));
         }
-        put(&mut o, tags::PATIENT_NAME, VR::PN, info.patient_name.clone().unwrap_or_default());
-        put(&mut o, tags::PATIENT_ID, VR::LO, info.patient_id.clone().unwrap_or_default());
-        put(&mut o, tags::PATIENT_BIRTH_DATE, VR::DA, info.patient_birth_date.clone().unwrap_or_default());
-        put(&mut o, tags::PATIENT_SEX, VR::CS, info.patient_sex.clone().unwrap_or_default());
+        put(
+            &mut o,
+            tags::PATIENT_NAME,
+            VR::PN,
+            info.patient_name.clone().unwrap_or_default(),
+        );
+        put(
+            &mut o,
+            tags::PATIENT_ID,
+            VR::LO,
+            info.patient_id.clone().unwrap_or_default(),
+        );
+        put(
+            &mut o,
+            tags::PATIENT_BIRTH_DATE,
+            VR::DA,
+            info.patient_birth_date.clone().unwrap_or_default(),
+        );
+        put(
+            &mut o,
+            tags::PATIENT_SEX,
+            VR::CS,
+            info.patient_sex.clone().unwrap_or_default(),
+        );
         if let Some(b) = &info.body_part_examined {
             put(&mut o, tags::BODY_PART_EXAMINED, VR::CS, b.as_str());
         }
@@ -199,7 +313,12 @@ pub(crate) fn write_series(dir: &Path, v: &Volume, sct: &SyntheticCt, model: &Sc
             None => put(&mut o, tags::SLICE_THICKNESS, VR::DS, ""),
         }
         put(&mut o, tags::KVP, VR::DS, "");
-        put(&mut o, tags::PATIENT_POSITION, VR::CS, info.patient_position.clone().unwrap_or_default());
+        put(
+            &mut o,
+            tags::PATIENT_POSITION,
+            VR::CS,
+            info.patient_position.clone().unwrap_or_default(),
+        );
         // Laterality is type 2C (needed for paired body parts unless ImageLaterality is sent):
         // copied when the source has it; absent when the body part is known (and
         // ImageLaterality is not sent); empty, which means unknown, otherwise.
@@ -209,38 +328,120 @@ pub(crate) fn write_series(dir: &Path, v: &Volume, sct: &SyntheticCt, model: &Sc
             (None, None, None) => put(&mut o, tags::LATERALITY, VR::CS, ""),
         }
         put(&mut o, tags::STUDY_INSTANCE_UID, VR::UI, study_uid.as_str());
-        put(&mut o, tags::SERIES_INSTANCE_UID, VR::UI, series_uid.as_str());
-        put(&mut o, tags::STUDY_ID, VR::SH, info.study_id.clone().unwrap_or_default());
-        put(&mut o, tags::SERIES_NUMBER, VR::IS, series_number.to_string());
+        put(
+            &mut o,
+            tags::SERIES_INSTANCE_UID,
+            VR::UI,
+            series_uid.as_str(),
+        );
+        put(
+            &mut o,
+            tags::STUDY_ID,
+            VR::SH,
+            info.study_id.clone().unwrap_or_default(),
+        );
+        put(
+            &mut o,
+            tags::SERIES_NUMBER,
+            VR::IS,
+            series_number.to_string(),
+        );
         put(&mut o, tags::ACQUISITION_NUMBER, VR::IS, "");
         put(&mut o, tags::INSTANCE_NUMBER, VR::IS, (k + 1).to_string());
         if let Some(l) = &image_laterality {
             put(&mut o, tags::IMAGE_LATERALITY, VR::CS, l.as_str());
         }
-        put(&mut o, tags::IMAGE_POSITION_PATIENT, VR::DS, strs(&ipp.map(ds)));
-        put(&mut o, tags::IMAGE_ORIENTATION_PATIENT, VR::DS, strs(&iop.map(ds)));
-        put(&mut o, tags::FRAME_OF_REFERENCE_UID, VR::UI, for_uid.as_str());
+        put(
+            &mut o,
+            tags::IMAGE_POSITION_PATIENT,
+            VR::DS,
+            strs(&ipp.map(ds)),
+        );
+        put(
+            &mut o,
+            tags::IMAGE_ORIENTATION_PATIENT,
+            VR::DS,
+            strs(&iop.map(ds)),
+        );
+        put(
+            &mut o,
+            tags::FRAME_OF_REFERENCE_UID,
+            VR::UI,
+            for_uid.as_str(),
+        );
         put(&mut o, tags::POSITION_REFERENCE_INDICATOR, VR::LO, "");
         if let Some(n) = normal {
-            put(&mut o, tags::SLICE_LOCATION, VR::DS, ds(ipp[0] * n[0] + ipp[1] * n[1] + ipp[2] * n[2]));
+            put(
+                &mut o,
+                tags::SLICE_LOCATION,
+                VR::DS,
+                ds(ipp[0] * n[0] + ipp[1] * n[1] + ipp[2] * n[2]),
+            );
         }
-        put(&mut o, tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
-        put(&mut o, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
-        put(&mut o, tags::ROWS, VR::US, PrimitiveValue::from(sct.rows as u16));
-        put(&mut o, tags::COLUMNS, VR::US, PrimitiveValue::from(sct.cols as u16));
+        put(
+            &mut o,
+            tags::SAMPLES_PER_PIXEL,
+            VR::US,
+            PrimitiveValue::from(1u16),
+        );
+        put(
+            &mut o,
+            tags::PHOTOMETRIC_INTERPRETATION,
+            VR::CS,
+            "MONOCHROME2",
+        );
+        put(
+            &mut o,
+            tags::ROWS,
+            VR::US,
+            PrimitiveValue::from(sct.rows as u16),
+        );
+        put(
+            &mut o,
+            tags::COLUMNS,
+            VR::US,
+            PrimitiveValue::from(sct.cols as u16),
+        );
         put(&mut o, tags::PIXEL_SPACING, VR::DS, strs(&ps.map(ds)));
-        put(&mut o, tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16));
-        put(&mut o, tags::BITS_STORED, VR::US, PrimitiveValue::from(16u16));
+        put(
+            &mut o,
+            tags::BITS_ALLOCATED,
+            VR::US,
+            PrimitiveValue::from(16u16),
+        );
+        put(
+            &mut o,
+            tags::BITS_STORED,
+            VR::US,
+            PrimitiveValue::from(16u16),
+        );
         put(&mut o, tags::HIGH_BIT, VR::US, PrimitiveValue::from(15u16));
-        put(&mut o, tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(1u16));
+        put(
+            &mut o,
+            tags::PIXEL_REPRESENTATION,
+            VR::US,
+            PrimitiveValue::from(1u16),
+        );
         put(&mut o, tags::WINDOW_CENTER, VR::DS, "40");
         put(&mut o, tags::WINDOW_WIDTH, VR::DS, "400");
         put(&mut o, tags::RESCALE_INTERCEPT, VR::DS, "-1024");
         put(&mut o, tags::RESCALE_SLOPE, VR::DS, "1");
         put(&mut o, tags::RESCALE_TYPE, VR::LO, "HU");
-        put(&mut o, tags::WINDOW_CENTER_WIDTH_EXPLANATION, VR::LO, "SOFT TISSUE");
-        let stored: Vec<i16> = sct.hu[k * plane..(k + 1) * plane].iter().map(|&h| (h.clamp(-1024.0, 3000.0) + 1024.0).round() as i16).collect();
-        o.put(DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::I16(C::from_vec(stored))));
+        put(
+            &mut o,
+            tags::WINDOW_CENTER_WIDTH_EXPLANATION,
+            VR::LO,
+            "SOFT TISSUE",
+        );
+        let stored: Vec<i16> = sct.hu[k * plane..(k + 1) * plane]
+            .iter()
+            .map(|&h| (h.clamp(-1024.0, 3000.0) + 1024.0).round() as i16)
+            .collect();
+        o.put(DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OW,
+            PrimitiveValue::I16(C::from_vec(stored)),
+        ));
         let path = dir.join(format!("CT{:0digits$}.dcm", k + 1));
         let file = o
             .with_meta(
@@ -251,11 +452,16 @@ pub(crate) fn write_series(dir: &Path, v: &Volume, sct: &SyntheticCt, model: &Sc
             )
             .map_err(|e| Error::file(&path, format!("cannot build the DICOM file meta: {e}")))?;
         let mut bytes = Vec::with_capacity(plane * 2 + 4096);
-        file.write_all(&mut bytes).map_err(|e| Error::file(&path, format!("cannot encode DICOM: {e}")))?;
+        file.write_all(&mut bytes)
+            .map_err(|e| Error::file(&path, format!("cannot encode DICOM: {e}")))?;
         crate::io::write_atomic(&path, &bytes)?;
         files.push(path);
     }
-    Ok(DicomSeries { files, series_instance_uid: series_uid, warnings })
+    Ok(DicomSeries {
+        files,
+        series_instance_uid: series_uid,
+        warnings,
+    })
 }
 
 #[cfg(test)]
@@ -264,7 +470,18 @@ mod tests {
 
     #[test]
     fn ds_round_trips_within_16_characters() {
-        for v in [-83.9063, -661.82658862211, -6.5255017698948, 0.3125, 1e-12, -1.234567890123456e-7, 123456789012.5, 1.0 / 3.0, 0.0, -0.0] {
+        for v in [
+            -83.9063,
+            -661.82658862211,
+            -6.5255017698948,
+            0.3125,
+            1e-12,
+            -1.234567890123456e-7,
+            123456789012.5,
+            1.0 / 3.0,
+            0.0,
+            -0.0,
+        ] {
             let s = ds(v);
             assert!(s.len() <= 16, "{v}: {s}");
             let back: f64 = s.parse().unwrap();

@@ -55,7 +55,11 @@ pub struct MaskRule {
 
 impl Default for MaskRule {
     fn default() -> Self {
-        MaskRule { threshold_hu: -500.0, fill_holes: true, largest_component: true }
+        MaskRule {
+            threshold_hu: -500.0,
+            fill_holes: true,
+            largest_component: true,
+        }
     }
 }
 
@@ -85,7 +89,12 @@ pub struct EvalOptions {
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        EvalOptions { batch_size: 16, force: false, mask: MaskRule::default(), panels: true }
+        EvalOptions {
+            batch_size: 16,
+            force: false,
+            mask: MaskRule::default(),
+            panels: true,
+        }
     }
 }
 
@@ -132,10 +141,17 @@ impl Stat {
     pub fn of(values: &[f64]) -> Stat {
         let n = values.len();
         if n == 0 {
-            return Stat { mean: f64::NAN, sd: f64::NAN };
+            return Stat {
+                mean: f64::NAN,
+                sd: f64::NAN,
+            };
         }
         let mean = values.iter().sum::<f64>() / n as f64;
-        let sd = if n > 1 { (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
+        let sd = if n > 1 {
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
         Stat { mean, sd }
     }
 }
@@ -155,7 +171,13 @@ pub struct EvalReport {
 }
 
 fn fmt_num(v: f64, digits: usize) -> String {
-    if v.is_finite() { format!("{v:.digits$}") } else if v > 0.0 { "inf".into() } else { "nan".into() }
+    if v.is_finite() {
+        format!("{v:.digits$}")
+    } else if v > 0.0 {
+        "inf".into()
+    } else {
+        "nan".into()
+    }
 }
 
 impl fmt::Display for EvalReport {
@@ -185,7 +207,11 @@ impl fmt::Display for EvalReport {
         )?;
         writeln!(f, "metrics: {}", self.metrics_json.display())?;
         if !self.unmatched.is_empty() {
-            writeln!(f, "unmatched (not evaluated): {}", self.unmatched.join(", "))?;
+            writeln!(
+                f,
+                "unmatched (not evaluated): {}",
+                self.unmatched.join(", ")
+            )?;
         }
         Ok(())
     }
@@ -290,7 +316,12 @@ pub fn body_mask(ct_hu: &[f32], dims: [usize; 3], rule: &MaskRule) -> Vec<bool> 
 
 /// MAE, PSNR and SSIM of `pred` against `truth` (HU, [depth, height, width]) over `mask`
 /// (module docs for the 3-D / per-slice SSIM rule).
-pub fn score_volume(pred: &[f32], truth: &[f32], dims: [usize; 3], mask: &[bool]) -> Result<Scores> {
+pub fn score_volume(
+    pred: &[f32],
+    truth: &[f32],
+    dims: [usize; 3],
+    mask: &[bool],
+) -> Result<Scores> {
     let (p, t) = (Vol { data: pred, dims }, Vol { data: truth, dims });
     let mae_hu = metrics::mae(&p, &t, mask)?;
     let psnr_db = metrics::psnr(&p, &t, mask)?;
@@ -307,13 +338,28 @@ pub fn score_volume(pred: &[f32], truth: &[f32], dims: [usize; 3], mask: &[bool]
                 continue;
             }
             let dims2 = [1, h, w];
-            let s = metrics::ssim(&Vol { data: &pred[r.clone()], dims: dims2 }, &Vol { data: &truth[r.clone()], dims: dims2 }, &mask[r])?;
+            let s = metrics::ssim(
+                &Vol {
+                    data: &pred[r.clone()],
+                    dims: dims2,
+                },
+                &Vol {
+                    data: &truth[r.clone()],
+                    dims: dims2,
+                },
+                &mask[r],
+            )?;
             sum += s * count as f64;
             n += count;
         }
         (sum / n as f64, SsimMode::SliceMean2d)
     };
-    Ok(Scores { mae_hu, psnr_db, ssim, ssim_mode })
+    Ok(Scores {
+        mae_hu,
+        psnr_db,
+        ssim,
+        ssim_mode,
+    })
 }
 
 /// One subject to evaluate.
@@ -346,33 +392,84 @@ pub fn pair_subjects(mri: &Path, ct: &Path) -> Result<(Vec<SubjectPair>, Vec<Str
     }
     let (sm, sc) = (subdirs(mri)?, subdirs(ct)?);
     if sm.is_empty() || sc.is_empty() {
-        let name = mri.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "subject".into());
-        return Ok((vec![SubjectPair { name, mri: mri.to_path_buf(), ct: ct.to_path_buf() }], Vec::new()));
+        let name = mri
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "subject".into());
+        return Ok((
+            vec![SubjectPair {
+                name,
+                mri: mri.to_path_buf(),
+                ct: ct.to_path_buf(),
+            }],
+            Vec::new(),
+        ));
     }
-    let pairs: Vec<SubjectPair> = sm.iter().filter(|s| sc.contains(s)).map(|s| SubjectPair { name: s.clone(), mri: mri.join(s), ct: ct.join(s) }).collect();
-    let mut unmatched: Vec<String> = sm.iter().filter(|s| !sc.contains(s)).map(|s| format!("mr/{s}")).collect();
-    unmatched.extend(sc.iter().filter(|s| !sm.contains(s)).map(|s| format!("ct/{s}")));
+    let pairs: Vec<SubjectPair> = sm
+        .iter()
+        .filter(|s| sc.contains(s))
+        .map(|s| SubjectPair {
+            name: s.clone(),
+            mri: mri.join(s),
+            ct: ct.join(s),
+        })
+        .collect();
+    let mut unmatched: Vec<String> = sm
+        .iter()
+        .filter(|s| !sc.contains(s))
+        .map(|s| format!("mr/{s}"))
+        .collect();
+    unmatched.extend(
+        sc.iter()
+            .filter(|s| !sm.contains(s))
+            .map(|s| format!("ct/{s}")),
+    );
     if pairs.is_empty() {
-        return Err(Error::file(mri, format!("no subject folder here has a namesake in {} (MR: {}; CT: {})", ct.display(), sm.join(", "), sc.join(", "))));
+        return Err(Error::file(
+            mri,
+            format!(
+                "no subject folder here has a namesake in {} (MR: {}; CT: {})",
+                ct.display(),
+                sm.join(", "),
+                sc.join(", ")
+            ),
+        ));
     }
     Ok((pairs, unmatched))
 }
 
 /// Scores the synthetic CTs of the generator in `weights` (module docs).
-pub fn evaluate(gpu: &Rc<Gpu>, weights: &Path, mri: &Path, ct: &Path, out: &Path, opts: &EvalOptions) -> Result<EvalReport> {
+pub fn evaluate(
+    gpu: &Rc<Gpu>,
+    weights: &Path,
+    mri: &Path,
+    ct: &Path,
+    out: &Path,
+    opts: &EvalOptions,
+) -> Result<EvalReport> {
     if opts.batch_size == 0 {
         return Err(Error::Invalid("batch size must be at least 1".into()));
     }
     check_out(out, opts.force)?;
     let model = SctModel::load(gpu, weights)?;
-    let source = format!("{} ({}, fnv1a64 {})", weights.display(), model.describe(), model.fingerprint);
-    evaluate_with(mri, ct, out, opts, &source, |mr, _ct| Ok(model.synthesize(mr, opts.batch_size)?.hu))
+    let source = format!(
+        "{} ({}, fnv1a64 {})",
+        weights.display(),
+        model.describe(),
+        model.fingerprint
+    );
+    evaluate_with(mri, ct, out, opts, &source, |mr, _ct| {
+        Ok(model.synthesize(mr, opts.batch_size)?.hu)
+    })
 }
 
 fn check_out(out: &Path, force: bool) -> Result<()> {
     let m = out.join("metrics.json");
     if m.exists() && !force {
-        return Err(Error::file(&m, "already exists; use --force to overwrite it"));
+        return Err(Error::file(
+            &m,
+            "already exists; use --force to overwrite it",
+        ));
     }
     Ok(())
 }
@@ -390,12 +487,30 @@ pub fn evaluate_with(
     let started = Instant::now();
     check_out(out, opts.force)?;
     let (pairs, unmatched) = pair_subjects(mri, ct)?;
-    std::fs::create_dir_all(out).map_err(|e| Error::file(out, format!("cannot create directory: {e}")))?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| Error::file(out, format!("cannot create directory: {e}")))?;
     let mut subjects = Vec::new();
     let mut panel_names = std::collections::BTreeSet::new();
-    for SubjectPair { name, mri: mr_path, ct: ct_path } in pairs {
-        let mr = load_volume(&mr_path, &LoadOptions { force_modality: Some(Modality::Mr), ..Default::default() })?;
-        let ctv = load_volume(&ct_path, &LoadOptions { force_modality: Some(Modality::Ct), ..Default::default() })?;
+    for SubjectPair {
+        name,
+        mri: mr_path,
+        ct: ct_path,
+    } in pairs
+    {
+        let mr = load_volume(
+            &mr_path,
+            &LoadOptions {
+                force_modality: Some(Modality::Mr),
+                ..Default::default()
+            },
+        )?;
+        let ctv = load_volume(
+            &ct_path,
+            &LoadOptions {
+                force_modality: Some(Modality::Ct),
+                ..Default::default()
+            },
+        )?;
         let dims = [ctv.len(), ctv.rows(), ctv.cols()];
         if [mr.len(), mr.rows(), mr.cols()] != dims {
             return Err(Error::Invalid(format!(
@@ -421,17 +536,32 @@ pub fn evaluate_with(
             })
             .fold(0.0, f64::max);
         if worst > 0.5 {
-            warnings.push(format!("MR and CT slice positions differ by up to {worst:.2} mm: are they aligned?"));
+            warnings.push(format!(
+                "MR and CT slice positions differ by up to {worst:.2} mm: are they aligned?"
+            ));
         }
         let ct_hu: Vec<f32> = ctv.values().collect();
         let sct = synth(&mr, &ctv)?;
         if sct.len() != ct_hu.len() {
-            return Err(Error::shape("evaluate", format!("subject {name}: synthetic CT has {} values, the CT {}", sct.len(), ct_hu.len())));
+            return Err(Error::shape(
+                "evaluate",
+                format!(
+                    "subject {name}: synthetic CT has {} values, the CT {}",
+                    sct.len(),
+                    ct_hu.len()
+                ),
+            ));
         }
         let mask = body_mask(&ct_hu, dims, &opts.mask);
         let mask_voxels = mask.iter().filter(|m| **m).count();
         if mask_voxels == 0 {
-            return Err(Error::file(&ct_path, format!("subject {name}: the body mask ({}) is empty", opts.mask.describe())));
+            return Err(Error::file(
+                &ct_path,
+                format!(
+                    "subject {name}: the body mask ({}) is empty",
+                    opts.mask.describe()
+                ),
+            ));
         }
         let scores = score_volume(&sct, &ct_hu, dims, &mask)?;
         let panel = if opts.panels {
@@ -441,13 +571,34 @@ pub fn evaluate_with(
                 file = format!("panel_{}-{i}.png", sanitize_name(&name));
                 i += 1;
             }
-            Some(write_subject_panel(&out.join(file), &name, &mr, &ct_hu, &sct, &mask, dims, &scores)?)
+            Some(write_subject_panel(
+                &out.join(file),
+                &name,
+                &mr,
+                &ct_hu,
+                &sct,
+                &mask,
+                dims,
+                &scores,
+            )?)
         } else {
             None
         };
-        subjects.push(SubjectMetrics { subject: name, mri: mr_path, ct: ct_path, slices: dims[0], rows: dims[1], cols: dims[2], mask_voxels, scores, panel, warnings });
+        subjects.push(SubjectMetrics {
+            subject: name,
+            mri: mr_path,
+            ct: ct_path,
+            slices: dims[0],
+            rows: dims[1],
+            cols: dims[2],
+            mask_voxels,
+            scores,
+            panel,
+            warnings,
+        });
     }
-    let col = |f: &dyn Fn(&Scores) -> f64| subjects.iter().map(|s| f(&s.scores)).collect::<Vec<f64>>();
+    let col =
+        |f: &dyn Fn(&Scores) -> f64| subjects.iter().map(|s| f(&s.scores)).collect::<Vec<f64>>();
     let report = EvalReport {
         mae_hu: Stat::of(&col(&|s| s.mae_hu)),
         psnr_db: Stat::of(&col(&|s| s.psnr_db)),
@@ -464,7 +615,9 @@ pub fn evaluate_with(
 
 /// A finite number, or null (infinite PSNR of identical images, NaN).
 fn num(v: f64) -> serde_json::Value {
-    serde_json::Number::from_f64(v).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null)
+    serde_json::Number::from_f64(v)
+        .map(serde_json::Value::Number)
+        .unwrap_or(serde_json::Value::Null)
 }
 
 fn stat(s: &Stat) -> serde_json::Value {
@@ -517,11 +670,25 @@ fn write_metrics_json(r: &EvalReport, mri: &Path, ct: &Path, opts: &EvalOptions)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn write_subject_panel(path: &Path, name: &str, mr: &Volume, ct: &[f32], sct: &[f32], mask: &[bool], dims: [usize; 3], s: &Scores) -> Result<PathBuf> {
+fn write_subject_panel(
+    path: &Path,
+    name: &str,
+    mr: &Volume,
+    ct: &[f32],
+    sct: &[f32],
+    mask: &[bool],
+    dims: [usize; 3],
+    s: &Scores,
+) -> Result<PathBuf> {
     let [d, h, w] = dims;
     let plane = h * w;
-    let body: Vec<usize> = (0..d).filter(|z| mask[z * plane..(z + 1) * plane].iter().any(|m| *m)).collect();
-    let mut picks: Vec<usize> = [0.25, 0.5, 0.75].iter().map(|f| body[((body.len() - 1) as f64 * f).round() as usize]).collect();
+    let body: Vec<usize> = (0..d)
+        .filter(|z| mask[z * plane..(z + 1) * plane].iter().any(|m| *m))
+        .collect();
+    let mut picks: Vec<usize> = [0.25, 0.5, 0.75]
+        .iter()
+        .map(|f| body[((body.len() - 1) as f64 * f).round() as usize])
+        .collect();
     picks.dedup();
     let mut all: Vec<f32> = mr.values().collect();
     let lo = percentile(&mut all, 0.5);
@@ -529,7 +696,12 @@ fn write_subject_panel(path: &Path, name: &str, mr: &Volume, ct: &[f32], sct: &[
     let mri_window = if hi > lo { (lo, hi) } else { (lo, lo + 1.0) };
     let rows: Vec<PanelRow> = picks
         .iter()
-        .map(|&z| PanelRow { slice: z, mri: &mr.slices[z].pixels, ct: &ct[z * plane..(z + 1) * plane], sct: &sct[z * plane..(z + 1) * plane] })
+        .map(|&z| PanelRow {
+            slice: z,
+            mri: &mr.slices[z].pixels,
+            ct: &ct[z * plane..(z + 1) * plane],
+            sct: &sct[z * plane..(z + 1) * plane],
+        })
         .collect();
     let line = format!(
         "MAE {} HU  PSNR {} DB  SSIM {} ({})",

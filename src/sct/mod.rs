@@ -34,13 +34,13 @@ use crate::data::prep::{self, resample, CtScaling, PrepRecord};
 use crate::data::{LoadOptions, Modality, Volume};
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
+use crate::engine::tensor::Tensor;
 use crate::io::weights;
 use crate::models::{Network, PaperGenerator, ResnetGenerator};
-use crate::engine::tensor::Tensor;
 
 pub use eval::{
-    body_mask, evaluate, evaluate_with, pair_subjects, score_volume, EvalOptions, EvalReport, MaskRule, Scores, SsimMode,
-    Stat, SubjectMetrics, SubjectPair,
+    body_mask, evaluate, evaluate_with, pair_subjects, score_volume, EvalOptions, EvalReport,
+    MaskRule, Scores, SsimMode, Stat, SubjectMetrics, SubjectPair,
 };
 pub use nifti_out::{nifti_affine, write_nifti};
 pub use png_out::{CT_DISPLAY_HU, ERROR_DISPLAY_HU};
@@ -82,22 +82,34 @@ impl SctModel {
     /// Reads a weights file written by `Trainer::save_weights` (or a checkpoint): builds the
     /// generator its `config` metadata describes and loads `G_AB.*` into it.
     pub fn load(gpu: &Rc<Gpu>, path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read weights: {e}")))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::file(path, format!("cannot read weights: {e}")))?;
         let fingerprint = format!("{:016x}", crate::engine::nn::init::fnv1a64_bytes(&bytes));
         drop(bytes);
         let loaded = weights::load(path)?;
         let cfg_text = loaded.metadata.get("config").ok_or_else(|| {
             Error::file(path, "not an mr2ct weights file: its metadata has no \"config\" (which model and size the weights belong to)")
         })?;
-        let cfg: TrainConfig = serde_json::from_str(cfg_text).map_err(|e| Error::file(path, format!("unreadable \"config\" metadata: {e}")))?;
-        cfg.validate().map_err(|e| Error::file(path, format!("invalid \"config\" metadata: {e}")))?;
+        let cfg: TrainConfig = serde_json::from_str(cfg_text)
+            .map_err(|e| Error::file(path, format!("unreadable \"config\" metadata: {e}")))?;
+        cfg.validate()
+            .map_err(|e| Error::file(path, format!("invalid \"config\" metadata: {e}")))?;
         let prep: Option<PrepRecord> = match loaded.metadata.get("prep") {
-            Some(p) => Some(serde_json::from_str(p).map_err(|e| Error::file(path, format!("unreadable \"prep\" metadata: {e}")))?),
+            Some(p) => Some(
+                serde_json::from_str(p)
+                    .map_err(|e| Error::file(path, format!("unreadable \"prep\" metadata: {e}")))?,
+            ),
             None => None,
         };
         if let Some(p) = &prep {
             if p.size != cfg.size {
-                return Err(Error::file(path, format!("\"prep\" metadata says size {} but \"config\" says {}", p.size, cfg.size)));
+                return Err(Error::file(
+                    path,
+                    format!(
+                        "\"prep\" metadata says size {} but \"config\" says {}",
+                        p.size, cfg.size
+                    ),
+                ));
             }
         }
         let generator: Box<dyn Network> = match cfg.model {
@@ -106,14 +118,26 @@ impl SctModel {
         };
         let named = generator.named_tensors("G_AB");
         weights::upload(path, &loaded.tensors, &named).map_err(|e| match e {
-            Error::File { path, reason } => Error::File { path, reason: format!("{reason} (its config describes {})", describe(&cfg)) },
+            Error::File { path, reason } => Error::File {
+                path,
+                reason: format!("{reason} (its config describes {})", describe(&cfg)),
+            },
             other => other,
         })?;
         let (ct, mr_percentiles) = match &prep {
             Some(p) => (p.ct.clone(), p.mr_percentiles),
             None => (CtScaling::default(), LoadOptions::default().mr_percentiles),
         };
-        Ok(SctModel { weights: path.to_path_buf(), cfg, prep, ct, mr_percentiles, fingerprint, generator, gpu: gpu.clone() })
+        Ok(SctModel {
+            weights: path.to_path_buf(),
+            cfg,
+            prep,
+            ct,
+            mr_percentiles,
+            fingerprint,
+            generator,
+            gpu: gpu.clone(),
+        })
     }
 
     /// "paper model, 64x64, ngf 64" and the like.
@@ -123,7 +147,10 @@ impl SctModel {
 
     /// The weights file's name (no directories), for descriptions.
     pub fn weights_name(&self) -> String {
-        self.weights.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| self.weights.display().to_string())
+        self.weights
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.weights.display().to_string())
     }
 
     /// MRI volume -> synthetic CT in the volume's own matrix (module docs).
@@ -135,18 +162,29 @@ impl SctModel {
             return Err(Error::file(&v.source, "the volume has no slices"));
         }
         if v.modality != Modality::Mr {
-            return Err(Error::file(&v.source, format!("is a {} volume; translate needs an MRI", v.modality)));
+            return Err(Error::file(
+                &v.source,
+                format!("is a {} volume; translate needs an MRI", v.modality),
+            ));
         }
         let size = self.cfg.size;
         let opts = LoadOptions {
             mr_percentiles: self.mr_percentiles,
             // Every slice is translated: nothing counts as background here.
-            background: prep::BackgroundRule { min_foreground_fraction: 0.0, ..Default::default() },
+            background: prep::BackgroundRule {
+                min_foreground_fraction: 0.0,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let p = prep::prepare_volume(v, size, &opts)?;
         if p.kept.len() != v.len() {
-            return Err(Error::Invalid(format!("{}: {} of {} slices prepared", v.source.display(), p.kept.len(), v.len())));
+            return Err(Error::Invalid(format!(
+                "{}: {} of {} slices prepared",
+                v.source.display(),
+                p.kept.len(),
+                v.len()
+            )));
         }
         let (rows, cols) = (v.rows(), v.cols());
         let plane = size * size;
@@ -168,7 +206,13 @@ impl SctModel {
                 hu.extend(restore_slice(img, size, rows, cols, &self.ct));
             }
         }
-        Ok(SyntheticCt { rows, cols, slices: v.len(), hu, batches })
+        Ok(SyntheticCt {
+            rows,
+            cols,
+            slices: v.len(),
+            hu,
+            batches,
+        })
     }
 
     /// G_AB on a batch [N, 1, S, S] of normalized MRI: eval mode, no graph. Values in [-1, 1].
@@ -181,14 +225,23 @@ impl SctModel {
 fn describe(cfg: &TrainConfig) -> String {
     match cfg.model {
         ModelKind::Paper => format!("paper model, {0}x{0}, ngf {1}", cfg.size, cfg.ngf),
-        ModelKind::Resnet => format!("resnet model, {0}x{0}, ngf {1}, {2} blocks", cfg.size, cfg.ngf, cfg.n_blocks),
+        ModelKind::Resnet => format!(
+            "resnet model, {0}x{0}, ngf {1}, {2} blocks",
+            cfg.size, cfg.ngf, cfg.n_blocks
+        ),
     }
 }
 
 /// One generator output (size x size, in [-1, 1]) back to a rows x cols slice in whole HU:
 /// resample to the padded square, crop the padding (the inverse of `pad_to_square`: the slice
 /// sits at row (n - rows) / 2, column (n - cols) / 2), map to HU with `ct`, round.
-pub fn restore_slice(unit: &[f32], size: usize, rows: usize, cols: usize, ct: &CtScaling) -> Vec<f32> {
+pub fn restore_slice(
+    unit: &[f32],
+    size: usize,
+    rows: usize,
+    cols: usize,
+    ct: &CtScaling,
+) -> Vec<f32> {
     let n = rows.max(cols);
     let square = resample(unit, size, size, n, n);
     let (top, left) = ((n - rows) / 2, (n - cols) / 2);
@@ -209,7 +262,17 @@ pub fn new_uid() -> String {
 /// A file-name-safe version of `s`: ASCII letters, digits, '-', '_' and '.' kept, anything
 /// else (path separators included) becomes '_'; never empty, never starting with '.'.
 pub fn sanitize_name(s: &str) -> String {
-    let mut out: String = s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).take(64).collect();
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
     if out.starts_with('.') {
         out.replace_range(0..1, "_");
     }
@@ -221,7 +284,10 @@ pub fn sanitize_name(s: &str) -> String {
 
 /// UTC date and time now as DICOM DA and TM strings.
 pub(crate) fn dicom_now() -> (String, String) {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let days = (secs / 86400) as i64;
     let tod = secs % 86400;
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -234,7 +300,10 @@ pub(crate) fn dicom_now() -> (String, String) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    (format!("{y:04}{m:02}{d:02}"), format!("{:02}{:02}{:02}", tod / 3600, (tod / 60) % 60, tod % 60))
+    (
+        format!("{y:04}{m:02}{d:02}"),
+        format!("{:02}{:02}{:02}", tod / 3600, (tod / 60) % 60, tod % 60),
+    )
 }
 
 /// An output directory built under a temporary sibling name and moved into place at the end,
@@ -252,24 +321,46 @@ pub(crate) struct StagedDir {
 impl StagedDir {
     pub fn new(target: &Path, force: bool, marker: &'static str) -> Result<Self> {
         check_replaceable(target, force, marker)?;
-        let name = target.file_name().ok_or_else(|| Error::file(target, "not a directory name"))?.to_string_lossy().into_owned();
+        let name = target
+            .file_name()
+            .ok_or_else(|| Error::file(target, "not a directory name"))?
+            .to_string_lossy()
+            .into_owned();
         let parent = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        std::fs::create_dir_all(&parent).map_err(|e| Error::file(&parent, format!("cannot create directory: {e}")))?;
-        let staging = parent.join(format!(".{name}.partial-{}-{}", std::process::id(), &new_uid()[5..15]));
-        std::fs::create_dir(&staging).map_err(|e| Error::file(&staging, format!("cannot create directory: {e}")))?;
-        Ok(StagedDir { target: target.to_path_buf(), staging, force, marker, committed: false })
+        std::fs::create_dir_all(&parent)
+            .map_err(|e| Error::file(&parent, format!("cannot create directory: {e}")))?;
+        let staging = parent.join(format!(
+            ".{name}.partial-{}-{}",
+            std::process::id(),
+            &new_uid()[5..15]
+        ));
+        std::fs::create_dir(&staging)
+            .map_err(|e| Error::file(&staging, format!("cannot create directory: {e}")))?;
+        Ok(StagedDir {
+            target: target.to_path_buf(),
+            staging,
+            force,
+            marker,
+            committed: false,
+        })
     }
 
     /// Moves the staged directory to the target (replacing an old output when allowed).
     pub fn commit(mut self) -> Result<()> {
         check_replaceable(&self.target, self.force, self.marker)?;
         if self.target.exists() {
-            std::fs::remove_dir_all(&self.target).map_err(|e| Error::file(&self.target, format!("cannot replace: {e}")))?;
+            std::fs::remove_dir_all(&self.target)
+                .map_err(|e| Error::file(&self.target, format!("cannot replace: {e}")))?;
         }
-        std::fs::rename(&self.staging, &self.target).map_err(|e| Error::file(&self.target, format!("cannot move the output into place: {e}")))?;
+        std::fs::rename(&self.staging, &self.target).map_err(|e| {
+            Error::file(
+                &self.target,
+                format!("cannot move the output into place: {e}"),
+            )
+        })?;
         self.committed = true;
         Ok(())
     }
@@ -293,9 +384,15 @@ fn check_replaceable(target: &Path, force: bool, marker: &str) -> Result<()> {
         return Err(Error::file(target, "exists and is not a directory"));
     }
     if !force {
-        return Err(Error::file(target, "output directory already exists; use --force to replace it"));
+        return Err(Error::file(
+            target,
+            "output directory already exists; use --force to replace it",
+        ));
     }
-    let empty = std::fs::read_dir(target).map_err(|e| Error::file(target, format!("cannot read directory: {e}")))?.next().is_none();
+    let empty = std::fs::read_dir(target)
+        .map_err(|e| Error::file(target, format!("cannot read directory: {e}")))?
+        .next()
+        .is_none();
     if !empty && !target.join(marker).is_file() {
         return Err(Error::file(
             target,

@@ -20,7 +20,9 @@ use crate::engine::error::{Error, Result};
 /// slice spacing is not uniform (the affine cannot hold that).
 pub fn nifti_affine(v: &Volume) -> ([[f64; 4]; 3], Option<String>) {
     let first = &v.slices[0].geometry;
-    let iop = first.image_orientation.unwrap_or([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+    let iop = first
+        .image_orientation
+        .unwrap_or([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
     let ps = first.pixel_spacing.unwrap_or([1.0, 1.0]);
     let origin = first.image_position.unwrap_or([0.0; 3]);
     let row_dir = [iop[0], iop[1], iop[2]];
@@ -39,7 +41,14 @@ pub fn nifti_affine(v: &Volume) -> ([[f64; 4]; 3], Option<String>) {
                 .slices
                 .iter()
                 .enumerate()
-                .filter_map(|(k, s)| s.geometry.image_position.map(|p| (0..3).map(|d| (p[d] - a[d] - k as f64 * step[d]).powi(2)).sum::<f64>().sqrt()))
+                .filter_map(|(k, s)| {
+                    s.geometry.image_position.map(|p| {
+                        (0..3)
+                            .map(|d| (p[d] - a[d] - k as f64 * step[d]).powi(2))
+                            .sum::<f64>()
+                            .sqrt()
+                    })
+                })
                 .fold(0.0, f64::max);
             if worst > 0.01 * len {
                 warning = Some(format!(
@@ -50,7 +59,11 @@ pub fn nifti_affine(v: &Volume) -> ([[f64; 4]; 3], Option<String>) {
         }
         _ => {
             let normal = first.normal().unwrap_or([0.0, 0.0, 1.0]);
-            let t = first.slice_thickness.or(v.slice_spacing()).filter(|t| *t > 0.0).unwrap_or(1.0);
+            let t = first
+                .slice_thickness
+                .or(v.slice_spacing())
+                .filter(|t| *t > 0.0)
+                .unwrap_or(1.0);
             normal.map(|x| x * t)
         }
     };
@@ -72,10 +85,17 @@ fn quaternion(m: &[[f64; 4]; 3]) -> ([f64; 3], f64, [f64; 3]) {
         let n = (0..3).map(|row| m[row][c] * m[row][c]).sum::<f64>().sqrt();
         sizes[c] = if n > 0.0 { n } else { 1.0 };
         for row in 0..3 {
-            r[row][c] = if n > 0.0 { m[row][c] / n } else if row == c { 1.0 } else { 0.0 };
+            r[row][c] = if n > 0.0 {
+                m[row][c] / n
+            } else if row == c {
+                1.0
+            } else {
+                0.0
+            };
         }
     }
-    let det = r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1]) - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
+    let det = r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1])
+        - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
         + r[0][2] * (r[1][0] * r[2][1] - r[1][1] * r[2][0]);
     let qfac = if det < 0.0 { -1.0 } else { 1.0 };
     if qfac < 0.0 {
@@ -83,7 +103,9 @@ fn quaternion(m: &[[f64; 4]; 3]) -> ([f64; 3], f64, [f64; 3]) {
             row[2] = -row[2];
         }
     }
-    let (r11, r12, r13, r21, r22, r23, r31, r32, r33) = (r[0][0], r[0][1], r[0][2], r[1][0], r[1][1], r[1][2], r[2][0], r[2][1], r[2][2]);
+    let (r11, r12, r13, r21, r22, r23, r31, r32, r33) = (
+        r[0][0], r[0][1], r[0][2], r[1][0], r[1][1], r[1][2], r[2][0], r[2][1], r[2][2],
+    );
     let trace = r11 + r22 + r33 + 1.0;
     let (a, b, c, d);
     if trace > 0.5 {
@@ -123,14 +145,27 @@ fn quaternion(m: &[[f64; 4]; 3]) -> ([f64; 3], f64, [f64; 3]) {
 
 /// Writes `hu` (slice after slice, rows x cols each) as a gzipped NIfTI-1 file with the
 /// volume's affine. Returns a warning when the slices are not evenly spaced.
-pub fn write_nifti(path: &Path, v: &Volume, rows: usize, cols: usize, hu: &[f32], description: &str) -> Result<Option<String>> {
+pub fn write_nifti(
+    path: &Path,
+    v: &Volume,
+    rows: usize,
+    cols: usize,
+    hu: &[f32],
+    description: &str,
+) -> Result<Option<String>> {
     let nz = v.len();
     if hu.len() != rows * cols * nz || nz == 0 {
-        return Err(Error::shape("write_nifti", format!("{} values for {nz} slices of {rows}x{cols}", hu.len())));
+        return Err(Error::shape(
+            "write_nifti",
+            format!("{} values for {nz} slices of {rows}x{cols}", hu.len()),
+        ));
     }
     for (d, name) in [(cols, "columns"), (rows, "rows"), (nz, "slices")] {
         if d > i16::MAX as usize {
-            return Err(Error::Invalid(format!("{}: {d} {name} do not fit a NIfTI-1 dimension", path.display())));
+            return Err(Error::Invalid(format!(
+                "{}: {d} {name} do not fit a NIfTI-1 dimension",
+                path.display()
+            )));
         }
     }
     let (m, warning) = nifti_affine(v);
@@ -140,12 +175,18 @@ pub fn write_nifti(path: &Path, v: &Volume, rows: usize, cols: usize, hu: &[f32]
     let f32_at = |h: &mut Vec<u8>, o: usize, x: f32| h[o..o + 4].copy_from_slice(&x.to_le_bytes());
     h[0..4].copy_from_slice(&348i32.to_le_bytes());
     h[38] = b'r';
-    for (i, d) in [3, cols as i16, rows as i16, nz as i16, 1, 1, 1, 1].into_iter().enumerate() {
+    for (i, d) in [3, cols as i16, rows as i16, nz as i16, 1, 1, 1, 1]
+        .into_iter()
+        .enumerate()
+    {
         i16_at(&mut h, 40 + 2 * i, d);
     }
     i16_at(&mut h, 70, 4); // datatype: int16
     i16_at(&mut h, 72, 16); // bitpix
-    for (i, p) in [qfac, sizes[0], sizes[1], sizes[2], 0.0, 0.0, 0.0, 0.0].into_iter().enumerate() {
+    for (i, p) in [qfac, sizes[0], sizes[1], sizes[2], 0.0, 0.0, 0.0, 0.0]
+        .into_iter()
+        .enumerate()
+    {
         f32_at(&mut h, 76 + 4 * i, p as f32);
     }
     f32_at(&mut h, 108, 352.0); // vox_offset
@@ -154,7 +195,11 @@ pub fn write_nifti(path: &Path, v: &Volume, rows: usize, cols: usize, hu: &[f32]
     h[123] = 2; // xyzt_units: mm
     f32_at(&mut h, 124, 1400.0); // cal_max: display window
     f32_at(&mut h, 128, -1000.0); // cal_min
-    let desc: Vec<u8> = description.bytes().filter(|b| b.is_ascii() && *b != 0).take(79).collect();
+    let desc: Vec<u8> = description
+        .bytes()
+        .filter(|b| b.is_ascii() && *b != 0)
+        .take(79)
+        .collect();
     h[148..148 + desc.len()].copy_from_slice(&desc);
     i16_at(&mut h, 252, 1); // qform_code: scanner
     i16_at(&mut h, 254, 1); // sform_code: scanner
@@ -174,11 +219,17 @@ pub fn write_nifti(path: &Path, v: &Volume, rows: usize, cols: usize, hu: &[f32]
     let mut raw = h;
     raw.reserve(hu.len() * 2);
     for x in hu {
-        raw.extend_from_slice(&(x.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16).to_le_bytes());
+        raw.extend_from_slice(
+            &(x.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16).to_le_bytes(),
+        );
     }
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-    gz.write_all(&raw).and_then(|_| gz.try_finish()).map_err(|e| Error::file(path, format!("gzip: {e}")))?;
-    let bytes = gz.finish().map_err(|e| Error::file(path, format!("gzip: {e}")))?;
+    gz.write_all(&raw)
+        .and_then(|_| gz.try_finish())
+        .map_err(|e| Error::file(path, format!("gzip: {e}")))?;
+    let bytes = gz
+        .finish()
+        .map_err(|e| Error::file(path, format!("gzip: {e}")))?;
     crate::io::write_atomic(path, &bytes)?;
     Ok(warning)
 }
@@ -190,10 +241,17 @@ mod tests {
     #[test]
     fn quaternion_of_a_lps_axial_affine() {
         // Axial DICOM (IOP 1\0\0\0\1\0) in RAS: x and y flipped -> a 180-degree turn about z.
-        let m = [[-0.5, 0.0, 0.0, 0.0], [0.0, -0.5, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0]];
+        let m = [
+            [-0.5, 0.0, 0.0, 0.0],
+            [0.0, -0.5, 0.0, 0.0],
+            [0.0, 0.0, 2.0, 0.0],
+        ];
         let (q, qfac, sizes) = quaternion(&m);
         assert_eq!(qfac, 1.0);
         assert_eq!(sizes, [0.5, 0.5, 2.0]);
-        assert!((q[0]).abs() < 1e-12 && (q[1]).abs() < 1e-12 && (q[2] - 1.0).abs() < 1e-12, "{q:?}");
+        assert!(
+            (q[0]).abs() < 1e-12 && (q[1]).abs() < 1e-12 && (q[2] - 1.0).abs() < 1e-12,
+            "{q:?}"
+        );
     }
 }

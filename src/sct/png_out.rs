@@ -18,7 +18,10 @@ const FG: [u8; 3] = [235, 235, 235];
 /// Nearest-neighbour resize of a rows x cols image so its longer side is `side`.
 fn fit(values: &[f32], rows: usize, cols: usize, side: usize) -> (Vec<f32>, usize, usize) {
     let f = side as f64 / rows.max(cols) as f64;
-    let (h, w) = (((rows as f64 * f).round() as usize).max(1), ((cols as f64 * f).round() as usize).max(1));
+    let (h, w) = (
+        ((rows as f64 * f).round() as usize).max(1),
+        ((cols as f64 * f).round() as usize).max(1),
+    );
     let mut out = Vec::with_capacity(h * w);
     for y in 0..h {
         let r = ((y as f64 + 0.5) / f).floor().min((rows - 1) as f64) as usize;
@@ -39,7 +42,14 @@ pub(crate) fn write_slice_png(path: &Path, hu: &[f32], rows: usize, cols: usize)
 
 /// Every slice in a grid (about square), each tile at most 128 pixels on its longer side,
 /// numbered, with the window in the title.
-pub(crate) fn write_montage(path: &Path, volume: &[f32], rows: usize, cols: usize, slices: usize, title: &str) -> Result<()> {
+pub(crate) fn write_montage(
+    path: &Path,
+    volume: &[f32],
+    rows: usize,
+    cols: usize,
+    slices: usize,
+    title: &str,
+) -> Result<()> {
     let side = rows.max(cols).min(128);
     let ncol = (slices as f64).sqrt().ceil().max(1.0) as usize;
     let nrow = slices.div_ceil(ncol);
@@ -53,7 +63,10 @@ pub(crate) fn write_montage(path: &Path, volume: &[f32], rows: usize, cols: usiz
     c.text(pad as i64, 4, title, FG, 1);
     for k in 0..slices {
         let (img, h, w) = fit(&volume[k * plane..(k + 1) * plane], rows, cols, side);
-        let (x0, y0) = ((pad + (k % ncol) * (tw + pad)) as i64, (header + (k / ncol) * (th + pad)) as i64);
+        let (x0, y0) = (
+            (pad + (k % ncol) * (tw + pad)) as i64,
+            (header + (k / ncol) * (th + pad)) as i64,
+        );
         c.gray_tile(x0, y0, &img, w, h, CT_DISPLAY_HU.0, CT_DISPLAY_HU.1);
         c.text(x0 + 2, y0 + 2, &(k + 1).to_string(), [255, 220, 0], 1);
     }
@@ -62,7 +75,13 @@ pub(crate) fn write_montage(path: &Path, volume: &[f32], rows: usize, cols: usiz
 
 /// The inferno colour map, piecewise linear through five of its colours; t in [0, 1].
 pub(crate) fn inferno(t: f32) -> [u8; 3] {
-    const STOPS: [[f32; 3]; 5] = [[0.0, 0.0, 4.0], [87.0, 16.0, 110.0], [188.0, 55.0, 84.0], [249.0, 142.0, 9.0], [252.0, 255.0, 164.0]];
+    const STOPS: [[f32; 3]; 5] = [
+        [0.0, 0.0, 4.0],
+        [87.0, 16.0, 110.0],
+        [188.0, 55.0, 84.0],
+        [249.0, 142.0, 9.0],
+        [252.0, 255.0, 164.0],
+    ];
     let t = if t.is_nan() { 0.0 } else { t.clamp(0.0, 1.0) } * 4.0;
     let i = (t.floor() as usize).min(3);
     let f = t - i as f32;
@@ -72,10 +91,23 @@ pub(crate) fn inferno(t: f32) -> [u8; 3] {
 
 /// Like `Canvas::gray_tile`, through the inferno map.
 #[allow(clippy::too_many_arguments)]
-fn color_tile(c: &mut Canvas, x0: i64, y0: i64, values: &[f32], w: usize, h: usize, lo: f32, hi: f32) {
+fn color_tile(
+    c: &mut Canvas,
+    x0: i64,
+    y0: i64,
+    values: &[f32],
+    w: usize,
+    h: usize,
+    lo: f32,
+    hi: f32,
+) {
     for y in 0..h {
         for x in 0..w {
-            c.set(x0 + x as i64, y0 + y as i64, inferno((values[y * w + x] - lo) / (hi - lo)));
+            c.set(
+                x0 + x as i64,
+                y0 + y as i64,
+                inferno((values[y * w + x] - lo) / (hi - lo)),
+            );
         }
     }
 }
@@ -113,11 +145,22 @@ pub(crate) fn write_panel(
     c.text(pad as i64, 24, metrics_line, [200, 200, 120], 1);
     let labels = ["MRI", "REAL CT", "SYNTHETIC CT", "ABS ERROR (HU)"];
     for (i, l) in labels.iter().enumerate() {
-        c.text((pad + i * (tw + pad)) as i64, (header - 10) as i64, l, FG, 1);
+        c.text(
+            (pad + i * (tw + pad)) as i64,
+            (header - 10) as i64,
+            l,
+            FG,
+            1,
+        );
     }
     for (r, row) in rows_in.iter().enumerate() {
         let y0 = (header + r * (th + pad)) as i64;
-        let err: Vec<f32> = row.sct.iter().zip(row.ct).map(|(s, t)| (s - t).abs()).collect();
+        let err: Vec<f32> = row
+            .sct
+            .iter()
+            .zip(row.ct)
+            .map(|(s, t)| (s - t).abs())
+            .collect();
         let tiles = [row.mri, row.ct, row.sct, &err];
         for (i, values) in tiles.iter().enumerate() {
             let (img, h, w) = fit(values, rows, cols, side);
@@ -125,10 +168,25 @@ pub(crate) fn write_panel(
             match i {
                 0 => c.gray_tile(x0, y0, &img, w, h, mri_window.0, mri_window.1),
                 1 | 2 => c.gray_tile(x0, y0, &img, w, h, CT_DISPLAY_HU.0, CT_DISPLAY_HU.1),
-                _ => color_tile(&mut c, x0, y0, &img, w, h, ERROR_DISPLAY_HU.0, ERROR_DISPLAY_HU.1),
+                _ => color_tile(
+                    &mut c,
+                    x0,
+                    y0,
+                    &img,
+                    w,
+                    h,
+                    ERROR_DISPLAY_HU.0,
+                    ERROR_DISPLAY_HU.1,
+                ),
             }
         }
-        c.text((pad + 2) as i64, y0 + 2, &format!("SLICE {}", row.slice + 1), [255, 220, 0], 1);
+        c.text(
+            (pad + 2) as i64,
+            y0 + 2,
+            &format!("SLICE {}", row.slice + 1),
+            [255, 220, 0],
+            1,
+        );
     }
     // Colour bar: top = ERROR_DISPLAY_HU.1 and above, bottom = 0.
     let bx = (pad + 4 * (tw + pad)) as i64;
@@ -139,10 +197,20 @@ pub(crate) fn write_panel(
         c.fill_rect(bx, by + y, bar_w as i64, 1, inferno(t));
     }
     let (lo, hi) = ERROR_DISPLAY_HU;
-    for (t, text) in [(1.0, format!("{hi:.0}+")), (0.5, format!("{:.0}", (lo + hi) / 2.0)), (0.0, format!("{lo:.0}"))] {
+    for (t, text) in [
+        (1.0, format!("{hi:.0}+")),
+        (0.5, format!("{:.0}", (lo + hi) / 2.0)),
+        (0.0, format!("{lo:.0}")),
+    ] {
         let y = by + ((1.0 - t) * (bh - 1) as f32) as i64;
         c.fill_rect(bx + bar_w as i64, y, 4, 1, FG);
-        c.text(bx + bar_w as i64 + 6, (y - 3).clamp(by, by + bh - 7), &text, FG, 1);
+        c.text(
+            bx + bar_w as i64 + 6,
+            (y - 3).clamp(by, by + bh - 7),
+            &text,
+            FG,
+            1,
+        );
     }
     c.text(bx, by + bh + 4, "HU", FG, 1);
     c.save_png(path)?;

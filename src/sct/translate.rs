@@ -56,7 +56,11 @@ pub struct TranslateOptions {
 
 impl Default for TranslateOptions {
     fn default() -> Self {
-        TranslateOptions { format: OutputFormat::Dicom, batch_size: 16, force: false }
+        TranslateOptions {
+            format: OutputFormat::Dicom,
+            batch_size: 16,
+            force: false,
+        }
     }
 }
 
@@ -100,7 +104,11 @@ impl fmt::Display for TranslateSummary {
             self.seconds
         )?;
         writeln!(f, "  weights {} ({})", self.weights.display(), self.model)?;
-        writeln!(f, "  HU min {:.0}, max {:.0}, mean {:.1}", self.hu_min, self.hu_max, self.hu_mean)?;
+        writeln!(
+            f,
+            "  HU min {:.0}, max {:.0}, mean {:.1}",
+            self.hu_min, self.hu_max, self.hu_mean
+        )?;
         if let Some(u) = &self.series_instance_uid {
             writeln!(f, "  SeriesInstanceUID {u}")?;
         }
@@ -113,12 +121,24 @@ impl fmt::Display for TranslateSummary {
 
 /// Loads the MRI to translate: any DICOM file tagged MR (or untagged/OT) or a NIfTI file.
 pub fn load_mri(input: &Path) -> Result<Volume> {
-    load_volume(input, &LoadOptions { force_modality: Some(Modality::Mr), ..Default::default() })
+    load_volume(
+        input,
+        &LoadOptions {
+            force_modality: Some(Modality::Mr),
+            ..Default::default()
+        },
+    )
 }
 
 /// Translates `input` with the generator in `weights` and writes the result to `output`
 /// (module docs). Refuses an existing `output` before doing any work (unless `force`).
-pub fn translate(gpu: &Rc<Gpu>, weights: &Path, input: &Path, output: &Path, opts: &TranslateOptions) -> Result<TranslateSummary> {
+pub fn translate(
+    gpu: &Rc<Gpu>,
+    weights: &Path,
+    input: &Path,
+    output: &Path,
+    opts: &TranslateOptions,
+) -> Result<TranslateSummary> {
     let started = Instant::now();
     if opts.batch_size == 0 {
         return Err(Error::Invalid("batch size must be at least 1".into()));
@@ -129,7 +149,11 @@ pub fn translate(gpu: &Rc<Gpu>, weights: &Path, input: &Path, output: &Path, opt
     let sct = model.synthesize(&vol, opts.batch_size)?;
     let mut summary = write_outputs(&staged.staging, &vol, &sct, &model, opts.format)?;
     // Paths as they will be after the move.
-    summary.files = summary.files.iter().map(|p| output.join(p.strip_prefix(&staged.staging).unwrap_or(p))).collect();
+    summary.files = summary
+        .files
+        .iter()
+        .map(|p| output.join(p.strip_prefix(&staged.staging).unwrap_or(p)))
+        .collect();
     summary.input = input.to_path_buf();
     summary.output = output.to_path_buf();
     summary.seconds = started.elapsed().as_secs_f64();
@@ -149,7 +173,8 @@ pub fn translate(gpu: &Rc<Gpu>, weights: &Path, input: &Path, output: &Path, opt
         "files": summary.files.iter().filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect::<Vec<_>>(),
         "warnings": summary.warnings,
     });
-    let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Invalid(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(&manifest).map_err(|e| Error::Invalid(e.to_string()))?;
     crate::io::write_atomic(&staged.staging.join(MANIFEST), text.as_bytes())?;
     summary.files.push(output.join(MANIFEST));
     staged.commit()?;
@@ -158,7 +183,13 @@ pub fn translate(gpu: &Rc<Gpu>, weights: &Path, input: &Path, output: &Path, opt
 
 /// Writes `sct` in `format` into the existing directory `dir`. `input`, `output` and `seconds`
 /// of the summary are left for the caller.
-pub(crate) fn write_outputs(dir: &Path, vol: &Volume, sct: &SyntheticCt, model: &SctModel, format: OutputFormat) -> Result<TranslateSummary> {
+pub(crate) fn write_outputs(
+    dir: &Path,
+    vol: &Volume,
+    sct: &SyntheticCt,
+    model: &SctModel,
+    format: OutputFormat,
+) -> Result<TranslateSummary> {
     let mut warnings: Vec<String> = vol.warnings.clone();
     let mut files = Vec::new();
     let mut series_instance_uid = None;
@@ -172,7 +203,8 @@ pub(crate) fn write_outputs(dir: &Path, vol: &Volume, sct: &SyntheticCt, model: 
         OutputFormat::Nifti => {
             let path = dir.join("sct.nii.gz");
             let desc = format!("mr2ct synthetic CT (HU) {}", model.weights_name());
-            if let Some(w) = nifti_out::write_nifti(&path, vol, sct.rows, sct.cols, &sct.hu, &desc)? {
+            if let Some(w) = nifti_out::write_nifti(&path, vol, sct.rows, sct.cols, &sct.hu, &desc)?
+            {
                 warnings.push(w);
             }
             files.push(path);
@@ -186,7 +218,17 @@ pub(crate) fn write_outputs(dir: &Path, vol: &Volume, sct: &SyntheticCt, model: 
             }
             let path = dir.join("montage.png");
             let (lo, hi) = png_out::CT_DISPLAY_HU;
-            png_out::write_montage(&path, &sct.hu, sct.rows, sct.cols, sct.slices, &format!("SYNTHETIC CT, {} SLICES, WINDOW {lo:.0} TO {hi:.0} HU", sct.slices))?;
+            png_out::write_montage(
+                &path,
+                &sct.hu,
+                sct.rows,
+                sct.cols,
+                sct.slices,
+                &format!(
+                    "SYNTHETIC CT, {} SLICES, WINDOW {lo:.0} TO {hi:.0} HU",
+                    sct.slices
+                ),
+            )?;
             files.push(path);
         }
     }

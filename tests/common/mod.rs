@@ -40,7 +40,10 @@ pub fn rel_l2_f64(got: &[f64], want: &[f64]) -> f64 {
 /// Asserts relative L2 error <= tol and finite values; returns the error for reports.
 #[track_caller]
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) -> f64 {
-    assert!(got.iter().all(|v| v.is_finite()), "{what}: non-finite values");
+    assert!(
+        got.iter().all(|v| v.is_finite()),
+        "{what}: non-finite values"
+    );
     let e = rel_l2(got, want);
     assert!(e <= tol, "{what}: relative L2 error {e:.3e} > {tol:.0e}");
     eprintln!("{what}: rel L2 {e:.2e}");
@@ -65,14 +68,21 @@ impl Fixture {
         let mut tensors = HashMap::new();
         for (k, v) in st.tensors() {
             assert_eq!(v.dtype(), safetensors::Dtype::F32, "{k}");
-            let data: Vec<f32> = v.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let data: Vec<f32> = v
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
             tensors.insert(k.to_string(), (v.shape().to_vec(), data));
         }
         let (_, md) = safetensors::SafeTensors::read_metadata(&bytes).expect("metadata");
         let mut meta = HashMap::new();
         if let Some(m) = md.metadata() {
             for (k, v) in m {
-                meta.insert(k.clone(), serde_json::from_str(v).unwrap_or(serde_json::Value::String(v.clone())));
+                meta.insert(
+                    k.clone(),
+                    serde_json::from_str(v).unwrap_or(serde_json::Value::String(v.clone())),
+                );
             }
         }
         Fixture { tensors, meta }
@@ -80,8 +90,12 @@ impl Fixture {
 
     /// Case names (metadata keys that prefix at least one tensor), sorted.
     pub fn cases(&self) -> Vec<String> {
-        let mut c: Vec<String> =
-            self.meta.keys().filter(|k| self.tensors.keys().any(|t| t.starts_with(&format!("{k}/")))).cloned().collect();
+        let mut c: Vec<String> = self
+            .meta
+            .keys()
+            .filter(|k| self.tensors.keys().any(|t| t.starts_with(&format!("{k}/"))))
+            .cloned()
+            .collect();
         c.sort();
         c
     }
@@ -89,7 +103,9 @@ impl Fixture {
         self.tensors.contains_key(&format!("{case}/{name}"))
     }
     pub fn get(&self, case: &str, name: &str) -> &(Vec<usize>, Vec<f32>) {
-        self.tensors.get(&format!("{case}/{name}")).unwrap_or_else(|| panic!("fixture lacks {case}/{name}"))
+        self.tensors
+            .get(&format!("{case}/{name}"))
+            .unwrap_or_else(|| panic!("fixture lacks {case}/{name}"))
     }
     pub fn data(&self, case: &str, name: &str) -> &[f32] {
         &self.get(case, name).1
@@ -99,13 +115,19 @@ impl Fixture {
         Tensor::from_slice(&gpu(), data, shape).unwrap()
     }
     pub fn param_usize(&self, case: &str, key: &str) -> usize {
-        self.meta[case][key].as_u64().unwrap_or_else(|| panic!("{case}: {key}")) as usize
+        self.meta[case][key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{case}: {key}")) as usize
     }
     pub fn param_f64(&self, case: &str, key: &str) -> f64 {
-        self.meta[case][key].as_f64().unwrap_or_else(|| panic!("{case}: {key}"))
+        self.meta[case][key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{case}: {key}"))
     }
     pub fn param_bool(&self, case: &str, key: &str) -> bool {
-        self.meta[case][key].as_bool().unwrap_or_else(|| panic!("{case}: {key}"))
+        self.meta[case][key]
+            .as_bool()
+            .unwrap_or_else(|| panic!("{case}: {key}"))
     }
 }
 

@@ -80,7 +80,11 @@ fn summary(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
 
 /// Every adapter wgpu finds, in the order `Gpu::new` prefers them.
 pub fn list_adapters() -> Vec<AdapterSummary> {
-    sorted_adapters(&instance()).iter().enumerate().map(|(i, a)| summary(i, a)).collect()
+    sorted_adapters(&instance())
+        .iter()
+        .enumerate()
+        .map(|(i, a)| summary(i, a))
+        .collect()
 }
 
 /// The compute context: device and queue, buffer pool, pipeline cache, recorder.
@@ -108,17 +112,33 @@ impl Gpu {
                 "wgpu found no Vulkan/Metal/DX12 adapter; on Debian install the CPU adapter with `apt-get install mesa-vulkan-drivers`".into(),
             ));
         }
-        let env = std::env::var("MR2CT_ADAPTER").ok().filter(|s| !s.trim().is_empty());
+        let env = std::env::var("MR2CT_ADAPTER")
+            .ok()
+            .filter(|s| !s.trim().is_empty());
         let selector = selector.map(str::to_owned).or(env);
         let index = match &selector {
             None => 0,
             Some(sel) => {
                 let sel = sel.trim();
                 let by_index = sel.parse::<usize>().ok().filter(|i| *i < adapters.len());
-                let by_name = || adapters.iter().position(|a| a.get_info().name.to_lowercase().contains(&sel.to_lowercase()));
+                let by_name = || {
+                    adapters.iter().position(|a| {
+                        a.get_info()
+                            .name
+                            .to_lowercase()
+                            .contains(&sel.to_lowercase())
+                    })
+                };
                 by_index.or_else(by_name).ok_or_else(|| {
-                    let names: Vec<String> = adapters.iter().enumerate().map(|(i, a)| format!("{i}: {}", a.get_info().name)).collect();
-                    Error::NoAdapter(format!("no adapter matches {sel:?}; available: {}", names.join(", ")))
+                    let names: Vec<String> = adapters
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| format!("{i}: {}", a.get_info().name))
+                        .collect();
+                    Error::NoAdapter(format!(
+                        "no adapter matches {sel:?}; available: {}",
+                        names.join(", ")
+                    ))
                 })?
             }
         };
@@ -147,8 +167,16 @@ impl Gpu {
                 // wgpu's message is "Validation Error" and then the cause on further lines;
                 // keep all of it on one line so the error says what was wrong.
                 let text = e.to_string();
-                let parts: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && *l != "Caused by:").collect();
-                v.push(if parts.is_empty() { "unknown wgpu error".to_owned() } else { parts.join(": ") });
+                let parts: Vec<&str> = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && *l != "Caused by:")
+                    .collect();
+                v.push(if parts.is_empty() {
+                    "unknown wgpu error".to_owned()
+                } else {
+                    parts.join(": ")
+                });
             }
         }));
         // A lost device (driver reset, GPU removed) becomes the next operation's error instead
@@ -156,7 +184,10 @@ impl Gpu {
         let lost = errors.clone();
         device.set_device_lost_callback(move |reason, message| {
             if let Ok(mut v) = lost.lock() {
-                v.push(format!("device lost ({reason:?}): {}", message.lines().next().unwrap_or("")));
+                v.push(format!(
+                    "device lost ({reason:?}): {}",
+                    message.lines().next().unwrap_or("")
+                ));
             }
         });
         let align = limits.min_uniform_buffer_offset_alignment as u64;
@@ -166,11 +197,15 @@ impl Gpu {
             queue,
             limits,
             pool: Rc::default(),
-            pipelines: RefCell::new(PipelineCache::new(std::env::var_os("MR2CT_SHADER_CHECKS").is_some_and(|v| v != "0"))),
+            pipelines: RefCell::new(PipelineCache::new(
+                std::env::var_os("MR2CT_SHADER_CHECKS").is_some_and(|v| v != "0"),
+            )),
             recorder: RefCell::new(recorder),
             errors,
             // MR2CT_SUBGROUPS=0 keeps the plain kernels (to compare, or to rule them out).
-            subgroups: Cell::new(summary.subgroups && std::env::var_os("MR2CT_SUBGROUPS").is_none_or(|v| v != "0")),
+            subgroups: Cell::new(
+                summary.subgroups && std::env::var_os("MR2CT_SUBGROUPS").is_none_or(|v| v != "0"),
+            ),
             adapter: summary,
             timestamps: RefCell::new(None),
         }))
@@ -182,10 +217,18 @@ impl Gpu {
         let class = size_class(bytes);
         let max_binding = self.limits.max_storage_buffer_binding_size;
         if bytes > max_binding {
-            return Err(Error::Limit { what: "a storage buffer binding".into(), value: bytes, limit: max_binding });
+            return Err(Error::Limit {
+                what: "a storage buffer binding".into(),
+                value: bytes,
+                limit: max_binding,
+            });
         }
         if class > self.limits.max_buffer_size {
-            return Err(Error::Limit { what: "a buffer".into(), value: class, limit: self.limits.max_buffer_size });
+            return Err(Error::Limit {
+                what: "a buffer".into(),
+                value: class,
+                limit: self.limits.max_buffer_size,
+            });
         }
         let mut pool = self.pool.borrow_mut();
         let buffer = match pool.take(class) {
@@ -195,11 +238,15 @@ impl Gpu {
                 let b = self.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("mr2ct tensor"),
                     size: class,
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 });
                 if let Some(e) = pollster::block_on(scope.pop()) {
-                    return Err(Error::Gpu(format!("out of device memory allocating {class} bytes: {e}")));
+                    return Err(Error::Gpu(format!(
+                        "out of device memory allocating {class} bytes: {e}"
+                    )));
                 }
                 pool.created(class);
                 b
@@ -244,13 +291,27 @@ impl Gpu {
 
     /// Records one dispatch of `kernel` with `params` (a `#[repr(C)]` struct matching the
     /// shader's binding-0 uniform) and storage bindings 1.. in `args` order.
-    pub fn dispatch(&self, kernel: Kernel, params: &[u8], args: &[Arg], workgroups: [u32; 3]) -> Result<()> {
+    pub fn dispatch(
+        &self,
+        kernel: Kernel,
+        params: &[u8],
+        args: &[Arg],
+        workgroups: [u32; 3],
+    ) -> Result<()> {
         if params.len() as u64 > PARAMS_SLOT {
-            return Err(Error::Invalid(format!("{}: parameters of {} bytes exceed the {PARAMS_SLOT}-byte slot", kernel.entry, params.len())));
+            return Err(Error::Invalid(format!(
+                "{}: parameters of {} bytes exceed the {PARAMS_SLOT}-byte slot",
+                kernel.entry,
+                params.len()
+            )));
         }
         let max = self.limits.max_compute_workgroups_per_dimension;
         if workgroups.iter().any(|&w| w > max) {
-            return Err(Error::Limit { what: format!("workgroups of {}.{}", kernel.shader.name, kernel.entry), value: *workgroups.iter().max().unwrap_or(&0) as u64, limit: max as u64 });
+            return Err(Error::Limit {
+                what: format!("workgroups of {}.{}", kernel.shader.name, kernel.entry),
+                value: *workgroups.iter().max().unwrap_or(&0) as u64,
+                limit: max as u64,
+            });
         }
         if workgroups.contains(&0) {
             return Ok(());
@@ -259,7 +320,10 @@ impl Gpu {
             self.flush()?;
         }
         let signature: Vec<bool> = args.iter().map(|a| matches!(a, Arg::Read(..))).collect();
-        let (pipeline, layout) = self.pipelines.borrow_mut().get(&self.device, &kernel, &signature);
+        let (pipeline, layout) = self
+            .pipelines
+            .borrow_mut()
+            .get(&self.device, &kernel, &signature);
         let mut rec = self.recorder.borrow_mut();
         // Uniform bindings need a size that is a multiple of 16.
         let mut padded = params.to_vec();
@@ -281,10 +345,19 @@ impl Gpu {
             // classes of 32-byte multiples, always do), so a kernel may view any tensor as
             // array<vec4<f32>>: on lavapipe a vec4 load costs about what a scalar one does
             // (Adam: 38 -> 21 ms). Such a kernel masks the last, partial vec4 itself.
-            let size = size.div_ceil(16).max(1).saturating_mul(16).min(buffer.size()).max(4);
+            let size = size
+                .div_ceil(16)
+                .max(1)
+                .saturating_mul(16)
+                .min(buffer.size())
+                .max(4);
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset: 0, size: std::num::NonZeroU64::new(size) }),
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer,
+                    offset: 0,
+                    size: std::num::NonZeroU64::new(size),
+                }),
             });
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -292,26 +365,49 @@ impl Gpu {
             layout: &layout.bind_group,
             entries: &entries,
         });
-        rec.commands.push(Command::Dispatch { pipeline, bind_group, workgroups });
+        rec.commands.push(Command::Dispatch {
+            pipeline,
+            bind_group,
+            workgroups,
+        });
         rec.dispatches += 1;
         rec.total_dispatches += 1;
         Ok(())
     }
 
     /// Records a copy between buffers (ordered with the recorded dispatches).
-    pub fn copy(&self, src: &wgpu::Buffer, src_offset: u64, dst: &wgpu::Buffer, dst_offset: u64, size: u64) {
-        self.recorder.borrow_mut().commands.push(Command::Copy { src: src.clone(), src_offset, dst: dst.clone(), dst_offset, size });
+    pub fn copy(
+        &self,
+        src: &wgpu::Buffer,
+        src_offset: u64,
+        dst: &wgpu::Buffer,
+        dst_offset: u64,
+        size: u64,
+    ) {
+        self.recorder.borrow_mut().commands.push(Command::Copy {
+            src: src.clone(),
+            src_offset,
+            dst: dst.clone(),
+            dst_offset,
+            size,
+        });
     }
 
     /// Records zero-filling the first `size` bytes of a buffer.
     pub fn clear(&self, buffer: &wgpu::Buffer, size: u64) {
-        self.recorder.borrow_mut().commands.push(Command::Clear { buffer: buffer.clone(), size: size.div_ceil(4) * 4 });
+        self.recorder.borrow_mut().commands.push(Command::Clear {
+            buffer: buffer.clone(),
+            size: size.div_ceil(4) * 4,
+        });
     }
 
     /// Submits everything recorded so far (no wait).
     pub fn flush(&self) -> Result<()> {
         let mut timing = self.timestamps.borrow_mut();
-        let timed = self.recorder.borrow_mut().flush(&self.device, &self.queue, timing.as_mut());
+        let timed = self
+            .recorder
+            .borrow_mut()
+            .flush(&self.device, &self.queue, timing.as_mut());
         self.check_errors()?;
         timed.map_err(Error::Gpu)
     }
@@ -321,7 +417,11 @@ impl Gpu {
     /// returns whether it does. Each timed submission waits for its timestamps: for
     /// benchmarks, not training.
     pub fn start_device_timing(&self) -> bool {
-        if !self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+        if !self
+            .device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+        {
             return false;
         }
         let mut t = self.timestamps.borrow_mut();
@@ -362,12 +462,19 @@ impl Gpu {
             let _ = tx.send(r);
         });
         self.device
-            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: None,
+            })
             .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
         rx.recv()
             .map_err(|_| Error::Gpu("readback callback never ran".into()))?
             .map_err(|e| Error::Gpu(format!("mapping a readback buffer: {e}")))?;
-        let bytes = staging.slice(..).get_mapped_range().map_err(|e| Error::Gpu(format!("reading a mapped buffer: {e}")))?.to_vec();
+        let bytes = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("reading a mapped buffer: {e}")))?
+            .to_vec();
         staging.unmap();
         self.check_errors()?;
         Ok(bytes)
@@ -377,13 +484,19 @@ impl Gpu {
     pub fn synchronize(&self) -> Result<()> {
         self.flush()?;
         self.device
-            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: None,
+            })
             .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
         self.check_errors()
     }
 
     fn check_errors(&self) -> Result<()> {
-        let mut errs = self.errors.lock().map_err(|_| Error::Gpu("error log poisoned".into()))?;
+        let mut errs = self
+            .errors
+            .lock()
+            .map_err(|_| Error::Gpu("error log poisoned".into()))?;
         if errs.is_empty() {
             return Ok(());
         }

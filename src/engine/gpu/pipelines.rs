@@ -15,7 +15,11 @@ pub struct Kernel<'a> {
 
 impl<'a> Kernel<'a> {
     pub const fn new(shader: &'static Shader, entry: &'static str) -> Self {
-        Kernel { shader, entry, constants: &[] }
+        Kernel {
+            shader,
+            entry,
+            constants: &[],
+        }
     }
     pub const fn with_constants(mut self, constants: &'a [(&'static str, f64)]) -> Self {
         self.constants = constants;
@@ -48,7 +52,10 @@ pub(crate) struct PipelineCache {
 
 impl PipelineCache {
     pub(crate) fn new(runtime_checks: bool) -> Self {
-        PipelineCache { runtime_checks, ..PipelineCache::default() }
+        PipelineCache {
+            runtime_checks,
+            ..PipelineCache::default()
+        }
     }
 
     /// The layout for binding 0 = uniform parameters, bindings 1.. = storage buffers
@@ -88,7 +95,10 @@ impl PipelineCache {
             bind_group_layouts: &[Some(&bind_group)],
             immediate_size: 0,
         });
-        let l = std::rc::Rc::new(Layout { bind_group, pipeline });
+        let l = std::rc::Rc::new(Layout {
+            bind_group,
+            pipeline,
+        });
         self.layouts.insert(signature.to_vec(), l.clone());
         l
     }
@@ -102,7 +112,11 @@ impl PipelineCache {
         let key = PipelineKey {
             shader: kernel.shader.name,
             entry: kernel.entry,
-            constants: kernel.constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
+            constants: kernel
+                .constants
+                .iter()
+                .map(|(k, v)| (*k, v.to_bits()))
+                .collect(),
             signature: signature.to_vec(),
         };
         if let Some((p, l)) = self.pipelines.get(&key) {
@@ -111,7 +125,10 @@ impl PipelineCache {
         let layout = self.layout(device, signature);
         let checked = self.runtime_checks;
         let module = self.modules.entry(kernel.shader.name).or_insert_with(|| {
-            let desc = wgpu::ShaderModuleDescriptor { label: Some(kernel.shader.name), source: wgpu::ShaderSource::Wgsl(kernel.shader.source.into()) };
+            let desc = wgpu::ShaderModuleDescriptor {
+                label: Some(kernel.shader.name),
+                source: wgpu::ShaderSource::Wgsl(kernel.shader.source.into()),
+            };
             if checked {
                 device.create_shader_module(desc)
             } else {
@@ -120,7 +137,10 @@ impl PipelineCache {
                 // validate shapes before dispatching), so the bounds checks wgpu would add are
                 // redundant; dropping them makes the conv kernels 12-15 % faster on lavapipe.
                 // MR2CT_SHADER_CHECKS=1 turns them back on for debugging.
-                unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+                unsafe {
+                    device
+                        .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+                }
             }
         });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -136,7 +156,8 @@ impl PipelineCache {
             cache: None,
         });
         self.compiled += 1;
-        self.pipelines.insert(key, (pipeline.clone(), layout.clone()));
+        self.pipelines
+            .insert(key, (pipeline.clone(), layout.clone()));
         (pipeline, layout)
     }
 }

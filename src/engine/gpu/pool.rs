@@ -73,11 +73,23 @@ pub struct PooledBuffer {
 }
 
 impl PooledBuffer {
-    pub(crate) fn new(buffer: wgpu::Buffer, class: u64, len: u64, pool: Rc<RefCell<PoolState>>) -> Self {
-        PooledBuffer { buffer: Some(buffer), class, len, pool }
+    pub(crate) fn new(
+        buffer: wgpu::Buffer,
+        class: u64,
+        len: u64,
+        pool: Rc<RefCell<PoolState>>,
+    ) -> Self {
+        PooledBuffer {
+            buffer: Some(buffer),
+            class,
+            len,
+            pool,
+        }
     }
     pub fn buffer(&self) -> &wgpu::Buffer {
-        self.buffer.as_ref().expect("pooled buffer used after release")
+        self.buffer
+            .as_ref()
+            .expect("pooled buffer used after release")
     }
 }
 
@@ -100,7 +112,10 @@ mod tests {
         assert_eq!(size_class(1025), 1152);
         for bytes in [300u64, 4097, 123_457, 10_000_001] {
             let c = size_class(bytes);
-            assert!(c >= bytes && (c as f64) <= bytes as f64 * 1.125 + 4.0, "{bytes} -> {c}");
+            assert!(
+                c >= bytes && (c as f64) <= bytes as f64 * 1.125 + 4.0,
+                "{bytes} -> {c}"
+            );
         }
     }
 }

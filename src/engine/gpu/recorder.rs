@@ -11,9 +11,22 @@ pub enum Arg<'a> {
 }
 
 pub(crate) enum Command {
-    Dispatch { pipeline: wgpu::ComputePipeline, bind_group: wgpu::BindGroup, workgroups: [u32; 3] },
-    Copy { src: wgpu::Buffer, src_offset: u64, dst: wgpu::Buffer, dst_offset: u64, size: u64 },
-    Clear { buffer: wgpu::Buffer, size: u64 },
+    Dispatch {
+        pipeline: wgpu::ComputePipeline,
+        bind_group: wgpu::BindGroup,
+        workgroups: [u32; 3],
+    },
+    Copy {
+        src: wgpu::Buffer,
+        src_offset: u64,
+        dst: wgpu::Buffer,
+        dst_offset: u64,
+        size: u64,
+    },
+    Clear {
+        buffer: wgpu::Buffer,
+        size: u64,
+    },
 }
 
 /// Uniform parameters of every recorded dispatch live in one arena buffer, each at its own
@@ -48,19 +61,44 @@ pub(crate) struct Timestamps {
 
 impl Timestamps {
     pub fn new(device: &wgpu::Device, queue: &wgpu::Queue) -> Self {
-        let set = device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("mr2ct timestamps"), ty: wgpu::QueryType::Timestamp, count: 2 });
-        let buffer = |usage| device.create_buffer(&wgpu::BufferDescriptor { label: Some("mr2ct timestamps"), size: 16, usage, mapped_at_creation: false });
+        let set = device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("mr2ct timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        });
+        let buffer = |usage| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("mr2ct timestamps"),
+                size: 16,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
         let resolve = buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
         let readback = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
-        Timestamps { set, resolve, readback, period_ns: queue.get_timestamp_period() as f64, seconds: 0.0 }
+        Timestamps {
+            set,
+            resolve,
+            readback,
+            period_ns: queue.get_timestamp_period() as f64,
+            seconds: 0.0,
+        }
     }
 
     /// Waits for the last submission and adds its end - start.
     fn collect(&mut self, device: &wgpu::Device) -> Result<(), String> {
         let slice = self.readback.slice(..);
         slice.map_async(wgpu::MapMode::Read, |_| {});
-        device.poll(wgpu::PollType::Wait { submission_index: None, timeout: None }).map_err(|e| format!("waiting for timestamps: {e}"))?;
-        let bytes = slice.get_mapped_range().map_err(|e| format!("reading timestamps: {e}"))?.to_vec();
+        device
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: None,
+            })
+            .map_err(|e| format!("waiting for timestamps: {e}"))?;
+        let bytes = slice
+            .get_mapped_range()
+            .map_err(|e| format!("reading timestamps: {e}"))?
+            .to_vec();
         let ticks: [u64; 2] = bytemuck::pod_read_unaligned(&bytes[..16]);
         self.readback.unmap();
         self.seconds += ticks[1].saturating_sub(ticks[0]) as f64 * self.period_ns * 1e-9;
@@ -77,7 +115,16 @@ impl Recorder {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Recorder { commands: Vec::new(), params: Vec::new(), arena, align: slot, max_dispatches, dispatches: 0, submits: 0, total_dispatches: 0 }
+        Recorder {
+            commands: Vec::new(),
+            params: Vec::new(),
+            arena,
+            align: slot,
+            max_dispatches,
+            dispatches: 0,
+            submits: 0,
+            total_dispatches: 0,
+        }
     }
 
     pub fn is_full(&self) -> bool {
@@ -94,33 +141,58 @@ impl Recorder {
 
     /// Encodes everything recorded so far into one command buffer and submits it; with
     /// `timing`, brackets its compute passes with timestamps and adds their span to it.
-    pub fn flush(&mut self, device: &wgpu::Device, queue: &wgpu::Queue, timing: Option<&mut Timestamps>) -> Result<(), String> {
+    pub fn flush(
+        &mut self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        timing: Option<&mut Timestamps>,
+    ) -> Result<(), String> {
         if self.commands.is_empty() {
             return Ok(());
         }
         // Where the first and the last compute pass start (a pass is a run of dispatches).
         let pass_starts: Vec<usize> = (0..self.commands.len())
-            .filter(|&i| matches!(self.commands[i], Command::Dispatch { .. }) && (i == 0 || !matches!(self.commands[i - 1], Command::Dispatch { .. })))
+            .filter(|&i| {
+                matches!(self.commands[i], Command::Dispatch { .. })
+                    && (i == 0 || !matches!(self.commands[i - 1], Command::Dispatch { .. }))
+            })
             .collect();
         let (first_pass, last_pass) = (pass_starts.first().copied(), pass_starts.last().copied());
         let timed = timing.is_some() && first_pass.is_some();
         if !self.params.is_empty() {
             queue.write_buffer(&self.arena, 0, &self.params);
         }
-        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("mr2ct step") });
-        let mut commands = std::mem::take(&mut self.commands).into_iter().enumerate().peekable();
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("mr2ct step"),
+        });
+        let mut commands = std::mem::take(&mut self.commands)
+            .into_iter()
+            .enumerate()
+            .peekable();
         while let Some((index, cmd)) = commands.next() {
             match cmd {
-                Command::Dispatch { pipeline, bind_group, workgroups } => {
+                Command::Dispatch {
+                    pipeline,
+                    bind_group,
+                    workgroups,
+                } => {
                     let timestamp_writes = match (&timing, timed) {
-                        (Some(t), true) if Some(index) == first_pass || Some(index) == last_pass => Some(wgpu::ComputePassTimestampWrites {
-                            query_set: &t.set,
-                            beginning_of_pass_write_index: (Some(index) == first_pass).then_some(0),
-                            end_of_pass_write_index: (Some(index) == last_pass).then_some(1),
-                        }),
+                        (Some(t), true)
+                            if Some(index) == first_pass || Some(index) == last_pass =>
+                        {
+                            Some(wgpu::ComputePassTimestampWrites {
+                                query_set: &t.set,
+                                beginning_of_pass_write_index: (Some(index) == first_pass)
+                                    .then_some(0),
+                                end_of_pass_write_index: (Some(index) == last_pass).then_some(1),
+                            })
+                        }
                         _ => None,
                     };
-                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: None,
+                        timestamp_writes,
+                    });
                     let mut run = |p: &wgpu::ComputePipeline, b: &wgpu::BindGroup, w: [u32; 3]| {
                         pass.set_pipeline(p);
                         pass.set_bind_group(0, b, &[]);
@@ -128,12 +200,26 @@ impl Recorder {
                     };
                     run(&pipeline, &bind_group, workgroups);
                     while let Some((_, Command::Dispatch { .. })) = commands.peek() {
-                        if let Some((_, Command::Dispatch { pipeline, bind_group, workgroups })) = commands.next() {
+                        if let Some((
+                            _,
+                            Command::Dispatch {
+                                pipeline,
+                                bind_group,
+                                workgroups,
+                            },
+                        )) = commands.next()
+                        {
                             run(&pipeline, &bind_group, workgroups);
                         }
                     }
                 }
-                Command::Copy { src, src_offset, dst, dst_offset, size } => {
+                Command::Copy {
+                    src,
+                    src_offset,
+                    dst,
+                    dst_offset,
+                    size,
+                } => {
                     encoder.copy_buffer_to_buffer(&src, src_offset, &dst, dst_offset, size);
                 }
                 Command::Clear { buffer, size } => encoder.clear_buffer(&buffer, 0, Some(size)),

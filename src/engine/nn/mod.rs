@@ -47,22 +47,38 @@ pub trait Module {
     }
     /// The tensors the optimizer updates, in a fixed order.
     fn trainable(&self) -> Vec<Tensor> {
-        self.named_tensors("").into_iter().filter(|n| n.kind.trainable()).map(|n| n.tensor).collect()
+        self.named_tensors("")
+            .into_iter()
+            .filter(|n| n.kind.trainable())
+            .map(|n| n.tensor)
+            .collect()
     }
     fn parameter_count(&self) -> usize {
-        self.named_tensors("").iter().filter(|n| n.kind.trainable()).map(|n| n.tensor.numel()).sum()
+        self.named_tensors("")
+            .iter()
+            .filter(|n| n.kind.trainable())
+            .map(|n| n.tensor.numel())
+            .sum()
     }
 }
 
 fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() { name.to_owned() } else { format!("{prefix}.{name}") }
+    if prefix.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{prefix}.{name}")
+    }
 }
 
 /// Parameters are used as they are, or detached when a network only passes gradients
 /// through (the discriminators during the generator step): then no weight gradient is
 /// computed for them at all.
 fn use_param(t: &Tensor, frozen: bool) -> Tensor {
-    if frozen { t.detach() } else { t.clone() }
+    if frozen {
+        t.detach()
+    } else {
+        t.clone()
+    }
 }
 
 pub struct Conv2d {
@@ -73,25 +89,51 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
-    pub fn new(gpu: &Rc<Gpu>, cin: usize, cout: usize, k: usize, stride: usize, padding: usize, bias: bool) -> Result<Self> {
+    pub fn new(
+        gpu: &Rc<Gpu>,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        bias: bool,
+    ) -> Result<Self> {
         Ok(Conv2d {
             weight: Tensor::zeros(gpu, &[cout, cin, k, k])?.requiring_grad(),
-            bias: if bias { Some(Tensor::zeros(gpu, &[cout])?.requiring_grad()) } else { None },
+            bias: if bias {
+                Some(Tensor::zeros(gpu, &[cout])?.requiring_grad())
+            } else {
+                None
+            },
             stride,
             padding,
         })
     }
     pub fn forward(&self, x: &Tensor, frozen: bool) -> Result<Tensor> {
         let b = self.bias.as_ref().map(|b| use_param(b, frozen));
-        ops::conv::conv2d(x, &use_param(&self.weight, frozen), b.as_ref(), self.stride, self.padding)
+        ops::conv::conv2d(
+            x,
+            &use_param(&self.weight, frozen),
+            b.as_ref(),
+            self.stride,
+            self.padding,
+        )
     }
 }
 
 impl Module for Conv2d {
     fn named(&self, prefix: &str, out: &mut Vec<Named>) {
-        out.push(Named { name: join(prefix, "weight"), tensor: self.weight.clone(), kind: Kind::ConvWeight });
+        out.push(Named {
+            name: join(prefix, "weight"),
+            tensor: self.weight.clone(),
+            kind: Kind::ConvWeight,
+        });
         if let Some(b) = &self.bias {
-            out.push(Named { name: join(prefix, "bias"), tensor: b.clone(), kind: Kind::ConvBias });
+            out.push(Named {
+                name: join(prefix, "bias"),
+                tensor: b.clone(),
+                kind: Kind::ConvBias,
+            });
         }
     }
 }
@@ -107,10 +149,23 @@ pub struct ConvTranspose2d {
 
 impl ConvTranspose2d {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(gpu: &Rc<Gpu>, cin: usize, cout: usize, k: usize, stride: usize, padding: usize, output_padding: usize, bias: bool) -> Result<Self> {
+    pub fn new(
+        gpu: &Rc<Gpu>,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        output_padding: usize,
+        bias: bool,
+    ) -> Result<Self> {
         Ok(ConvTranspose2d {
             weight: Tensor::zeros(gpu, &[cin, cout, k, k])?.requiring_grad(),
-            bias: if bias { Some(Tensor::zeros(gpu, &[cout])?.requiring_grad()) } else { None },
+            bias: if bias {
+                Some(Tensor::zeros(gpu, &[cout])?.requiring_grad())
+            } else {
+                None
+            },
             stride,
             padding,
             output_padding,
@@ -118,15 +173,30 @@ impl ConvTranspose2d {
     }
     pub fn forward(&self, x: &Tensor, frozen: bool) -> Result<Tensor> {
         let b = self.bias.as_ref().map(|b| use_param(b, frozen));
-        ops::conv_transpose::conv_transpose2d(x, &use_param(&self.weight, frozen), b.as_ref(), self.stride, self.padding, self.output_padding)
+        ops::conv_transpose::conv_transpose2d(
+            x,
+            &use_param(&self.weight, frozen),
+            b.as_ref(),
+            self.stride,
+            self.padding,
+            self.output_padding,
+        )
     }
 }
 
 impl Module for ConvTranspose2d {
     fn named(&self, prefix: &str, out: &mut Vec<Named>) {
-        out.push(Named { name: join(prefix, "weight"), tensor: self.weight.clone(), kind: Kind::ConvWeight });
+        out.push(Named {
+            name: join(prefix, "weight"),
+            tensor: self.weight.clone(),
+            kind: Kind::ConvWeight,
+        });
         if let Some(b) = &self.bias {
-            out.push(Named { name: join(prefix, "bias"), tensor: b.clone(), kind: Kind::ConvBias });
+            out.push(Named {
+                name: join(prefix, "bias"),
+                tensor: b.clone(),
+                kind: Kind::ConvBias,
+            });
         }
     }
 }
@@ -154,17 +224,45 @@ impl BatchNorm2d {
     }
     /// Training mode normalises with batch statistics and updates the running ones.
     pub fn forward(&self, x: &Tensor, training: bool, frozen: bool) -> Result<Tensor> {
-        let (w, b) = (use_param(&self.weight, frozen), use_param(&self.bias, frozen));
-        ops::norm::batch_norm2d(x, Some(&w), Some(&b), &self.running_mean, &self.running_var, training, self.momentum, self.eps)
+        let (w, b) = (
+            use_param(&self.weight, frozen),
+            use_param(&self.bias, frozen),
+        );
+        ops::norm::batch_norm2d(
+            x,
+            Some(&w),
+            Some(&b),
+            &self.running_mean,
+            &self.running_var,
+            training,
+            self.momentum,
+            self.eps,
+        )
     }
 }
 
 impl Module for BatchNorm2d {
     fn named(&self, prefix: &str, out: &mut Vec<Named>) {
-        out.push(Named { name: join(prefix, "weight"), tensor: self.weight.clone(), kind: Kind::NormWeight });
-        out.push(Named { name: join(prefix, "bias"), tensor: self.bias.clone(), kind: Kind::NormBias });
-        out.push(Named { name: join(prefix, "running_mean"), tensor: self.running_mean.clone(), kind: Kind::RunningMean });
-        out.push(Named { name: join(prefix, "running_var"), tensor: self.running_var.clone(), kind: Kind::RunningVar });
+        out.push(Named {
+            name: join(prefix, "weight"),
+            tensor: self.weight.clone(),
+            kind: Kind::NormWeight,
+        });
+        out.push(Named {
+            name: join(prefix, "bias"),
+            tensor: self.bias.clone(),
+            kind: Kind::NormBias,
+        });
+        out.push(Named {
+            name: join(prefix, "running_mean"),
+            tensor: self.running_mean.clone(),
+            kind: Kind::RunningMean,
+        });
+        out.push(Named {
+            name: join(prefix, "running_var"),
+            tensor: self.running_var.clone(),
+            kind: Kind::RunningVar,
+        });
     }
 }
 
@@ -178,8 +276,16 @@ pub struct InstanceNorm2d {
 impl InstanceNorm2d {
     pub fn new(gpu: &Rc<Gpu>, c: usize, affine: bool) -> Result<Self> {
         Ok(InstanceNorm2d {
-            weight: if affine { Some(Tensor::full(gpu, &[c], 1.0)?.requiring_grad()) } else { None },
-            bias: if affine { Some(Tensor::zeros(gpu, &[c])?.requiring_grad()) } else { None },
+            weight: if affine {
+                Some(Tensor::full(gpu, &[c], 1.0)?.requiring_grad())
+            } else {
+                None
+            },
+            bias: if affine {
+                Some(Tensor::zeros(gpu, &[c])?.requiring_grad())
+            } else {
+                None
+            },
             eps: 1e-5,
         })
     }
@@ -193,10 +299,18 @@ impl InstanceNorm2d {
 impl Module for InstanceNorm2d {
     fn named(&self, prefix: &str, out: &mut Vec<Named>) {
         if let Some(w) = &self.weight {
-            out.push(Named { name: join(prefix, "weight"), tensor: w.clone(), kind: Kind::NormWeight });
+            out.push(Named {
+                name: join(prefix, "weight"),
+                tensor: w.clone(),
+                kind: Kind::NormWeight,
+            });
         }
         if let Some(b) = &self.bias {
-            out.push(Named { name: join(prefix, "bias"), tensor: b.clone(), kind: Kind::NormBias });
+            out.push(Named {
+                name: join(prefix, "bias"),
+                tensor: b.clone(),
+                kind: Kind::NormBias,
+            });
         }
     }
 }

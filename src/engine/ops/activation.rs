@@ -9,7 +9,12 @@ use crate::engine::tensor::Tensor;
 fn unary(entry: &'static str, x: &Tensor, slope: f32) -> Result<Tensor> {
     let out = Tensor::uninit(x.gpu(), x.shape())?;
     let n = x.numel();
-    x.gpu().dispatch(Kernel::new(&ACTIVATION, entry), bytemuck::bytes_of(&flat_params(n, slope)), &[out.write(), x.read()], grid_1d(n.div_ceil(4), 256))?;
+    x.gpu().dispatch(
+        Kernel::new(&ACTIVATION, entry),
+        bytemuck::bytes_of(&flat_params(n, slope)),
+        &[out.write(), x.read()],
+        grid_1d(n.div_ceil(4), 256),
+    )?;
     Ok(out)
 }
 
@@ -30,7 +35,14 @@ fn backward(entry: &'static str, grad_out: &Tensor, saved: &Tensor, slope: f32) 
 pub fn leaky_relu(x: &Tensor, slope: f32) -> Result<Tensor> {
     let y = unary("leaky_relu_forward", x, slope)?;
     let saved_x = x.detach();
-    Ok(Tensor::from_op(y, "leaky_relu", &[x], move |g| Ok(vec![Some(backward("leaky_relu_backward", g, &saved_x, slope)?)])))
+    Ok(Tensor::from_op(y, "leaky_relu", &[x], move |g| {
+        Ok(vec![Some(backward(
+            "leaky_relu_backward",
+            g,
+            &saved_x,
+            slope,
+        )?)])
+    }))
 }
 
 pub fn relu(x: &Tensor) -> Result<Tensor> {
@@ -40,11 +52,15 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
 pub fn tanh(x: &Tensor) -> Result<Tensor> {
     let y = unary("tanh_forward", x, 0.0)?;
     let saved_y = y.detach();
-    Ok(Tensor::from_op(y, "tanh", &[x], move |g| Ok(vec![Some(backward("tanh_backward", g, &saved_y, 0.0)?)])))
+    Ok(Tensor::from_op(y, "tanh", &[x], move |g| {
+        Ok(vec![Some(backward("tanh_backward", g, &saved_y, 0.0)?)])
+    }))
 }
 
 pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
     let y = unary("sigmoid_forward", x, 0.0)?;
     let saved_y = y.detach();
-    Ok(Tensor::from_op(y, "sigmoid", &[x], move |g| Ok(vec![Some(backward("sigmoid_backward", g, &saved_y, 0.0)?)])))
+    Ok(Tensor::from_op(y, "sigmoid", &[x], move |g| {
+        Ok(vec![Some(backward("sigmoid_backward", g, &saved_y, 0.0)?)])
+    }))
 }

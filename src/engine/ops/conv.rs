@@ -82,7 +82,12 @@ const SUBGROUP_TC: usize = 16;
 /// 8 to 64, so a small layer does not run 64 lanes for a few pixels) and workgroup counts.
 /// None when the pixel axis would exceed the adapter's per-dimension limit or the channels do
 /// not fill a 16-wide tile; the plain kernels serve those.
-fn subgroup_grid(gpu: &crate::engine::gpu::Gpu, pixels: usize, tiles: usize, channels: usize) -> Option<(usize, [u32; 3])> {
+fn subgroup_grid(
+    gpu: &crate::engine::gpu::Gpu,
+    pixels: usize,
+    tiles: usize,
+    channels: usize,
+) -> Option<(usize, [u32; 3])> {
     if !gpu.subgroups() || channels < SUBGROUP_TC {
         return None;
     }
@@ -161,26 +166,55 @@ impl Geom {
 }
 
 /// Shapes of a convolution's operands, checked, as a `Geom`.
-fn conv_geom(op: &'static str, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Geom> {
+fn conv_geom(
+    op: &'static str,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> Result<Geom> {
     let (xs, ws) = (x.shape(), w.shape());
     if xs.len() != 4 {
-        return Err(Error::shape(op, format!("input must be [N, C, H, W], got {xs:?}")));
+        return Err(Error::shape(
+            op,
+            format!("input must be [N, C, H, W], got {xs:?}"),
+        ));
     }
     if ws.len() != 4 || ws[2] != ws[3] {
-        return Err(Error::shape(op, format!("weight must be [Cout, Cin, K, K], got {ws:?}")));
+        return Err(Error::shape(
+            op,
+            format!("weight must be [Cout, Cin, K, K], got {ws:?}"),
+        ));
     }
     if ws[1] != xs[1] {
-        return Err(Error::shape(op, format!("input {xs:?} has {} channels, weight {ws:?} expects {}", xs[1], ws[1])));
+        return Err(Error::shape(
+            op,
+            format!(
+                "input {xs:?} has {} channels, weight {ws:?} expects {}",
+                xs[1], ws[1]
+            ),
+        ));
     }
     if xs.contains(&0) || ws.contains(&0) {
-        return Err(Error::shape(op, format!("empty operand: input {xs:?}, weight {ws:?}")));
+        return Err(Error::shape(
+            op,
+            format!("empty operand: input {xs:?}, weight {ws:?}"),
+        ));
     }
     if stride == 0 {
         return Err(Error::shape(op, "stride must be at least 1"));
     }
     if let Some(b) = bias {
         if b.shape() != [ws[0]] {
-            return Err(Error::shape(op, format!("bias {:?} for weight {ws:?} (expected [{}])", b.shape(), ws[0])));
+            return Err(Error::shape(
+                op,
+                format!(
+                    "bias {:?} for weight {ws:?} (expected [{}])",
+                    b.shape(),
+                    ws[0]
+                ),
+            ));
         }
     }
     let k = ws[2];
@@ -230,7 +264,12 @@ fn pack(x: &Tensor, dh: usize, dw: usize, off_h: usize, off_w: usize) -> Result<
         off_w: off_w as u32,
         ..Default::default()
     };
-    x.gpu().dispatch(Kernel::new(&CONV2D, "conv2d_pack_input"), bytemuck::bytes_of(&params), &[out.write(), x.read()], grid_1d(total, 256))?;
+    x.gpu().dispatch(
+        Kernel::new(&CONV2D, "conv2d_pack_input"),
+        bytemuck::bytes_of(&params),
+        &[out.write(), x.read()],
+        grid_1d(total, 256),
+    )?;
     Ok(out)
 }
 
@@ -247,7 +286,11 @@ pub(crate) fn pack_gy(g: &Geom, gy: &Tensor) -> Result<Tensor> {
 
 /// A conv weight [cout, cin, k, k] as [k*k][reduction rows][output-channel vec4s].
 fn pack_weight(g: &Geom, w: &Tensor, for_input_grad: bool) -> Result<Tensor> {
-    let (rows, cols4) = if for_input_grad { (g.cout4() * 4, g.cin4()) } else { (g.cin4() * 4, g.cout4()) };
+    let (rows, cols4) = if for_input_grad {
+        (g.cout4() * 4, g.cin4())
+    } else {
+        (g.cin4() * 4, g.cout4())
+    };
     let total = g.k * g.k * rows * cols4;
     let out = Tensor::uninit(w.gpu(), &[total * 4])?;
     let params = PackParams {
@@ -261,8 +304,17 @@ fn pack_weight(g: &Geom, w: &Tensor, for_input_grad: bool) -> Result<Tensor> {
         ..Default::default()
     };
     // Even kernels move 4 taps per lane with vec4 loads.
-    let (entry, lanes) = if (g.k * g.k).is_multiple_of(4) { ("conv2d_pack_weight_vec4", total / 4) } else { ("conv2d_pack_weight", total) };
-    w.gpu().dispatch(Kernel::new(&CONV2D, entry), bytemuck::bytes_of(&params), &[out.write(), w.read()], grid_1d(lanes, 256))?;
+    let (entry, lanes) = if (g.k * g.k).is_multiple_of(4) {
+        ("conv2d_pack_weight_vec4", total / 4)
+    } else {
+        ("conv2d_pack_weight", total)
+    };
+    w.gpu().dispatch(
+        Kernel::new(&CONV2D, entry),
+        bytemuck::bytes_of(&params),
+        &[out.write(), w.read()],
+        grid_1d(lanes, 256),
+    )?;
     Ok(out)
 }
 
@@ -299,7 +351,12 @@ pub(crate) fn forward(g: &Geom, xp: &Tensor, w: &Tensor, bias: Option<&Tensor>) 
 }
 
 /// gx [n, cin, h, w] (+ bias per input channel), from grad_out packed by `pack_gy`.
-pub(crate) fn backward_input(g: &Geom, gyp: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+pub(crate) fn backward_input(
+    g: &Geom,
+    gyp: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
     let gpu = gyp.gpu();
     let wp = pack_weight(g, w, true)?;
     let gx = Tensor::uninit(gpu, &[g.n, g.cin, g.h, g.w])?;
@@ -313,7 +370,10 @@ pub(crate) fn backward_input(g: &Geom, gyp: &Tensor, w: &Tensor, bias: Option<&T
     // border, and the plain kernel, which skips them, is faster.
     let taps_mostly_hit = g.oh >= g.k && g.ow >= g.k;
     let ctiles16 = g.cin.div_ceil(SUBGROUP_TC);
-    if let Some((wg, grid)) = subgroup_grid(gpu, phase_pixels, g.stride * g.stride * ctiles16, g.cin).filter(|_| taps_mostly_hit) {
+    if let Some((wg, grid)) =
+        subgroup_grid(gpu, phase_pixels, g.stride * g.stride * ctiles16, g.cin)
+            .filter(|_| taps_mostly_hit)
+    {
         params.ctiles = ctiles16 as u32;
         let consts = [("SWG", wg as f64)];
         gpu.dispatch(
@@ -344,7 +404,9 @@ pub(crate) fn backward_input(g: &Geom, gyp: &Tensor, w: &Tensor, bias: Option<&T
 fn weight_grad_splits(g: &Geom, groups: usize) -> (usize, usize) {
     let rows = g.n * g.oh;
     let max_splits = rows.div_ceil(WEIGHT_GRAD_MIN_PIXELS.div_ceil(g.ow)).max(1);
-    let want = WEIGHT_GRAD_MIN_GROUPS.div_ceil(groups.max(1)).clamp(1, max_splits);
+    let want = WEIGHT_GRAD_MIN_GROUPS
+        .div_ceil(groups.max(1))
+        .clamp(1, max_splits);
     let rows_per_split = rows.div_ceil(want);
     (rows_per_split, rows.div_ceil(rows_per_split))
 }
@@ -352,12 +414,21 @@ fn weight_grad_splits(g: &Geom, groups: usize) -> (usize, usize) {
 /// gw [cout, cin, k, k] from x packed by `pack_x` and grad_out `gy`; `gyp` is gy packed by
 /// `pack_gy` where the caller has it (the subgroup kernel reads gy itself, the plain one the
 /// packed copy, made here when not given).
-pub(crate) fn backward_weight(g: &Geom, xp: &Tensor, gy: &Tensor, gyp: Option<&Tensor>) -> Result<Tensor> {
+pub(crate) fn backward_weight(
+    g: &Geom,
+    xp: &Tensor,
+    gy: &Tensor,
+    gyp: Option<&Tensor>,
+) -> Result<Tensor> {
     let gpu = xp.gpu();
     let mut params = g.params();
     // The subgroup kernel reads gy as vec4s along its rows. Its lanes take 2 output channels
     // each where the other kernels take 2 pixels, so the lane count is `subgroup_grid`'s.
-    let sub = if g.ow.is_multiple_of(4) && g.cout >= SUBGROUP_TC { subgroup_grid(gpu, g.cout, g.k * g.k * g.cin.div_ceil(SUBGROUP_TC), g.cin) } else { None };
+    let sub = if g.ow.is_multiple_of(4) && g.cout >= SUBGROUP_TC {
+        subgroup_grid(gpu, g.cout, g.k * g.k * g.cin.div_ceil(SUBGROUP_TC), g.cin)
+    } else {
+        None
+    };
     let (part, splits) = if let Some((wg, mut grid)) = sub {
         let (rows_per_split, splits) = weight_grad_splits(g, grid[0] as usize * grid[1] as usize);
         params.rows_per_split = rows_per_split as u32;
@@ -366,7 +437,8 @@ pub(crate) fn backward_weight(g: &Geom, xp: &Tensor, gy: &Tensor, gyp: Option<&T
         let part = Tensor::uninit(gpu, &[splits * g.cout, g.cin, g.k, g.k])?;
         let consts = [("SWG", wg as f64)];
         gpu.dispatch(
-            Kernel::new(&CONV2D_SUBGROUP, "conv2d_backward_weight_subgroup").with_constants(&consts),
+            Kernel::new(&CONV2D_SUBGROUP, "conv2d_backward_weight_subgroup")
+                .with_constants(&consts),
             bytemuck::bytes_of(&params),
             &[part.write(), xp.read(), gy.read()],
             grid,
@@ -402,26 +474,52 @@ pub(crate) fn backward_weight(g: &Geom, xp: &Tensor, gy: &Tensor, gyp: Option<&T
         return Ok(part);
     }
     let gw = Tensor::uninit(gpu, &[g.cout, g.cin, g.k, g.k])?;
-    gpu.dispatch(Kernel::new(&CONV2D, "conv2d_reduce_weight"), bytemuck::bytes_of(&params), &[gw.write(), part.read()], grid_1d(gw.numel(), 256))?;
+    gpu.dispatch(
+        Kernel::new(&CONV2D, "conv2d_reduce_weight"),
+        bytemuck::bytes_of(&params),
+        &[gw.write(), part.read()],
+        grid_1d(gw.numel(), 256),
+    )?;
     Ok(gw)
 }
 
 /// gb [c] = sum of gy [n, c, h, w] over n, h, w.
 pub(crate) fn bias_grad(gy: &Tensor) -> Result<Tensor> {
     let s = gy.shape();
-    let params = ConvParams { n: s[0] as u32, cout: s[1] as u32, oh: s[2] as u32, ow: s[3] as u32, ..Default::default() };
+    let params = ConvParams {
+        n: s[0] as u32,
+        cout: s[1] as u32,
+        oh: s[2] as u32,
+        ow: s[3] as u32,
+        ..Default::default()
+    };
     let gb = Tensor::uninit(gy.gpu(), &[s[1]])?;
     // One workgroup per channel.
-    gy.gpu().dispatch(Kernel::new(&CONV2D, "conv2d_backward_bias"), bytemuck::bytes_of(&params), &[gb.write(), gy.read()], grid_1d(s[1] * 256, 256))?;
+    gy.gpu().dispatch(
+        Kernel::new(&CONV2D, "conv2d_backward_bias"),
+        bytemuck::bytes_of(&params),
+        &[gb.write(), gy.read()],
+        grid_1d(s[1] * 256, 256),
+    )?;
     Ok(gb)
 }
 
 /// 2-D convolution: x [N, Cin, H, W], w [Cout, Cin, K, K], bias [Cout] ->
 /// [N, Cout, (H + 2p - K)/s + 1, (W + 2p - K)/s + 1]. Records gradients to x, w and bias.
-pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
     let g = conv_geom("conv2d", x, w, bias, stride, padding)?;
     let y = forward(&g, &pack_x(&g, x)?, w, bias)?;
-    let need = (x.requires_grad(), w.requires_grad(), bias.is_some_and(|b| b.requires_grad()));
+    let need = (
+        x.requires_grad(),
+        w.requires_grad(),
+        bias.is_some_and(|b| b.requires_grad()),
+    );
     let has_bias = bias.is_some();
     let saved_w = w.detach();
     // Only the weight gradient reads x. It is kept as it is (usually the storage of another

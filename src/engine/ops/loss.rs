@@ -32,20 +32,45 @@ struct Kind {
     backward: &'static str,
 }
 
-const BCE: Kind = Kind { op: "bce_with_logits", terms: "bce_with_logits_terms", backward: "bce_with_logits_backward" };
-const MSE: Kind = Kind { op: "mse", terms: "mse_terms", backward: "mse_backward" };
-const L1: Kind = Kind { op: "l1", terms: "l1_terms", backward: "l1_backward" };
+const BCE: Kind = Kind {
+    op: "bce_with_logits",
+    terms: "bce_with_logits_terms",
+    backward: "bce_with_logits_backward",
+};
+const MSE: Kind = Kind {
+    op: "mse",
+    terms: "mse_terms",
+    backward: "mse_backward",
+};
+const L1: Kind = Kind {
+    op: "l1",
+    terms: "l1_terms",
+    backward: "l1_backward",
+};
 
 fn mean_loss(kind: Kind, pred: &Tensor, target: Target) -> Result<Tensor> {
     if let Target::Tensor(t) = &target {
         if t.shape() != pred.shape() {
-            return Err(Error::shape(kind.op, format!("pred {:?} vs target {:?}", pred.shape(), t.shape())));
+            return Err(Error::shape(
+                kind.op,
+                format!("pred {:?} vs target {:?}", pred.shape(), t.shape()),
+            ));
         }
     }
     let n = pred.numel();
     let params = match &target {
-        Target::Tensor(_) => LossParams { n: n as u32, divisor: n as f32, target_value: 0.0, const_target: 0 },
-        Target::Const(v) => LossParams { n: n as u32, divisor: n as f32, target_value: *v, const_target: 1 },
+        Target::Tensor(_) => LossParams {
+            n: n as u32,
+            divisor: n as f32,
+            target_value: 0.0,
+            const_target: 0,
+        },
+        Target::Const(v) => LossParams {
+            n: n as u32,
+            divisor: n as f32,
+            target_value: *v,
+            const_target: 1,
+        },
     };
     // A constant target binds pred in the target slot; the kernels do not read it.
     let saved_pred = pred.detach();
@@ -55,14 +80,24 @@ fn mean_loss(kind: Kind, pred: &Tensor, target: Target) -> Result<Tensor> {
     };
     let gpu = pred.gpu();
     let terms = Tensor::uninit(gpu, pred.shape())?;
-    gpu.dispatch(Kernel::new(&LOSS, kind.terms), bytemuck::bytes_of(&params), &[terms.write(), pred.read(), saved_target.read()], grid_1d(n, 256))?;
+    gpu.dispatch(
+        Kernel::new(&LOSS, kind.terms),
+        bytemuck::bytes_of(&params),
+        &[terms.write(), pred.read(), saved_target.read()],
+        grid_1d(n, 256),
+    )?;
     let loss = reduce_sum(&terms, n as f32)?;
     Ok(Tensor::from_op(loss, kind.op, &[pred], move |g| {
         let gpred = Tensor::uninit(saved_pred.gpu(), saved_pred.shape())?;
         saved_pred.gpu().dispatch(
             Kernel::new(&LOSS, kind.backward),
             bytemuck::bytes_of(&params),
-            &[gpred.write(), saved_pred.read(), saved_target.read(), g.read()],
+            &[
+                gpred.write(),
+                saved_pred.read(),
+                saved_target.read(),
+                g.read(),
+            ],
             grid_1d(n, 256),
         )?;
         Ok(vec![Some(gpred)])

@@ -43,10 +43,22 @@ struct Layout {
 
 impl Layout {
     fn batch(s: &[usize]) -> Layout {
-        Layout { outer: s[0], groups: s[1], hw: s[2] * s[3], channels: s[1], numel: s.iter().product() }
+        Layout {
+            outer: s[0],
+            groups: s[1],
+            hw: s[2] * s[3],
+            channels: s[1],
+            numel: s.iter().product(),
+        }
     }
     fn instance(s: &[usize]) -> Layout {
-        Layout { outer: 1, groups: s[0] * s[1], hw: s[2] * s[3], channels: s[1], numel: s.iter().product() }
+        Layout {
+            outer: 1,
+            groups: s[0] * s[1],
+            hw: s[2] * s[3],
+            channels: s[1],
+            numel: s.iter().product(),
+        }
     }
     fn count(&self) -> usize {
         self.outer * self.hw
@@ -60,7 +72,10 @@ impl Layout {
     /// three-iteration comparison with PyTorch (tests/cyclegan.rs) lands closer to f64.
     fn reduce_lanes(&self) -> usize {
         const ELEMENTS_PER_LANE: usize = 64;
-        self.count().div_ceil(ELEMENTS_PER_LANE).next_power_of_two().clamp(1, REDUCE_WG)
+        self.count()
+            .div_ceil(ELEMENTS_PER_LANE)
+            .next_power_of_two()
+            .clamp(1, REDUCE_WG)
     }
     fn reduce_grid(&self) -> [u32; 3] {
         grid_1d(self.groups * self.reduce_lanes(), REDUCE_WG as u32)
@@ -82,24 +97,41 @@ impl Layout {
 
 fn check_nchw(op: &'static str, x: &Tensor) -> Result<()> {
     if x.shape().len() != 4 || x.numel() == 0 {
-        return Err(Error::shape(op, format!("expected a non-empty [N, C, H, W] input, got {:?}", x.shape())));
+        return Err(Error::shape(
+            op,
+            format!(
+                "expected a non-empty [N, C, H, W] input, got {:?}",
+                x.shape()
+            ),
+        ));
     }
     if x.numel() > u32::MAX as usize {
-        return Err(Error::shape(op, format!("{:?} has more than 2^32 elements", x.shape())));
+        return Err(Error::shape(
+            op,
+            format!("{:?} has more than 2^32 elements", x.shape()),
+        ));
     }
     Ok(())
 }
 
 fn check_per_channel(op: &'static str, what: &str, t: Option<&Tensor>, c: usize) -> Result<()> {
     match t {
-        Some(t) if t.shape() != [c] => Err(Error::shape(op, format!("{what} must be [{c}] for {c} channels, got {:?}", t.shape()))),
+        Some(t) if t.shape() != [c] => Err(Error::shape(
+            op,
+            format!("{what} must be [{c}] for {c} channels, got {:?}", t.shape()),
+        )),
         _ => Ok(()),
     }
 }
 
 /// The affine parameters as tensors: absent weight = ones, absent bias = zeros, so one kernel
 /// serves both (C values; negligible next to the activations).
-fn affine_or_identity(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, c: usize) -> Result<(Tensor, Tensor)> {
+fn affine_or_identity(
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    c: usize,
+) -> Result<(Tensor, Tensor)> {
     let w = match weight {
         Some(w) => w.detach(),
         None => Tensor::full(x.gpu(), &[c], 1.0)?,
@@ -150,7 +182,12 @@ struct Saved {
 
 impl Saved {
     /// One gradient per input in order: x, then weight and bias where they were given.
-    fn backward(&self, gy: &Tensor, has_weight: bool, has_bias: bool) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        &self,
+        gy: &Tensor,
+        has_weight: bool,
+        has_bias: bool,
+    ) -> Result<Vec<Option<Tensor>>> {
         let l = self.layout;
         let gpu = gy.gpu();
         let params = l.params(0.0, 0.0, self.train);
@@ -170,7 +207,14 @@ impl Saved {
             gpu.dispatch(
                 Kernel::new(&NORM, "norm_backward_input"),
                 bytemuck::bytes_of(&params),
-                &[gx.write(), gy.read(), self.x.read(), self.stats.read(), red.read(), self.weight.read()],
+                &[
+                    gx.write(),
+                    gy.read(),
+                    self.x.read(),
+                    self.stats.read(),
+                    red.read(),
+                    self.weight.read(),
+                ],
                 grid_1d(l.numel, 256),
             )?;
             grads.push(Some(gx));
@@ -180,7 +224,12 @@ impl Saved {
         if (has_weight && self.want_weight) || (has_bias && self.want_bias) {
             let gw = Tensor::uninit(gpu, &[l.channels])?;
             let gb = Tensor::uninit(gpu, &[l.channels])?;
-            gpu.dispatch(Kernel::new(&NORM, "norm_param_grads"), bytemuck::bytes_of(&params), &[gw.write(), gb.write(), red.read()], grid_1d(l.channels, 64))?;
+            gpu.dispatch(
+                Kernel::new(&NORM, "norm_param_grads"),
+                bytemuck::bytes_of(&params),
+                &[gw.write(), gb.write(), red.read()],
+                grid_1d(l.channels, 64),
+            )?;
             if has_weight {
                 grads.push(Some(gw));
             }
@@ -188,13 +237,23 @@ impl Saved {
                 grads.push(Some(gb));
             }
         } else {
-            grads.extend(std::iter::repeat_n(None, has_weight as usize + has_bias as usize));
+            grads.extend(std::iter::repeat_n(
+                None,
+                has_weight as usize + has_bias as usize,
+            ));
         }
         Ok(grads)
     }
 }
 
-fn record(y: Tensor, op: &'static str, x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, saved: Saved) -> Tensor {
+fn record(
+    y: Tensor,
+    op: &'static str,
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    saved: Saved,
+) -> Tensor {
     let mut inputs = vec![x];
     inputs.extend(weight);
     inputs.extend(bias);
@@ -227,7 +286,13 @@ pub fn batch_norm2d(
     check_per_channel(OP, "running_var", Some(running_var), c)?;
     let l = Layout::batch(x.shape());
     if training && l.count() < 2 {
-        return Err(Error::shape(OP, format!("training needs more than one value per channel, got input {:?}", x.shape())));
+        return Err(Error::shape(
+            OP,
+            format!(
+                "training needs more than one value per channel, got input {:?}",
+                x.shape()
+            ),
+        ));
     }
     let gpu = x.gpu();
     let stats = if training {
@@ -270,7 +335,12 @@ pub fn batch_norm2d(
 /// plane is normalized with its own mean and biased variance.
 ///
 /// Backward: gradients to x (through the plane statistics), weight and bias.
-pub fn instance_norm2d(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f32) -> Result<Tensor> {
+pub fn instance_norm2d(
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f32,
+) -> Result<Tensor> {
     const OP: &str = "instance_norm2d";
     check_nchw(OP, x)?;
     let c = x.shape()[1];
@@ -278,7 +348,13 @@ pub fn instance_norm2d(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor
     check_per_channel(OP, "bias", bias, c)?;
     let l = Layout::instance(x.shape());
     if l.hw < 2 {
-        return Err(Error::shape(OP, format!("needs more than one spatial element per plane, got input {:?}", x.shape())));
+        return Err(Error::shape(
+            OP,
+            format!(
+                "needs more than one spatial element per plane, got input {:?}",
+                x.shape()
+            ),
+        ));
     }
     let stats = group_stats(x, l, eps)?;
     let (w, b) = affine_or_identity(x, weight, bias, c)?;

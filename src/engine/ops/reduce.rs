@@ -22,7 +22,12 @@ pub(crate) fn reduce_sum(x: &Tensor, divisor: f32) -> Result<Tensor> {
         let last = groups == 1;
         let out = Tensor::uninit(gpu, &[groups])?;
         let params = flat_params(n, if last { divisor } else { 1.0 });
-        gpu.dispatch(Kernel::new(&REDUCE, "sum_partials"), bytemuck::bytes_of(&params), &[out.write(), src.read()], grid_1d(n, CHUNK))?;
+        gpu.dispatch(
+            Kernel::new(&REDUCE, "sum_partials"),
+            bytemuck::bytes_of(&params),
+            &[out.write(), src.read()],
+            grid_1d(n, CHUNK),
+        )?;
         if last {
             return Ok(out);
         }
@@ -35,14 +40,21 @@ pub(crate) fn reduce_sum(x: &Tensor, divisor: f32) -> Result<Tensor> {
 fn broadcast_grad(grad: &Tensor, shape: &[usize], divisor: f32) -> Result<Tensor> {
     let out = Tensor::uninit(grad.gpu(), shape)?;
     let n = out.numel();
-    grad.gpu().dispatch(Kernel::new(&REDUCE, "sum_backward"), bytemuck::bytes_of(&flat_params(n, divisor)), &[out.write(), grad.read()], grid_1d(n, 256))?;
+    grad.gpu().dispatch(
+        Kernel::new(&REDUCE, "sum_backward"),
+        bytemuck::bytes_of(&flat_params(n, divisor)),
+        &[out.write(), grad.read()],
+        grid_1d(n, 256),
+    )?;
     Ok(out)
 }
 
 fn reduce_op(op: &'static str, x: &Tensor, divisor: f32) -> Result<Tensor> {
     let out = reduce_sum(x, divisor)?;
     let shape = x.shape().to_vec();
-    Ok(Tensor::from_op(out, op, &[x], move |g| Ok(vec![Some(broadcast_grad(g, &shape, divisor)?)])))
+    Ok(Tensor::from_op(out, op, &[x], move |g| {
+        Ok(vec![Some(broadcast_grad(g, &shape, divisor)?)])
+    }))
 }
 
 /// The sum of all elements, shape [1]. Backward: every element gets the output's gradient.
@@ -59,9 +71,17 @@ pub fn mean(x: &Tensor) -> Result<Tensor> {
 /// Copies k one-element tensors into one [k] tensor on the device, so a training step reads
 /// all its losses back with one `to_vec`. Records no gradient.
 pub fn stack_scalars(xs: &[&Tensor]) -> Result<Tensor> {
-    let first = xs.first().ok_or_else(|| Error::Invalid("stack_scalars: no tensors to stack".into()))?;
+    let first = xs
+        .first()
+        .ok_or_else(|| Error::Invalid("stack_scalars: no tensors to stack".into()))?;
     if let Some((i, bad)) = xs.iter().enumerate().find(|(_, t)| t.numel() != 1) {
-        return Err(Error::shape("stack_scalars", format!("tensor {i} has shape {:?}, expected one element", bad.shape())));
+        return Err(Error::shape(
+            "stack_scalars",
+            format!(
+                "tensor {i} has shape {:?}, expected one element",
+                bad.shape()
+            ),
+        ));
     }
     let gpu = first.gpu();
     let out = Tensor::uninit(gpu, &[xs.len()])?;

@@ -23,11 +23,19 @@ use burn::tensor::{Device, DeviceKind, Distribution, Tensor};
 const SLOPE: f64 = 0.2;
 
 fn conv(cin: usize, cout: usize, s: usize, p: usize, bias: bool, d: &Device) -> Conv2d {
-    Conv2dConfig::new([cin, cout], [4, 4]).with_stride([s, s]).with_padding(PaddingConfig2d::Explicit(p, p, p, p)).with_bias(bias).init(d)
+    Conv2dConfig::new([cin, cout], [4, 4])
+        .with_stride([s, s])
+        .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+        .with_bias(bias)
+        .init(d)
 }
 
 fn convt(cin: usize, cout: usize, s: usize, p: usize, bias: bool, d: &Device) -> ConvTranspose2d {
-    ConvTranspose2dConfig::new([cin, cout], [4, 4]).with_stride([s, s]).with_padding([p, p]).with_bias(bias).init(d)
+    ConvTranspose2dConfig::new([cin, cout], [4, 4])
+        .with_stride([s, s])
+        .with_padding([p, p])
+        .with_bias(bias)
+        .init(d)
 }
 
 #[derive(Module, Debug)]
@@ -151,14 +159,36 @@ fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     let m = s.len() / 2;
-    if s.len() % 2 == 1 { s[m] } else { 0.5 * (s[m - 1] + s[m]) }
+    if s.len() % 2 == 1 {
+        s[m]
+    } else {
+        0.5 * (s[m - 1] + s[m])
+    }
 }
 
-fn train_row(n: usize, warmup: usize, iters: usize, budget: f64, device: &Device) -> serde_json::Value {
+fn train_row(
+    n: usize,
+    warmup: usize,
+    iters: usize,
+    budget: f64,
+    device: &Device,
+) -> serde_json::Value {
     let lr = 2e-4;
-    let adam = || AdamConfig::new().with_beta_1(0.5).with_beta_2(0.999).with_epsilon(1e-8).init();
-    let mut gens = Generators { ab: Generator::new(device), ba: Generator::new(device) };
-    let mut discs = Discriminators { ab: Discriminator::new(device), ba: Discriminator::new(device) };
+    let adam = || {
+        AdamConfig::new()
+            .with_beta_1(0.5)
+            .with_beta_2(0.999)
+            .with_epsilon(1e-8)
+            .init()
+    };
+    let mut gens = Generators {
+        ab: Generator::new(device),
+        ba: Generator::new(device),
+    };
+    let mut discs = Discriminators {
+        ab: Discriminator::new(device),
+        ba: Discriminator::new(device),
+    };
     let (mut opt_g, mut opt_d) = (adam(), adam());
     let a = Tensor::<4>::random([n, 1, 64, 64], Distribution::Uniform(-1.0, 1.0), device);
     let b = Tensor::<4>::random([n, 1, 64, 64], Distribution::Uniform(-1.0, 1.0), device);
@@ -169,7 +199,10 @@ fn train_row(n: usize, warmup: usize, iters: usize, budget: f64, device: &Device
         let fake_a = gens.ba.forward(b.clone());
         let rec_a = gens.ba.forward(fake_b.clone());
         let rec_b = gens.ab.forward(fake_a.clone());
-        let loss_g = bce(discs.ab.forward(fake_b.clone()), 1.0) + bce(discs.ba.forward(fake_a.clone()), 1.0) + l1(rec_a, a.clone()).mul_scalar(10.0) + l1(rec_b, b.clone()).mul_scalar(10.0);
+        let loss_g = bce(discs.ab.forward(fake_b.clone()), 1.0)
+            + bce(discs.ba.forward(fake_a.clone()), 1.0)
+            + l1(rec_a, a.clone()).mul_scalar(10.0)
+            + l1(rec_b, b.clone()).mul_scalar(10.0);
         let grads = GradientsParams::from_grads(loss_g.backward(), &gens);
         gens = opt_g.step(lr, gens.clone(), grads);
         // Discriminator step on the detached fakes.
@@ -203,11 +236,15 @@ fn train_row(n: usize, warmup: usize, iters: usize, budget: f64, device: &Device
         last = step();
         let _ = device.sync();
         times.push(t.elapsed().as_secs_f64());
-        if times.len() >= (if first > budget { 1 } else { iters.min(3) }) && times.iter().sum::<f64>() >= budget {
+        if times.len() >= (if first > budget { 1 } else { iters.min(3) })
+            && times.iter().sum::<f64>() >= budget
+        {
             break;
         }
     }
-    let (lo, hi) = times.iter().fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
+    let (lo, hi) = times
+        .iter()
+        .fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
     serde_json::json!({"model": "paper", "batch": n, "size": 64, "median_s": median(&times), "min_s": lo, "max_s": hi,
         "iters": times.len(), "warmup": done, "first_s": first, "last_losses": [last.0, last.1],
         "finite": last.0.is_finite() && last.1.is_finite()})
@@ -222,11 +259,25 @@ fn kernel_rows(n: usize, warmup: usize, iters: usize, device: &Device) -> Vec<se
     let xt = Tensor::<4>::random([n, 128, 16, 16], Distribution::Uniform(-1.0, 1.0), device);
     let macs = (n * 128 * 16 * 16 * 64 * 16) as f64;
     for (name, layer, shape, which) in [
-        ("conv2d_forward", "Conv(64->128) k4 s2 p1", format!("{n}x64x32x32 -> {n}x128x16x16"), 0),
-        ("conv_transpose2d_forward", "ConvT(128->64) k4 s2 p1", format!("{n}x128x16x16 -> {n}x64x32x32"), 1),
+        (
+            "conv2d_forward",
+            "Conv(64->128) k4 s2 p1",
+            format!("{n}x64x32x32 -> {n}x128x16x16"),
+            0,
+        ),
+        (
+            "conv_transpose2d_forward",
+            "ConvT(128->64) k4 s2 p1",
+            format!("{n}x128x16x16 -> {n}x64x32x32"),
+            1,
+        ),
     ] {
         let run = || {
-            let y = if which == 0 { c.forward(x.clone()) } else { t.forward(xt.clone()) };
+            let y = if which == 0 {
+                c.forward(x.clone())
+            } else {
+                t.forward(xt.clone())
+            };
             // Reading one value forces the work to finish.
             let _: f32 = y.sum().into_scalar();
         };
@@ -241,7 +292,11 @@ fn kernel_rows(n: usize, warmup: usize, iters: usize, device: &Device) -> Vec<se
             times.push(t0.elapsed().as_secs_f64());
         }
         let m = median(&times);
-        eprintln!("{name} {layer} batch {n}: {:.3} ms, {:.1} GFLOP/s", m * 1e3, 2.0 * macs / m / 1e9);
+        eprintln!(
+            "{name} {layer} batch {n}: {:.3} ms, {:.1} GFLOP/s",
+            m * 1e3,
+            2.0 * macs / m / 1e9
+        );
         rows.push(serde_json::json!({"name": name, "layer": layer, "batch": n, "shape": shape, "median_ms": m * 1e3, "gflops": 2.0 * macs / m / 1e9,
             "runs": times.len(), "bound": "compute", "includes": "forward + sum + readback of one value"}));
     }
@@ -250,20 +305,38 @@ fn kernel_rows(n: usize, warmup: usize, iters: usize, device: &Device) -> Vec<se
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let get = |k: &str| args.iter().position(|a| a == k).and_then(|i| args.get(i + 1)).cloned();
-    let batches: Vec<usize> = get("--batches").unwrap_or_else(|| "1,4,16".into()).split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let get = |k: &str| {
+        args.iter()
+            .position(|a| a == k)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let batches: Vec<usize> = get("--batches")
+        .unwrap_or_else(|| "1,4,16".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
     let iters: usize = get("--iters").and_then(|v| v.parse().ok()).unwrap_or(10);
     let warmup: usize = get("--warmup").and_then(|v| v.parse().ok()).unwrap_or(3);
-    let budget: f64 = get("--budget").and_then(|v| v.parse().ok()).unwrap_or(300.0);
+    let budget: f64 = get("--budget")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300.0);
     let device = Device::wgpu(DeviceKind::DefaultDevice).autodiff();
     let mut train = Vec::new();
     for &n in &batches {
         eprintln!("train paper 64x64 batch {n}");
         let row = train_row(n, warmup, iters, budget, &device);
-        eprintln!("  median {:.3} s", row["median_s"].as_f64().unwrap_or(f64::NAN));
+        eprintln!(
+            "  median {:.3} s",
+            row["median_s"].as_f64().unwrap_or(f64::NAN)
+        );
         train.push(row);
     }
-    let kernels = if args.iter().any(|a| a == "--no-kernels") { Vec::new() } else { kernel_rows(16, warmup, iters, &device) };
+    let kernels = if args.iter().any(|a| a == "--no-kernels") {
+        Vec::new()
+    } else {
+        kernel_rows(16, warmup, iters, &device)
+    };
     let report = serde_json::json!({
         "tool": "burn",
         "adapter": {"name": "burn 0.22.1 Autodiff on Device::wgpu(DefaultDevice)", "backend": "wgpu (WGSL)", "driver": "see `mr2ct devices` for the adapter"},
@@ -271,9 +344,19 @@ fn main() {
         "train": train,
     });
     for t in &train {
-        println!("burn paper batch {:>3}: median {:.3} s over {} iterations (finite losses: {})", t["batch"], t["median_s"].as_f64().unwrap_or(f64::NAN), t["iters"], t["finite"]);
+        println!(
+            "burn paper batch {:>3}: median {:.3} s over {} iterations (finite losses: {})",
+            t["batch"],
+            t["median_s"].as_f64().unwrap_or(f64::NAN),
+            t["iters"],
+            t["finite"]
+        );
     }
     if let Some(path) = get("--json") {
-        std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default()).expect("writing the JSON report");
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&report).unwrap_or_default(),
+        )
+        .expect("writing the JSON report");
     }
 }
