@@ -42,7 +42,7 @@ use crate::engine::ops::norm::{batch_norm2d, instance_norm2d};
 use crate::engine::ops::reduce::mean;
 use crate::engine::optim::Adam;
 use crate::engine::tensor::Tensor;
-use crate::models::{Network, PaperGenerator};
+use crate::models::PaperGenerator;
 
 /// What to run. `BenchOptions::default()` is the full table with settings that finish on
 /// lavapipe (2 CPU cores) in tens of minutes; see the field docs.
@@ -768,7 +768,7 @@ fn prepare(gpu: &Rc<Gpu>, spec: Spec, n: usize, rng: &mut Rng) -> Result<Prepare
             let g = PaperGenerator::new(gpu, 64)?;
             init_normal(&g.named_tensors("G"), rng)?;
             let x = random(gpu, rng, &[1, 1, 64, 64], 1.0)?;
-            let grads = backward(&mean(&g.forward(&x, true, false)?)?)?;
+            let grads = backward(&mean(&g.forward(&x, crate::engine::nn::Pass::TRAIN)?)?)?;
             let params = g.trainable();
             let count: usize = params.iter().map(Tensor::numel).sum();
             let tensors = params.len();

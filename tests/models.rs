@@ -5,8 +5,8 @@
 
 mod common;
 use common::*;
-use mr2ct::engine::nn::{init::det_uniform, init::fnv1a64, init_deterministic, Module};
-use mr2ct::models::{Network, PaperDiscriminator, PaperGenerator};
+use mr2ct::engine::nn::{init::det_uniform, init::fnv1a64, init_deterministic, Module, Pass};
+use mr2ct::models::{PaperDiscriminator, PaperGenerator};
 
 #[test]
 fn deterministic_recipe_matches_python_bit_for_bit() {
@@ -34,12 +34,12 @@ fn parameter_counts_match_the_reference_model() {
     );
 }
 
-fn check_network(net: &dyn Network, case: &str, prefix: &str) {
+fn check_network(net: &dyn Module, case: &str, prefix: &str) {
     let f = Fixture::load("models");
     let named = net.named_tensors(prefix);
     init_deterministic(&named).unwrap();
     let x = f.tensor(case, "x").requiring_grad();
-    let y = net.forward(&x, true, false).unwrap();
+    let y = net.forward(&x, Pass::TRAIN).unwrap();
     assert_close(
         &format!("{case} forward"),
         &y.to_vec().unwrap(),
@@ -107,6 +107,84 @@ fn wrong_input_size_is_a_shape_error() {
     let g = gpu();
     let net = PaperGenerator::new(&g, 8).unwrap();
     let x = mr2ct::Tensor::zeros(&g, &[1, 1, 60, 60]).unwrap();
-    let e = net.forward(&x, true, false).unwrap_err().to_string();
+    let e = net.forward(&x, Pass::TRAIN).unwrap_err().to_string();
     assert!(e.contains("paper generator") && e.contains("60"), "{e}");
+}
+
+/// The ResNet generator and PatchGAN name their tensors as pytorch-CycleGAN-and-pix2pix's
+/// `ResnetGenerator(1, 1, ngf, norm_layer=InstanceNorm2d, n_blocks)` and `NLayerDiscriminator(1,
+/// ndf, n_layers=3, norm_layer=InstanceNorm2d)` do in their `state_dict` (indices of their
+/// `nn.Sequential` lists; instance norm without affine parameters has no entries).
+#[test]
+fn resnet_and_patchgan_keys_are_pytorch_cyclegan_state_dict_keys() {
+    use mr2ct::models::{PatchDiscriminator, ResnetGenerator};
+    let g = ResnetGenerator::new(&gpu(), 4, 2).unwrap();
+    let got: Vec<(String, Vec<usize>)> = g.named_tensors("").into_iter().map(|n| (n.name, n.tensor.shape().to_vec())).collect();
+    let mut want: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut wb = |name: &str, w: Vec<usize>| {
+        let c = if name.contains("model.12") || name.contains("model.15") { w[1] } else { w[0] };
+        want.push((format!("{name}.weight"), w));
+        want.push((format!("{name}.bias"), vec![c]));
+    };
+    wb("model.1", vec![4, 1, 7, 7]);
+    wb("model.4", vec![8, 4, 3, 3]);
+    wb("model.7", vec![16, 8, 3, 3]);
+    for b in [10, 11] {
+        wb(&format!("model.{b}.conv_block.1"), vec![16, 16, 3, 3]);
+        wb(&format!("model.{b}.conv_block.5"), vec![16, 16, 3, 3]);
+    }
+    wb("model.12", vec![16, 8, 3, 3]);
+    wb("model.15", vec![8, 4, 3, 3]);
+    wb("model.19", vec![1, 4, 7, 7]);
+    assert_eq!(got, want);
+
+    let d = PatchDiscriminator::new(&gpu(), 2).unwrap();
+    let got: Vec<(String, Vec<usize>)> = d.named_tensors("").into_iter().map(|n| (n.name, n.tensor.shape().to_vec())).collect();
+    let mut want = Vec::new();
+    for (i, w) in [(0, [2, 1, 4, 4]), (2, [4, 2, 4, 4]), (5, [8, 4, 4, 4]), (8, [16, 8, 4, 4]), (11, [1, 16, 4, 4])] {
+        want.push((format!("model.{i}.weight"), w.to_vec()));
+        want.push((format!("model.{i}.bias"), vec![w[0]]));
+    }
+    assert_eq!(got, want);
+}
+
+/// Weights written with the ResNet model's former names load under the new ones.
+#[test]
+fn legacy_resnet_keys_are_renamed_to_the_layer_list_keys() {
+    let mut t: std::collections::BTreeMap<String, u32> = [
+        "G_AB.stem.conv.weight",
+        "G_AB.block0.a.conv.weight",
+        "G_AB.block1.a.conv.weight",
+        "G_AB.block1.b.conv.bias",
+        "G_AB.up0.weight",
+        "G_AB.up1.bias",
+        "G_AB.head.weight",
+        "D_B.first.weight",
+        "D_B.mid2.conv.bias",
+        "D_B.last.weight",
+        "G_AB.enc1.weight",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, k)| (k.to_string(), i as u32))
+    .collect();
+    mr2ct::models::upgrade_legacy_keys(&mut t);
+    let want: std::collections::BTreeMap<String, u32> = [
+        "G_AB.model.1.weight",
+        "G_AB.model.10.conv_block.1.weight",
+        "G_AB.model.11.conv_block.1.weight",
+        "G_AB.model.11.conv_block.5.bias",
+        "G_AB.model.12.weight",
+        "G_AB.model.15.bias",
+        "G_AB.model.19.weight",
+        "D_B.model.0.weight",
+        "D_B.model.8.bias",
+        "D_B.model.11.weight",
+        "G_AB.enc1.weight",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, k)| (k.to_string(), i as u32))
+    .collect();
+    assert_eq!(t, want);
 }

@@ -15,9 +15,9 @@ use mr2ct::cyclegan::train::Trainer;
 use mr2ct::cyclegan::{ModelKind, TrainConfig};
 use mr2ct::data::prep::{prepare_slice, CtScaling};
 use mr2ct::data::{load_volume, LoadOptions, Modality};
-use mr2ct::engine::nn::Module;
+use mr2ct::engine::nn::{Module, Pass};
 use mr2ct::io::weights::{self, Precision};
-use mr2ct::models::{Network, PaperGenerator};
+use mr2ct::models::PaperGenerator;
 use mr2ct::sct::{restore_slice, translate, OutputFormat, SctModel, TranslateOptions, MANIFEST};
 
 fn data(p: &str) -> PathBuf {
@@ -459,11 +459,11 @@ fn batching_uses_eval_mode_so_batch_size_does_not_change_the_result() {
     let g = PaperGenerator::new(&gpu, 8).unwrap();
     let l = weights::load(&w).unwrap();
     weights::upload(&w, &l.tensors, &g.named_tensors("G_AB")).unwrap();
-    let train4 = mr2ct::no_grad(|| g.forward(&x4, true, true))
+    let train4 = mr2ct::no_grad(|| g.forward(&x4, Pass::TRAIN_FROZEN))
         .unwrap()
         .to_vec()
         .unwrap();
-    let train1 = mr2ct::no_grad(|| g.forward(&x1, true, true))
+    let train1 = mr2ct::no_grad(|| g.forward(&x1, Pass::TRAIN_FROZEN))
         .unwrap()
         .to_vec()
         .unwrap();

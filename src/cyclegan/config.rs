@@ -4,14 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelKind {
-    /// FCN generator through a 128-d latent + DCGAN discriminator, BatchNorm, BCE (the paper).
-    Paper,
-    /// ResNet generator + 70x70 PatchGAN, instance norm, least squares (CycleGAN reference).
-    Resnet,
-}
+pub use crate::models::ModelKind;
+use crate::models::Architecture;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -84,6 +78,11 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The networks this configuration builds.
+    pub fn architecture(&self) -> Architecture {
+        Architecture { kind: self.model, ngf: self.ngf, ndf: self.ndf, n_blocks: self.n_blocks }
+    }
+
     /// The CycleGAN reference settings for the ResNet model (LSGAN, pool 50, identity 0.5).
     pub fn resnet_defaults() -> Self {
         TrainConfig {

@@ -17,7 +17,8 @@ use crate::engine::ops::loss;
 use crate::engine::ops::reduce::stack_scalars;
 use crate::engine::optim::Adam;
 use crate::engine::tensor::Tensor;
-use crate::models::{Network, PaperDiscriminator, PaperGenerator};
+use crate::engine::nn::Pass;
+use crate::models::{self, Network};
 pub use config::{GanLoss, ModelKind, TrainConfig};
 use pool::ImagePool;
 
@@ -58,10 +59,10 @@ impl StepLosses {
 
 pub struct CycleGan {
     pub cfg: TrainConfig,
-    pub g_ab: Box<dyn Network>,
-    pub g_ba: Box<dyn Network>,
-    pub d_a: Box<dyn Network>,
-    pub d_b: Box<dyn Network>,
+    pub g_ab: Network,
+    pub g_ba: Network,
+    pub d_a: Network,
+    pub d_b: Network,
     pub opt_g: Adam,
     pub opt_d: Adam,
     pub pool_a: ImagePool,
@@ -81,20 +82,9 @@ pub enum Init {
 impl CycleGan {
     pub fn new(gpu: &Rc<Gpu>, cfg: TrainConfig, init: Init) -> Result<Self> {
         cfg.validate().map_err(Error::Invalid)?;
-        let (g_ab, g_ba, d_a, d_b): (
-            Box<dyn Network>,
-            Box<dyn Network>,
-            Box<dyn Network>,
-            Box<dyn Network>,
-        ) = match cfg.model {
-            ModelKind::Paper => (
-                Box::new(PaperGenerator::new(gpu, cfg.ngf)?),
-                Box::new(PaperGenerator::new(gpu, cfg.ngf)?),
-                Box::new(PaperDiscriminator::new(gpu, cfg.ndf)?),
-                Box::new(PaperDiscriminator::new(gpu, cfg.ndf)?),
-            ),
-            ModelKind::Resnet => crate::models::resnet_networks(gpu, &cfg)?,
-        };
+        let arch = cfg.architecture();
+        let (g_ab, g_ba) = (models::generator(gpu, &arch)?, models::generator(gpu, &arch)?);
+        let (d_a, d_b) = (models::discriminator(gpu, &arch)?, models::discriminator(gpu, &arch)?);
         let mut rng = Rng::new(cfg.seed);
         for (net, prefix) in [
             (&g_ab, "G_AB"),
@@ -178,8 +168,8 @@ impl CycleGan {
             // No generator update requested: the discriminators still need fakes.
             None => crate::no_grad(|| -> Result<(Tensor, Tensor)> {
                 Ok((
-                    self.g_ba.forward(b, true, true)?,
-                    self.g_ab.forward(a, true, true)?,
+                    self.g_ba.forward(b, Pass::TRAIN_FROZEN)?,
+                    self.g_ab.forward(a, Pass::TRAIN_FROZEN)?,
                 ))
             })?,
         };
@@ -222,14 +212,14 @@ impl CycleGan {
     /// Generator update. Returns [loss_G, adv_ab, adv_ba, rec_aba, rec_bab] (device scalars)
     /// and the detached fakes (fake_a, fake_b).
     fn generator_step(&mut self, a: &Tensor, b: &Tensor) -> Result<([Tensor; 5], Tensor, Tensor)> {
-        let fake_b = self.g_ab.forward(a, true, false)?;
-        let fake_a = self.g_ba.forward(b, true, false)?;
-        let rec_a = self.g_ba.forward(&fake_b, true, false)?;
-        let rec_b = self.g_ab.forward(&fake_a, true, false)?;
+        let fake_b = self.g_ab.forward(a, Pass::TRAIN)?;
+        let fake_a = self.g_ba.forward(b, Pass::TRAIN)?;
+        let rec_a = self.g_ba.forward(&fake_b, Pass::TRAIN)?;
+        let rec_b = self.g_ab.forward(&fake_a, Pass::TRAIN)?;
         // The discriminators are frozen: gradients pass through them to the fakes, but no
         // discriminator weight gradient is computed (PyTorch computes and then discards it).
-        let adv_ab = self.adversarial(&self.d_b.forward(&fake_b, true, true)?, true)?;
-        let adv_ba = self.adversarial(&self.d_a.forward(&fake_a, true, true)?, true)?;
+        let adv_ab = self.adversarial(&self.d_b.forward(&fake_b, Pass::TRAIN_FROZEN)?, true)?;
+        let adv_ba = self.adversarial(&self.d_a.forward(&fake_a, Pass::TRAIN_FROZEN)?, true)?;
         let rec_aba = loss::l1(&rec_a, a)?;
         let rec_bab = loss::l1(&rec_b, b)?;
         let mut total = add(&adv_ab, &adv_ba)?;
@@ -237,8 +227,8 @@ impl CycleGan {
         total = scale_add(&rec_bab, self.cfg.lambda_bab, &total)?;
         if self.cfg.identity_weight > 0.0 {
             // CycleGAN's identity term: G_AB(b) should leave a CT unchanged, G_BA(a) an MRI.
-            let idt_b = loss::l1(&self.g_ab.forward(b, true, false)?, b)?;
-            let idt_a = loss::l1(&self.g_ba.forward(a, true, false)?, a)?;
+            let idt_b = loss::l1(&self.g_ab.forward(b, Pass::TRAIN)?, b)?;
+            let idt_a = loss::l1(&self.g_ba.forward(a, Pass::TRAIN)?, a)?;
             total = scale_add(
                 &idt_b,
                 self.cfg.identity_weight * self.cfg.lambda_bab,
@@ -274,12 +264,12 @@ impl CycleGan {
         fake_b: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
         let da = add(
-            &self.adversarial(&self.d_a.forward(a, true, false)?, true)?,
-            &self.adversarial(&self.d_a.forward(fake_a, true, false)?, false)?,
+            &self.adversarial(&self.d_a.forward(a, Pass::TRAIN)?, true)?,
+            &self.adversarial(&self.d_a.forward(fake_a, Pass::TRAIN)?, false)?,
         )?;
         let db = add(
-            &self.adversarial(&self.d_b.forward(b, true, false)?, true)?,
-            &self.adversarial(&self.d_b.forward(fake_b, true, false)?, false)?,
+            &self.adversarial(&self.d_b.forward(b, Pass::TRAIN)?, true)?,
+            &self.adversarial(&self.d_b.forward(fake_b, Pass::TRAIN)?, false)?,
         )?;
         let grads = backward(&add(&da, &db)?)?;
         self.opt_d.step(&grads)?;
@@ -288,6 +278,6 @@ impl CycleGan {
 
     /// Inference: MRI -> synthetic CT (eval-mode normalization, no graph).
     pub fn translate_a_to_b(&self, a: &Tensor) -> Result<Tensor> {
-        crate::no_grad(|| self.g_ab.forward(a, false, true))
+        crate::no_grad(|| self.g_ab.forward(a, Pass::EVAL))
     }
 }

@@ -11,6 +11,7 @@ use std::time::Instant;
 use super::{CycleGan, Init, StepLosses, TrainConfig};
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
+use crate::engine::nn::Pass;
 use crate::engine::nn::init::Rng;
 use crate::engine::tensor::Tensor;
 use crate::io::{grid, plot, weights};
@@ -526,8 +527,8 @@ impl Trainer {
     pub fn write_samples(&self, path: &Path, mr: &Tensor, ct: &Tensor) -> Result<()> {
         let (fake_ct, fake_mr) = crate::no_grad(|| -> Result<(Tensor, Tensor)> {
             Ok((
-                self.gan.g_ab.forward(mr, false, true)?,
-                self.gan.g_ba.forward(ct, false, true)?,
+                self.gan.g_ab.forward(mr, Pass::EVAL)?,
+                self.gan.g_ba.forward(ct, Pass::EVAL)?,
             ))
         })?;
         let (mr, ct, fake_ct, fake_mr) = (

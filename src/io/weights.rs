@@ -110,6 +110,7 @@ pub fn load(path: &Path) -> Result<Loaded> {
         };
         tensors.insert(name.to_string(), (view.shape().to_vec(), values));
     }
+    crate::models::upgrade_legacy_keys(&mut tensors);
     let (_, md) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| Error::file(path, format!("bad safetensors header: {e}")))?;
     let metadata = md.metadata().clone().unwrap_or_default();

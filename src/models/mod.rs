@@ -1,22 +1,80 @@
-//! The networks: the paper's FCN generator and DCGAN discriminator
-//! (../shared/reference-model.md), and the CycleGAN reference design (ResNet generator,
-//! PatchGAN discriminator).
+//! The networks, each a list of layers: the paper's FCN generator and DCGAN discriminator
+//! (src/models/paper_model.md), and the CycleGAN reference design (ResNet generator, PatchGAN
+//! discriminator). `generator` and `discriminator` are the one place that maps a model kind
+//! to its networks.
 
 pub mod discriminator;
 pub mod generator;
 pub mod resnet;
 
+use std::rc::Rc;
+
+use serde::{Deserialize, Serialize};
+
 use crate::engine::error::Result;
+use crate::engine::gpu::Gpu;
 use crate::engine::nn::Module;
-use crate::engine::tensor::Tensor;
 
 pub use discriminator::PaperDiscriminator;
 pub use generator::PaperGenerator;
-pub use resnet::{networks as resnet_networks, PatchDiscriminator, ResnetGenerator};
+pub use resnet::{PatchDiscriminator, ResnetGenerator};
+
+/// Which networks a model is made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// FCN generator through a 128-d latent + DCGAN discriminator, BatchNorm, BCE (the paper).
+    Paper,
+    /// ResNet generator + 70x70 PatchGAN, instance norm, least squares (CycleGAN reference).
+    Resnet,
+}
+
+/// What it takes to build a model's networks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Architecture {
+    pub kind: ModelKind,
+    /// Generator width (channels of its first layer).
+    pub ngf: usize,
+    /// Discriminator width.
+    pub ndf: usize,
+    /// Residual blocks of the ResNet generator.
+    pub n_blocks: usize,
+}
 
 /// A network as the trainer sees it.
-pub trait Network: Module {
-    /// `training`: batch statistics for BatchNorm (and running-statistics updates).
-    /// `frozen`: parameters take no gradient (gradients still flow to the input).
-    fn forward(&self, x: &Tensor, training: bool, frozen: bool) -> Result<Tensor>;
+pub type Network = Box<dyn Module>;
+
+pub fn generator(gpu: &Rc<Gpu>, arch: &Architecture) -> Result<Network> {
+    Ok(match arch.kind {
+        ModelKind::Paper => Box::new(PaperGenerator::new(gpu, arch.ngf)?),
+        ModelKind::Resnet => Box::new(ResnetGenerator::new(gpu, arch.ngf, arch.n_blocks)?),
+    })
+}
+
+pub fn discriminator(gpu: &Rc<Gpu>, arch: &Architecture) -> Result<Network> {
+    Ok(match arch.kind {
+        ModelKind::Paper => Box::new(PaperDiscriminator::new(gpu, arch.ndf)?),
+        ModelKind::Resnet => Box::new(PatchDiscriminator::new(gpu, arch.ndf)?),
+    })
+}
+
+/// Renames, in place, the keys of a weights file written before the models were layer lists
+/// (only the ResNet model's keys changed: `G_AB.stem.conv.weight` is now `G_AB.model.1.weight`),
+/// so old weights and checkpoints still load. The number of residual blocks, which places the
+/// layers after them, is read from the old keys themselves.
+pub fn upgrade_legacy_keys<V>(tensors: &mut std::collections::BTreeMap<String, V>) {
+    let prefixes = ["G_AB", "G_BA", "D_A", "D_B"];
+    for prefix in prefixes {
+        let is_old_resnet = tensors.contains_key(&format!("{prefix}.stem.conv.weight"))
+            || tensors.contains_key(&format!("{prefix}.first.weight"));
+        if !is_old_resnet {
+            continue;
+        }
+        let n_blocks = (0..).take_while(|i| tensors.contains_key(&format!("{prefix}.block{i}.a.conv.weight"))).count();
+        for (old, new) in resnet::legacy_keys(n_blocks) {
+            if let Some(v) = tensors.remove(&format!("{prefix}.{old}")) {
+                tensors.insert(format!("{prefix}.{new}"), v);
+            }
+        }
+    }
 }

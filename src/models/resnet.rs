@@ -2,234 +2,130 @@
 //! c7s1-ngf, d2ngf, d4ngf, R x res4ngf, u2ngf, ungf, c7s1-1 with reflection padding and
 //! instance norm, and the 70x70 PatchGAN discriminator C64-C128-C256-C512 (k4, LeakyReLU 0.2,
 //! instance norm from the second layer) ending in a 1-channel map of logits.
+//!
+//! The layer lists follow the order of pytorch-CycleGAN-and-pix2pix's `ResnetGenerator` and
+//! `NLayerDiscriminator` (instance norm without affine parameters, so every conv has a bias),
+//! so the tensors have that implementation's `state_dict` keys (`model.1.weight`,
+//! `model.10.conv_block.5.bias`, ...).
 
 use std::rc::Rc;
 
-use super::Network;
-use crate::cyclegan::config::TrainConfig;
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
-use crate::engine::nn::{Conv2d, ConvTranspose2d, InstanceNorm2d, Module, Named};
-use crate::engine::ops::activation::{leaky_relu, relu, tanh};
-use crate::engine::ops::elementwise::add;
-use crate::engine::ops::pad::reflection_pad2d;
+use crate::engine::nn::{
+    Conv2d, ConvSpec, ConvTranspose2d, Flatten, InstanceNorm2d, LeakyRelu, Module, Named, Pass,
+    ReflectionPad2d, Relu, Residual, Sequential, Tanh,
+};
 use crate::engine::tensor::Tensor;
 
-fn join(p: &str, n: &str) -> String {
-    if p.is_empty() {
-        n.to_owned()
-    } else {
-        format!("{p}.{n}")
-    }
+/// The generator's first tensor-holding layer after the stem and the two downsamplings.
+const FIRST_BLOCK: usize = 10;
+
+/// Conv + instance norm (no affine parameters) + ReLU, appended to `seq`.
+fn conv_in_relu(gpu: &Rc<Gpu>, seq: Sequential, cin: usize, cout: usize, spec: ConvSpec) -> Result<Sequential> {
+    Ok(seq.push(Conv2d::new(gpu, cin, cout, spec)?).push(InstanceNorm2d::new(gpu, cout, false)?).push(Relu))
 }
 
-/// Conv (bias on: instance norm without affine parameters follows) + IN.
-struct ConvIn {
-    conv: Conv2d,
-    norm: InstanceNorm2d,
-}
-
-impl ConvIn {
-    fn new(
-        gpu: &Rc<Gpu>,
-        cin: usize,
-        cout: usize,
-        k: usize,
-        stride: usize,
-        padding: usize,
-    ) -> Result<Self> {
-        Ok(ConvIn {
-            conv: Conv2d::new(gpu, cin, cout, k, stride, padding, true)?,
-            norm: InstanceNorm2d::new(gpu, cout, false)?,
-        })
-    }
-    fn forward(&self, x: &Tensor, frozen: bool) -> Result<Tensor> {
-        self.norm.forward(&self.conv.forward(x, frozen)?, frozen)
-    }
-    fn named(&self, p: &str, out: &mut Vec<Named>) {
-        self.conv.named(&join(p, "conv"), out);
-        self.norm.named(&join(p, "norm"), out);
-    }
-}
-
-struct ResBlock {
-    a: ConvIn,
-    b: ConvIn,
-}
-
-impl ResBlock {
-    fn forward(&self, x: &Tensor, frozen: bool) -> Result<Tensor> {
-        let h = relu(&self.a.forward(&reflection_pad2d(x, 1)?, frozen)?)?;
-        let h = self.b.forward(&reflection_pad2d(&h, 1)?, frozen)?;
-        add(x, &h)
-    }
+/// x + (pad, conv3, IN, ReLU, pad, conv3, IN)(x)
+fn res_block(gpu: &Rc<Gpu>, dim: usize) -> Result<Residual> {
+    let body = conv_in_relu(gpu, Sequential::new().push(ReflectionPad2d(1)), dim, dim, ConvSpec::k(3))?
+        .push(ReflectionPad2d(1))
+        .push(Conv2d::new(gpu, dim, dim, ConvSpec::k(3))?)
+        .push(InstanceNorm2d::new(gpu, dim, false)?);
+    Ok(Residual::new("conv_block", body))
 }
 
 pub struct ResnetGenerator {
-    stem: ConvIn,
-    down: Vec<ConvIn>,
-    blocks: Vec<ResBlock>,
-    up: Vec<(ConvTranspose2d, InstanceNorm2d)>,
-    head: Conv2d,
+    model: Sequential,
 }
 
 impl ResnetGenerator {
     pub fn new(gpu: &Rc<Gpu>, ngf: usize, n_blocks: usize) -> Result<Self> {
         if ngf == 0 {
-            return Err(Error::Invalid(
-                "generator width ngf must be at least 1".into(),
-            ));
+            return Err(Error::Invalid("generator width ngf must be at least 1".into()));
         }
-        let stem = ConvIn::new(gpu, 1, ngf, 7, 1, 0)?;
-        let down = vec![
-            ConvIn::new(gpu, ngf, 2 * ngf, 3, 2, 1)?,
-            ConvIn::new(gpu, 2 * ngf, 4 * ngf, 3, 2, 1)?,
-        ];
-        let blocks = (0..n_blocks)
-            .map(|_| {
-                Ok(ResBlock {
-                    a: ConvIn::new(gpu, 4 * ngf, 4 * ngf, 3, 1, 0)?,
-                    b: ConvIn::new(gpu, 4 * ngf, 4 * ngf, 3, 1, 0)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let up = vec![
-            (
-                ConvTranspose2d::new(gpu, 4 * ngf, 2 * ngf, 3, 2, 1, 1, true)?,
-                InstanceNorm2d::new(gpu, 2 * ngf, false)?,
-            ),
-            (
-                ConvTranspose2d::new(gpu, 2 * ngf, ngf, 3, 2, 1, 1, true)?,
-                InstanceNorm2d::new(gpu, ngf, false)?,
-            ),
-        ];
-        let head = Conv2d::new(gpu, ngf, 1, 7, 1, 0, true)?;
-        Ok(ResnetGenerator {
-            stem,
-            down,
-            blocks,
-            up,
-            head,
-        })
+        let down = ConvSpec::k(3).stride(2).pad(1);
+        let mut model = conv_in_relu(gpu, Sequential::new().push(ReflectionPad2d(3)), 1, ngf, ConvSpec::k(7))?;
+        model = conv_in_relu(gpu, model, ngf, 2 * ngf, down)?;
+        model = conv_in_relu(gpu, model, 2 * ngf, 4 * ngf, down)?;
+        for _ in 0..n_blocks {
+            model = model.push(res_block(gpu, 4 * ngf)?);
+        }
+        let up = down.output_pad(1);
+        model = model.push(ConvTranspose2d::new(gpu, 4 * ngf, 2 * ngf, up)?).push(InstanceNorm2d::new(gpu, 2 * ngf, false)?).push(Relu);
+        model = model.push(ConvTranspose2d::new(gpu, 2 * ngf, ngf, up)?).push(InstanceNorm2d::new(gpu, ngf, false)?).push(Relu);
+        let model = model.push(ReflectionPad2d(3)).push(Conv2d::new(gpu, ngf, 1, ConvSpec::k(7))?).push(Tanh);
+        Ok(ResnetGenerator { model })
     }
 }
 
 impl Module for ResnetGenerator {
-    fn named(&self, p: &str, out: &mut Vec<Named>) {
-        self.stem.named(&join(p, "stem"), out);
-        for (i, d) in self.down.iter().enumerate() {
-            d.named(&join(p, &format!("down{i}")), out);
-        }
-        for (i, b) in self.blocks.iter().enumerate() {
-            b.a.named(&join(p, &format!("block{i}.a")), out);
-            b.b.named(&join(p, &format!("block{i}.b")), out);
-        }
-        for (i, (c, n)) in self.up.iter().enumerate() {
-            c.named(&join(p, &format!("up{i}")), out);
-            n.named(&join(p, &format!("up{i}_norm")), out);
-        }
-        self.head.named(&join(p, "head"), out);
-    }
-}
-
-impl Network for ResnetGenerator {
-    fn forward(&self, x: &Tensor, _training: bool, frozen: bool) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         let s = x.shape();
-        if s.len() != 4
-            || s[1] != 1
-            || !s[2].is_multiple_of(4)
-            || !s[3].is_multiple_of(4)
-            || s[2] < 8
-            || s[3] < 8
-        {
-            return Err(Error::shape(
-                "resnet generator",
-                format!("expects [N, 1, H, W] with H, W multiples of 4 and at least 8; got {s:?}"),
-            ));
+        if s.len() != 4 || s[1] != 1 || !s[2].is_multiple_of(4) || !s[3].is_multiple_of(4) || s[2] < 8 || s[3] < 8 {
+            return Err(Error::shape("resnet generator", format!("expects [N, 1, H, W] with H, W multiples of 4 and at least 8; got {s:?}")));
         }
-        let mut h = relu(&self.stem.forward(&reflection_pad2d(x, 3)?, frozen)?)?;
-        for d in &self.down {
-            h = relu(&d.forward(&h, frozen)?)?;
-        }
-        for b in &self.blocks {
-            h = b.forward(&h, frozen)?;
-        }
-        for (c, n) in &self.up {
-            h = relu(&n.forward(&c.forward(&h, frozen)?, frozen)?)?;
-        }
-        tanh(&self.head.forward(&reflection_pad2d(&h, 3)?, frozen)?)
+        self.model.forward(x, pass)
+    }
+    fn named(&self, prefix: &str, out: &mut Vec<Named>) {
+        self.model.named(&crate::engine::nn::join(prefix, "model"), out);
     }
 }
 
 pub struct PatchDiscriminator {
-    first: Conv2d,
-    mid: Vec<ConvIn>,
-    last: Conv2d,
+    model: Sequential,
 }
 
 impl PatchDiscriminator {
     pub fn new(gpu: &Rc<Gpu>, ndf: usize) -> Result<Self> {
         if ndf == 0 {
-            return Err(Error::Invalid(
-                "discriminator width ndf must be at least 1".into(),
-            ));
+            return Err(Error::Invalid("discriminator width ndf must be at least 1".into()));
         }
-        Ok(PatchDiscriminator {
-            first: Conv2d::new(gpu, 1, ndf, 4, 2, 1, true)?,
-            mid: vec![
-                ConvIn::new(gpu, ndf, 2 * ndf, 4, 2, 1)?,
-                ConvIn::new(gpu, 2 * ndf, 4 * ndf, 4, 2, 1)?,
-                ConvIn::new(gpu, 4 * ndf, 8 * ndf, 4, 1, 1)?,
-            ],
-            last: Conv2d::new(gpu, 8 * ndf, 1, 4, 1, 1, true)?,
-        })
+        let down = ConvSpec::k(4).stride(2).pad(1);
+        let mut model = Sequential::new().push(Conv2d::new(gpu, 1, ndf, down)?).push(LeakyRelu(0.2));
+        for (cin, cout, spec) in [(ndf, 2 * ndf, down), (2 * ndf, 4 * ndf, down), (4 * ndf, 8 * ndf, down.stride(1))] {
+            model = model.push(Conv2d::new(gpu, cin, cout, spec)?).push(InstanceNorm2d::new(gpu, cout, false)?).push(LeakyRelu(0.2));
+        }
+        let model = model.push(Conv2d::new(gpu, 8 * ndf, 1, ConvSpec::k(4).pad(1))?).push(Flatten);
+        Ok(PatchDiscriminator { model })
     }
 }
 
 impl Module for PatchDiscriminator {
-    fn named(&self, p: &str, out: &mut Vec<Named>) {
-        self.first.named(&join(p, "first"), out);
-        for (i, m) in self.mid.iter().enumerate() {
-            m.named(&join(p, &format!("mid{i}")), out);
-        }
-        self.last.named(&join(p, "last"), out);
-    }
-}
-
-impl Network for PatchDiscriminator {
     /// A map of logits per image, flattened: the loss averages over every patch.
-    fn forward(&self, x: &Tensor, _training: bool, frozen: bool) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         let s = x.shape();
         if s.len() != 4 || s[1] != 1 || s[2] < 32 || s[3] < 32 {
-            return Err(Error::shape(
-                "patch discriminator",
-                format!("expects [N, 1, H, W] with H, W >= 32; got {s:?}"),
-            ));
+            return Err(Error::shape("patch discriminator", format!("expects [N, 1, H, W] with H, W >= 32; got {s:?}")));
         }
-        let mut h = leaky_relu(&self.first.forward(x, frozen)?, 0.2)?;
-        for m in &self.mid {
-            h = leaky_relu(&m.forward(&h, frozen)?, 0.2)?;
-        }
-        let logits = self.last.forward(&h, frozen)?;
-        logits.reshape(&[logits.numel()])
+        self.model.forward(x, pass)
+    }
+    fn named(&self, prefix: &str, out: &mut Vec<Named>) {
+        self.model.named(&crate::engine::nn::join(prefix, "model"), out);
     }
 }
 
-/// (G_AB, G_BA, D_A, D_B) of the ResNet model.
-#[allow(clippy::type_complexity)]
-pub fn networks(
-    gpu: &Rc<Gpu>,
-    cfg: &TrainConfig,
-) -> Result<(
-    Box<dyn Network>,
-    Box<dyn Network>,
-    Box<dyn Network>,
-    Box<dyn Network>,
-)> {
-    Ok((
-        Box::new(ResnetGenerator::new(gpu, cfg.ngf, cfg.n_blocks)?),
-        Box::new(ResnetGenerator::new(gpu, cfg.ngf, cfg.n_blocks)?),
-        Box::new(PatchDiscriminator::new(gpu, cfg.ndf)?),
-        Box::new(PatchDiscriminator::new(gpu, cfg.ndf)?),
-    ))
+/// (old key, new key) suffixes for weights written before the layers were lists: the ResNet
+/// generator's `stem.conv`, `downI.conv`, `blockI.{a,b}.conv`, `upI`, `head` and the PatchGAN's
+/// `first`, `midI.conv`, `last`.
+pub fn legacy_keys(n_blocks: usize) -> Vec<(String, String)> {
+    let mut layers: Vec<(String, String)> = vec![
+        ("stem.conv".into(), "model.1".into()),
+        ("down0.conv".into(), "model.4".into()),
+        ("down1.conv".into(), "model.7".into()),
+    ];
+    for i in 0..n_blocks {
+        layers.push((format!("block{i}.a.conv"), format!("model.{}.conv_block.1", FIRST_BLOCK + i)));
+        layers.push((format!("block{i}.b.conv"), format!("model.{}.conv_block.5", FIRST_BLOCK + i)));
+    }
+    let after = FIRST_BLOCK + n_blocks;
+    layers.push(("up0".into(), format!("model.{after}")));
+    layers.push(("up1".into(), format!("model.{}", after + 3)));
+    layers.push(("head".into(), format!("model.{}", after + 7)));
+    layers.push(("first".into(), "model.0".into()));
+    for (i, at) in [2, 5, 8].into_iter().enumerate() {
+        layers.push((format!("mid{i}.conv"), format!("model.{at}")));
+    }
+    layers.push(("last".into(), "model.11".into()));
+    layers.into_iter().flat_map(|(old, new)| ["weight", "bias"].map(|t| (format!("{old}.{t}"), format!("{new}.{t}")))).collect()
 }

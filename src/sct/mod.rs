@@ -36,7 +36,8 @@ use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
 use crate::engine::tensor::Tensor;
 use crate::io::weights;
-use crate::models::{Network, PaperGenerator, ResnetGenerator};
+use crate::engine::nn::Pass;
+use crate::models::{self, Network};
 
 pub use eval::{
     body_mask, evaluate, evaluate_with, pair_subjects, score_volume, EvalOptions, EvalReport,
@@ -56,7 +57,7 @@ pub struct SctModel {
     pub mr_percentiles: (f32, f32),
     /// FNV-1a 64 of the weights file's bytes (hex), to tell weights files apart.
     pub fingerprint: String,
-    generator: Box<dyn Network>,
+    generator: Network,
     gpu: Rc<Gpu>,
 }
 
@@ -112,12 +113,10 @@ impl SctModel {
                 ));
             }
         }
-        let generator: Box<dyn Network> = match cfg.model {
-            ModelKind::Paper => Box::new(PaperGenerator::new(gpu, cfg.ngf)?),
-            ModelKind::Resnet => Box::new(ResnetGenerator::new(gpu, cfg.ngf, cfg.n_blocks)?),
-        };
+        let generator = models::generator(gpu, &cfg.architecture())?;
+        let tensors = loaded.tensors;
         let named = generator.named_tensors("G_AB");
-        weights::upload(path, &loaded.tensors, &named).map_err(|e| match e {
+        weights::upload(path, &tensors, &named).map_err(|e| match e {
             Error::File { path, reason } => Error::File {
                 path,
                 reason: format!("{reason} (its config describes {})", describe(&cfg)),
@@ -217,7 +216,7 @@ impl SctModel {
 
     /// G_AB on a batch [N, 1, S, S] of normalized MRI: eval mode, no graph. Values in [-1, 1].
     pub fn generate_unit(&self, x: &Tensor) -> Result<Vec<f32>> {
-        let y = crate::no_grad(|| self.generator.forward(x, false, true))?;
+        let y = crate::no_grad(|| self.generator.forward(x, Pass::EVAL))?;
         y.to_vec()
     }
 }

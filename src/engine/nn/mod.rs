@@ -1,15 +1,21 @@
-//! Layers with their parameters: Conv2d, ConvTranspose2d, BatchNorm2d, InstanceNorm2d.
-//! A layer knows its parameters by name, so models can be saved, loaded and initialised
-//! without knowing what is inside them.
+//! Layers and the containers that make models of them. A model is a `Sequential` of layers
+//! (with `Residual` and `ConcatSkip` where the architecture branches); each layer is written
+//! once, and the names of its tensors come from where it sits in that structure, in PyTorch's
+//! `state_dict` style (`model.1.weight`, `model.10.conv_block.5.bias`), so a model defined here
+//! and the same model defined in PyTorch have the same keys.
 
+pub mod containers;
 pub mod init;
-
-use std::rc::Rc;
+pub mod layers;
 
 use crate::engine::error::Result;
-use crate::engine::gpu::Gpu;
-use crate::engine::ops;
 use crate::engine::tensor::Tensor;
+
+pub use containers::{Residual, Sequential};
+pub use layers::{
+    BatchNorm2d, Conv2d, ConvSpec, ConvTranspose2d, Flatten, InstanceNorm2d, LeakyRelu,
+    ReflectionPad2d, Relu, Tanh,
+};
 
 /// What a named tensor of a model is, which decides its initialisation and whether the
 /// optimizer updates it.
@@ -36,9 +42,53 @@ pub struct Named {
     pub kind: Kind,
 }
 
-/// Anything with named tensors.
+/// Batch statistics (and running-statistics updates) in `Train`, running statistics in `Eval`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
+/// Whether a pass computes gradients for the layers' own parameters. `Frozen` still lets
+/// gradients flow through to the input (the discriminators during the generator's update),
+/// but computes no weight gradient at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Weights {
+    Trainable,
+    Frozen,
+}
+
+/// How a forward pass runs: its `Mode` and whether its `Weights` take gradients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pass {
+    pub mode: Mode,
+    pub weights: Weights,
+}
+
+impl Pass {
+    /// A training pass whose parameters get gradients.
+    pub const TRAIN: Pass = Pass { mode: Mode::Train, weights: Weights::Trainable };
+    /// Training-mode statistics, no parameter gradients (a network the loss only passes through).
+    pub const TRAIN_FROZEN: Pass = Pass { mode: Mode::Train, weights: Weights::Frozen };
+    /// Inference.
+    pub const EVAL: Pass = Pass { mode: Mode::Eval, weights: Weights::Frozen };
+
+    /// `t` as this pass uses a parameter: itself, or detached when the weights are frozen.
+    pub fn param(self, t: &Tensor) -> Tensor {
+        match self.weights {
+            Weights::Trainable => t.clone(),
+            Weights::Frozen => t.detach(),
+        }
+    }
+}
+
+/// A layer or a network: a forward pass and the tensors it owns, by name.
 pub trait Module {
-    fn named(&self, prefix: &str, out: &mut Vec<Named>);
+    fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor>;
+
+    /// Appends this module's tensors, named under `prefix`, in a fixed order. Layers without
+    /// tensors (activations, padding) keep the default.
+    fn named(&self, _prefix: &str, _out: &mut Vec<Named>) {}
 
     fn named_tensors(&self, prefix: &str) -> Vec<Named> {
         let mut v = Vec::new();
@@ -47,271 +97,19 @@ pub trait Module {
     }
     /// The tensors the optimizer updates, in a fixed order.
     fn trainable(&self) -> Vec<Tensor> {
-        self.named_tensors("")
-            .into_iter()
-            .filter(|n| n.kind.trainable())
-            .map(|n| n.tensor)
-            .collect()
+        self.named_tensors("").into_iter().filter(|n| n.kind.trainable()).map(|n| n.tensor).collect()
     }
     fn parameter_count(&self) -> usize {
-        self.named_tensors("")
-            .iter()
-            .filter(|n| n.kind.trainable())
-            .map(|n| n.tensor.numel())
-            .sum()
+        self.named_tensors("").iter().filter(|n| n.kind.trainable()).map(|n| n.tensor.numel()).sum()
     }
 }
 
-fn join(prefix: &str, name: &str) -> String {
+/// `prefix.name`, or `name` at the top.
+pub fn join(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
         name.to_owned()
     } else {
         format!("{prefix}.{name}")
-    }
-}
-
-/// Parameters are used as they are, or detached when a network only passes gradients
-/// through (the discriminators during the generator step): then no weight gradient is
-/// computed for them at all.
-fn use_param(t: &Tensor, frozen: bool) -> Tensor {
-    if frozen {
-        t.detach()
-    } else {
-        t.clone()
-    }
-}
-
-pub struct Conv2d {
-    pub weight: Tensor,
-    pub bias: Option<Tensor>,
-    pub stride: usize,
-    pub padding: usize,
-}
-
-impl Conv2d {
-    pub fn new(
-        gpu: &Rc<Gpu>,
-        cin: usize,
-        cout: usize,
-        k: usize,
-        stride: usize,
-        padding: usize,
-        bias: bool,
-    ) -> Result<Self> {
-        Ok(Conv2d {
-            weight: Tensor::zeros(gpu, &[cout, cin, k, k])?.requiring_grad(),
-            bias: if bias {
-                Some(Tensor::zeros(gpu, &[cout])?.requiring_grad())
-            } else {
-                None
-            },
-            stride,
-            padding,
-        })
-    }
-    pub fn forward(&self, x: &Tensor, frozen: bool) -> Result<Tensor> {
-        let b = self.bias.as_ref().map(|b| use_param(b, frozen));
-        ops::conv::conv2d(
-            x,
-            &use_param(&self.weight, frozen),
-            b.as_ref(),
-            self.stride,
-            self.padding,
-        )
-    }
-}
-
-impl Module for Conv2d {
-    fn named(&self, prefix: &str, out: &mut Vec<Named>) {
-        out.push(Named {
-            name: join(prefix, "weight"),
-            tensor: self.weight.clone(),
-            kind: Kind::ConvWeight,
-        });
-        if let Some(b) = &self.bias {
-            out.push(Named {
-                name: join(prefix, "bias"),
-                tensor: b.clone(),
-                kind: Kind::ConvBias,
-            });
-        }
-    }
-}
-
-pub struct ConvTranspose2d {
-    /// PyTorch layout [cin, cout, k, k].
-    pub weight: Tensor,
-    pub bias: Option<Tensor>,
-    pub stride: usize,
-    pub padding: usize,
-    pub output_padding: usize,
-}
-
-impl ConvTranspose2d {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        gpu: &Rc<Gpu>,
-        cin: usize,
-        cout: usize,
-        k: usize,
-        stride: usize,
-        padding: usize,
-        output_padding: usize,
-        bias: bool,
-    ) -> Result<Self> {
-        Ok(ConvTranspose2d {
-            weight: Tensor::zeros(gpu, &[cin, cout, k, k])?.requiring_grad(),
-            bias: if bias {
-                Some(Tensor::zeros(gpu, &[cout])?.requiring_grad())
-            } else {
-                None
-            },
-            stride,
-            padding,
-            output_padding,
-        })
-    }
-    pub fn forward(&self, x: &Tensor, frozen: bool) -> Result<Tensor> {
-        let b = self.bias.as_ref().map(|b| use_param(b, frozen));
-        ops::conv_transpose::conv_transpose2d(
-            x,
-            &use_param(&self.weight, frozen),
-            b.as_ref(),
-            self.stride,
-            self.padding,
-            self.output_padding,
-        )
-    }
-}
-
-impl Module for ConvTranspose2d {
-    fn named(&self, prefix: &str, out: &mut Vec<Named>) {
-        out.push(Named {
-            name: join(prefix, "weight"),
-            tensor: self.weight.clone(),
-            kind: Kind::ConvWeight,
-        });
-        if let Some(b) = &self.bias {
-            out.push(Named {
-                name: join(prefix, "bias"),
-                tensor: b.clone(),
-                kind: Kind::ConvBias,
-            });
-        }
-    }
-}
-
-/// BatchNorm2d (eps 1e-5, momentum 0.1, affine, running statistics), as in PyTorch.
-pub struct BatchNorm2d {
-    pub weight: Tensor,
-    pub bias: Tensor,
-    pub running_mean: Tensor,
-    pub running_var: Tensor,
-    pub momentum: f32,
-    pub eps: f32,
-}
-
-impl BatchNorm2d {
-    pub fn new(gpu: &Rc<Gpu>, c: usize) -> Result<Self> {
-        Ok(BatchNorm2d {
-            weight: Tensor::full(gpu, &[c], 1.0)?.requiring_grad(),
-            bias: Tensor::zeros(gpu, &[c])?.requiring_grad(),
-            running_mean: Tensor::zeros(gpu, &[c])?,
-            running_var: Tensor::full(gpu, &[c], 1.0)?,
-            momentum: 0.1,
-            eps: 1e-5,
-        })
-    }
-    /// Training mode normalises with batch statistics and updates the running ones.
-    pub fn forward(&self, x: &Tensor, training: bool, frozen: bool) -> Result<Tensor> {
-        let (w, b) = (
-            use_param(&self.weight, frozen),
-            use_param(&self.bias, frozen),
-        );
-        ops::norm::batch_norm2d(
-            x,
-            Some(&w),
-            Some(&b),
-            &self.running_mean,
-            &self.running_var,
-            training,
-            self.momentum,
-            self.eps,
-        )
-    }
-}
-
-impl Module for BatchNorm2d {
-    fn named(&self, prefix: &str, out: &mut Vec<Named>) {
-        out.push(Named {
-            name: join(prefix, "weight"),
-            tensor: self.weight.clone(),
-            kind: Kind::NormWeight,
-        });
-        out.push(Named {
-            name: join(prefix, "bias"),
-            tensor: self.bias.clone(),
-            kind: Kind::NormBias,
-        });
-        out.push(Named {
-            name: join(prefix, "running_mean"),
-            tensor: self.running_mean.clone(),
-            kind: Kind::RunningMean,
-        });
-        out.push(Named {
-            name: join(prefix, "running_var"),
-            tensor: self.running_var.clone(),
-            kind: Kind::RunningVar,
-        });
-    }
-}
-
-/// InstanceNorm2d (eps 1e-5, no running statistics), affine optional.
-pub struct InstanceNorm2d {
-    pub weight: Option<Tensor>,
-    pub bias: Option<Tensor>,
-    pub eps: f32,
-}
-
-impl InstanceNorm2d {
-    pub fn new(gpu: &Rc<Gpu>, c: usize, affine: bool) -> Result<Self> {
-        Ok(InstanceNorm2d {
-            weight: if affine {
-                Some(Tensor::full(gpu, &[c], 1.0)?.requiring_grad())
-            } else {
-                None
-            },
-            bias: if affine {
-                Some(Tensor::zeros(gpu, &[c])?.requiring_grad())
-            } else {
-                None
-            },
-            eps: 1e-5,
-        })
-    }
-    pub fn forward(&self, x: &Tensor, frozen: bool) -> Result<Tensor> {
-        let w = self.weight.as_ref().map(|t| use_param(t, frozen));
-        let b = self.bias.as_ref().map(|t| use_param(t, frozen));
-        ops::norm::instance_norm2d(x, w.as_ref(), b.as_ref(), self.eps)
-    }
-}
-
-impl Module for InstanceNorm2d {
-    fn named(&self, prefix: &str, out: &mut Vec<Named>) {
-        if let Some(w) = &self.weight {
-            out.push(Named {
-                name: join(prefix, "weight"),
-                tensor: w.clone(),
-                kind: Kind::NormWeight,
-            });
-        }
-        if let Some(b) = &self.bias {
-            out.push(Named {
-                name: join(prefix, "bias"),
-                tensor: b.clone(),
-                kind: Kind::NormBias,
-            });
-        }
     }
 }
 
