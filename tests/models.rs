@@ -119,10 +119,18 @@ fn wrong_input_size_is_a_shape_error() {
 fn resnet_and_patchgan_keys_are_pytorch_cyclegan_state_dict_keys() {
     use mr2ct::models::{PatchDiscriminator, ResnetGenerator};
     let g = ResnetGenerator::new(&gpu(), 4, 2).unwrap();
-    let got: Vec<(String, Vec<usize>)> = g.named_tensors("").into_iter().map(|n| (n.name, n.tensor.shape().to_vec())).collect();
+    let got: Vec<(String, Vec<usize>)> = g
+        .named_tensors("")
+        .into_iter()
+        .map(|n| (n.name, n.tensor.shape().to_vec()))
+        .collect();
     let mut want: Vec<(String, Vec<usize>)> = Vec::new();
     let mut wb = |name: &str, w: Vec<usize>| {
-        let c = if name.contains("model.12") || name.contains("model.15") { w[1] } else { w[0] };
+        let c = if name.contains("model.12") || name.contains("model.15") {
+            w[1]
+        } else {
+            w[0]
+        };
         want.push((format!("{name}.weight"), w));
         want.push((format!("{name}.bias"), vec![c]));
     };
@@ -139,9 +147,19 @@ fn resnet_and_patchgan_keys_are_pytorch_cyclegan_state_dict_keys() {
     assert_eq!(got, want);
 
     let d = PatchDiscriminator::new(&gpu(), 2).unwrap();
-    let got: Vec<(String, Vec<usize>)> = d.named_tensors("").into_iter().map(|n| (n.name, n.tensor.shape().to_vec())).collect();
+    let got: Vec<(String, Vec<usize>)> = d
+        .named_tensors("")
+        .into_iter()
+        .map(|n| (n.name, n.tensor.shape().to_vec()))
+        .collect();
     let mut want = Vec::new();
-    for (i, w) in [(0, [2, 1, 4, 4]), (2, [4, 2, 4, 4]), (5, [8, 4, 4, 4]), (8, [16, 8, 4, 4]), (11, [1, 16, 4, 4])] {
+    for (i, w) in [
+        (0, [2, 1, 4, 4]),
+        (2, [4, 2, 4, 4]),
+        (5, [8, 4, 4, 4]),
+        (8, [16, 8, 4, 4]),
+        (11, [1, 16, 4, 4]),
+    ] {
         want.push((format!("model.{i}.weight"), w.to_vec()));
         want.push((format!("model.{i}.bias"), vec![w[0]]));
     }

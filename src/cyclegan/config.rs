@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::models::ModelKind;
 use crate::models::Architecture;
+pub use crate::models::ModelKind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -80,7 +80,12 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// The networks this configuration builds.
     pub fn architecture(&self) -> Architecture {
-        Architecture { kind: self.model, ngf: self.ngf, ndf: self.ndf, n_blocks: self.n_blocks }
+        Architecture {
+            kind: self.model,
+            ngf: self.ngf,
+            ndf: self.ndf,
+            n_blocks: self.n_blocks,
+        }
     }
 
     /// The CycleGAN reference settings for the ResNet model (LSGAN, pool 50, identity 0.5).

@@ -1,8 +1,11 @@
 //! CycleGAN: two generators (A = MRI -> B = CT and back), two discriminators, their
 //! optimizers and one training step as ../shared/reference-model.md describes it.
 
+pub mod checkpoint;
 pub mod config;
+pub mod losses;
 pub mod pool;
+mod report;
 pub mod train;
 
 use std::rc::Rc;
@@ -11,51 +14,17 @@ use crate::engine::autograd::backward;
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
 use crate::engine::nn::init::Rng;
+use crate::engine::nn::Pass;
 use crate::engine::nn::{init_deterministic, init_normal, Named};
 use crate::engine::ops::elementwise::{add, scale_add};
 use crate::engine::ops::loss;
 use crate::engine::ops::reduce::stack_scalars;
 use crate::engine::optim::Adam;
 use crate::engine::tensor::Tensor;
-use crate::engine::nn::Pass;
 use crate::models::{self, Network};
 pub use config::{GanLoss, ModelKind, TrainConfig};
+pub use losses::{EpochLosses, Losses, StepLosses};
 use pool::ImagePool;
-
-/// The losses of one step, in the paper's Table 2 terms.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct StepLosses {
-    pub g: f32,
-    pub g_ab_adv: f32,
-    pub g_ba_adv: f32,
-    pub aba_rec: f32,
-    pub bab_rec: f32,
-    pub da: f32,
-    pub db: f32,
-}
-
-impl StepLosses {
-    pub fn as_array(&self) -> [f32; 7] {
-        [
-            self.g,
-            self.g_ab_adv,
-            self.g_ba_adv,
-            self.aba_rec,
-            self.bab_rec,
-            self.da,
-            self.db,
-        ]
-    }
-    pub const NAMES: [&'static str; 7] = [
-        "G_loss",
-        "G_AB_adversarial_loss",
-        "G_BA_adversarial_loss",
-        "ABA_reconstruction_loss",
-        "BAB_reconstruction_loss",
-        "DA_loss",
-        "DB_loss",
-    ];
-}
 
 pub struct CycleGan {
     pub cfg: TrainConfig,
@@ -83,8 +52,14 @@ impl CycleGan {
     pub fn new(gpu: &Rc<Gpu>, cfg: TrainConfig, init: Init) -> Result<Self> {
         cfg.validate().map_err(Error::Invalid)?;
         let arch = cfg.architecture();
-        let (g_ab, g_ba) = (models::generator(gpu, &arch)?, models::generator(gpu, &arch)?);
-        let (d_a, d_b) = (models::discriminator(gpu, &arch)?, models::discriminator(gpu, &arch)?);
+        let (g_ab, g_ba) = (
+            models::generator(gpu, &arch)?,
+            models::generator(gpu, &arch)?,
+        );
+        let (d_a, d_b) = (
+            models::discriminator(gpu, &arch)?,
+            models::discriminator(gpu, &arch)?,
+        );
         let mut rng = Rng::new(cfg.seed);
         for (net, prefix) in [
             (&g_ab, "G_AB"),
@@ -179,39 +154,31 @@ impl CycleGan {
         for _ in 0..self.cfg.discriminator_iterations {
             d_losses = Some(self.discriminator_step(a, b, &fake_a, &fake_b)?);
         }
-        let zero = || Tensor::zeros(&self.gpu, &[1]);
-        let [g, ab, ba, aba, bab] = match g_losses {
-            Some(l) => l,
-            None => [zero()?, zero()?, zero()?, zero()?, zero()?],
-        };
-        let (da, db) = match d_losses {
-            Some(d) => d,
-            None => (zero()?, zero()?),
-        };
-        let all = stack_scalars(&[&g, &ab, &ba, &aba, &bab, &da, &db])?.to_vec()?;
-        let l = StepLosses {
-            g: all[0],
-            g_ab_adv: all[1],
-            g_ba_adv: all[2],
-            aba_rec: all[3],
-            bab_rec: all[4],
-            da: all[5],
-            db: all[6],
-        };
-        if let Some((i, v)) = l
-            .as_array()
-            .iter()
-            .enumerate()
-            .find(|(_, v)| !v.is_finite())
-        {
-            return Err(Error::NonFinite(format!("{} = {v}", StepLosses::NAMES[i])));
+        let zero = Tensor::zeros(&self.gpu, &[1])?;
+        let g = g_losses.unwrap_or_else(|| zero_losses(&zero));
+        let (da, db) = d_losses.unwrap_or_else(|| (zero.clone(), zero.clone()));
+        let on_device = Losses { da, db, ..g };
+        let values = stack_scalars(&on_device.fields())?.to_vec()?;
+        let values: [f32; 7] = values.try_into().map_err(|v: Vec<f32>| {
+            Error::Invalid(format!(
+                "train_step: {} loss values read back for 7",
+                v.len()
+            ))
+        })?;
+        let l = StepLosses::from_fields(values);
+        if let Some((name, v)) = l.first_non_finite() {
+            return Err(Error::NonFinite(format!("{name} = {v}")));
         }
         Ok(l)
     }
 
-    /// Generator update. Returns [loss_G, adv_ab, adv_ba, rec_aba, rec_bab] (device scalars)
-    /// and the detached fakes (fake_a, fake_b).
-    fn generator_step(&mut self, a: &Tensor, b: &Tensor) -> Result<([Tensor; 5], Tensor, Tensor)> {
+    /// Generator update. Returns its losses as device scalars (the discriminators' left at
+    /// zero) and the detached fakes (fake_a, fake_b).
+    fn generator_step(
+        &mut self,
+        a: &Tensor,
+        b: &Tensor,
+    ) -> Result<(Losses<Tensor>, Tensor, Tensor)> {
         let fake_b = self.g_ab.forward(a, Pass::TRAIN)?;
         let fake_a = self.g_ba.forward(b, Pass::TRAIN)?;
         let rec_a = self.g_ba.forward(&fake_b, Pass::TRAIN)?;
@@ -242,17 +209,16 @@ impl CycleGan {
         }
         let grads = backward(&total)?;
         self.opt_g.step(&grads)?;
-        Ok((
-            [
-                total.detach(),
-                adv_ab.detach(),
-                adv_ba.detach(),
-                rec_aba.detach(),
-                rec_bab.detach(),
-            ],
-            fake_a.detach(),
-            fake_b.detach(),
-        ))
+        let zero = Tensor::zeros(&self.gpu, &[1])?;
+        let losses = Losses {
+            g: total.detach(),
+            g_ab_adv: adv_ab.detach(),
+            g_ba_adv: adv_ba.detach(),
+            aba_rec: rec_aba.detach(),
+            bab_rec: rec_bab.detach(),
+            ..zero_losses(&zero)
+        };
+        Ok((losses, fake_a.detach(), fake_b.detach()))
     }
 
     /// Discriminator update on real a, b and (detached) fakes. Returns (loss_DA, loss_DB).
@@ -280,4 +246,9 @@ impl CycleGan {
     pub fn translate_a_to_b(&self, a: &Tensor) -> Result<Tensor> {
         crate::no_grad(|| self.g_ab.forward(a, Pass::EVAL))
     }
+}
+
+/// Every loss of a step as the same zero scalar (a step that skips an update reports 0 for it).
+fn zero_losses(zero: &Tensor) -> Losses<Tensor> {
+    Losses::from_fields(std::array::from_fn(|_| zero.clone()))
 }

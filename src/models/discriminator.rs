@@ -8,7 +8,9 @@ use std::rc::Rc;
 use super::generator::check_square_input;
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
-use crate::engine::nn::{BatchNorm2d, Conv2d, ConvSpec, Flatten, LeakyRelu, Module, Named, Pass, Sequential};
+use crate::engine::nn::{
+    BatchNorm2d, Conv2d, ConvSpec, Flatten, LeakyRelu, Module, Named, Pass, Sequential,
+};
 use crate::engine::tensor::Tensor;
 
 const SLOPE: f32 = 0.2;
@@ -21,7 +23,9 @@ pub struct PaperDiscriminator {
 impl PaperDiscriminator {
     pub fn new(gpu: &Rc<Gpu>, ndf: usize) -> Result<Self> {
         if ndf == 0 {
-            return Err(Error::Invalid("discriminator width ndf must be at least 1".into()));
+            return Err(Error::Invalid(
+                "discriminator width ndf must be at least 1".into(),
+            ));
         }
         let net = Sequential::new()
             .push_named("c1", Conv2d::new(gpu, 1, ndf, DOWN)?)

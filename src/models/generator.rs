@@ -25,7 +25,9 @@ impl PaperGenerator {
     /// widths scale every layer but the latent's 128 by ngf/64.
     pub fn new(gpu: &Rc<Gpu>, ngf: usize) -> Result<Self> {
         if ngf == 0 {
-            return Err(Error::Invalid("generator width ngf must be at least 1".into()));
+            return Err(Error::Invalid(
+                "generator width ngf must be at least 1".into(),
+            ));
         }
         let (c1, c2, c3, c4, z) = (ngf, 2 * ngf, 4 * ngf, 8 * ngf, 128);
         let net = Sequential::new()
@@ -41,7 +43,10 @@ impl PaperGenerator {
             .push_named("enc4_bn", BatchNorm2d::new(gpu, c4)?)
             .push_named("enc4_act", LeakyRelu(SLOPE))
             .push_named("latent", Conv2d::new(gpu, c4, z, ConvSpec::k(4))?)
-            .push_named("dec1", ConvTranspose2d::new(gpu, z, c4, ConvSpec::k(4).no_bias())?)
+            .push_named(
+                "dec1",
+                ConvTranspose2d::new(gpu, z, c4, ConvSpec::k(4).no_bias())?,
+            )
             .push_named("dec1_bn", BatchNorm2d::new(gpu, c4)?)
             .push_named("dec1_act", Relu)
             .push_named("dec2", ConvTranspose2d::new(gpu, c4, c3, DOWN.no_bias())?)
@@ -73,7 +78,10 @@ impl Module for PaperGenerator {
 pub(crate) fn check_square_input(op: &'static str, x: &Tensor) -> Result<()> {
     let s = x.shape();
     if s.len() != 4 || s[1] != 1 || s[2] != s[3] || s[2] < 64 || !s[2].is_multiple_of(16) {
-        return Err(Error::shape(op, format!("expects [N, 1, S, S] with S a multiple of 16, at least 64; got {s:?}")));
+        return Err(Error::shape(
+            op,
+            format!("expects [N, 1, S, S] with S a multiple of 16, at least 64; got {s:?}"),
+        ));
     }
     Ok(())
 }

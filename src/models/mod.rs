@@ -70,7 +70,9 @@ pub fn upgrade_legacy_keys<V>(tensors: &mut std::collections::BTreeMap<String, V
         if !is_old_resnet {
             continue;
         }
-        let n_blocks = (0..).take_while(|i| tensors.contains_key(&format!("{prefix}.block{i}.a.conv.weight"))).count();
+        let n_blocks = (0..)
+            .take_while(|i| tensors.contains_key(&format!("{prefix}.block{i}.a.conv.weight")))
+            .count();
         for (old, new) in resnet::legacy_keys(n_blocks) {
             if let Some(v) = tensors.remove(&format!("{prefix}.{old}")) {
                 tensors.insert(format!("{prefix}.{new}"), v);

@@ -22,16 +22,31 @@ use crate::engine::tensor::Tensor;
 const FIRST_BLOCK: usize = 10;
 
 /// Conv + instance norm (no affine parameters) + ReLU, appended to `seq`.
-fn conv_in_relu(gpu: &Rc<Gpu>, seq: Sequential, cin: usize, cout: usize, spec: ConvSpec) -> Result<Sequential> {
-    Ok(seq.push(Conv2d::new(gpu, cin, cout, spec)?).push(InstanceNorm2d::new(gpu, cout, false)?).push(Relu))
+fn conv_in_relu(
+    gpu: &Rc<Gpu>,
+    seq: Sequential,
+    cin: usize,
+    cout: usize,
+    spec: ConvSpec,
+) -> Result<Sequential> {
+    Ok(seq
+        .push(Conv2d::new(gpu, cin, cout, spec)?)
+        .push(InstanceNorm2d::new(gpu, cout, false)?)
+        .push(Relu))
 }
 
 /// x + (pad, conv3, IN, ReLU, pad, conv3, IN)(x)
 fn res_block(gpu: &Rc<Gpu>, dim: usize) -> Result<Residual> {
-    let body = conv_in_relu(gpu, Sequential::new().push(ReflectionPad2d(1)), dim, dim, ConvSpec::k(3))?
-        .push(ReflectionPad2d(1))
-        .push(Conv2d::new(gpu, dim, dim, ConvSpec::k(3))?)
-        .push(InstanceNorm2d::new(gpu, dim, false)?);
+    let body = conv_in_relu(
+        gpu,
+        Sequential::new().push(ReflectionPad2d(1)),
+        dim,
+        dim,
+        ConvSpec::k(3),
+    )?
+    .push(ReflectionPad2d(1))
+    .push(Conv2d::new(gpu, dim, dim, ConvSpec::k(3))?)
+    .push(InstanceNorm2d::new(gpu, dim, false)?);
     Ok(Residual::new("conv_block", body))
 }
 
@@ -42,19 +57,36 @@ pub struct ResnetGenerator {
 impl ResnetGenerator {
     pub fn new(gpu: &Rc<Gpu>, ngf: usize, n_blocks: usize) -> Result<Self> {
         if ngf == 0 {
-            return Err(Error::Invalid("generator width ngf must be at least 1".into()));
+            return Err(Error::Invalid(
+                "generator width ngf must be at least 1".into(),
+            ));
         }
         let down = ConvSpec::k(3).stride(2).pad(1);
-        let mut model = conv_in_relu(gpu, Sequential::new().push(ReflectionPad2d(3)), 1, ngf, ConvSpec::k(7))?;
+        let mut model = conv_in_relu(
+            gpu,
+            Sequential::new().push(ReflectionPad2d(3)),
+            1,
+            ngf,
+            ConvSpec::k(7),
+        )?;
         model = conv_in_relu(gpu, model, ngf, 2 * ngf, down)?;
         model = conv_in_relu(gpu, model, 2 * ngf, 4 * ngf, down)?;
         for _ in 0..n_blocks {
             model = model.push(res_block(gpu, 4 * ngf)?);
         }
         let up = down.output_pad(1);
-        model = model.push(ConvTranspose2d::new(gpu, 4 * ngf, 2 * ngf, up)?).push(InstanceNorm2d::new(gpu, 2 * ngf, false)?).push(Relu);
-        model = model.push(ConvTranspose2d::new(gpu, 2 * ngf, ngf, up)?).push(InstanceNorm2d::new(gpu, ngf, false)?).push(Relu);
-        let model = model.push(ReflectionPad2d(3)).push(Conv2d::new(gpu, ngf, 1, ConvSpec::k(7))?).push(Tanh);
+        model = model
+            .push(ConvTranspose2d::new(gpu, 4 * ngf, 2 * ngf, up)?)
+            .push(InstanceNorm2d::new(gpu, 2 * ngf, false)?)
+            .push(Relu);
+        model = model
+            .push(ConvTranspose2d::new(gpu, 2 * ngf, ngf, up)?)
+            .push(InstanceNorm2d::new(gpu, ngf, false)?)
+            .push(Relu);
+        let model = model
+            .push(ReflectionPad2d(3))
+            .push(Conv2d::new(gpu, ngf, 1, ConvSpec::k(7))?)
+            .push(Tanh);
         Ok(ResnetGenerator { model })
     }
 }
@@ -62,13 +94,23 @@ impl ResnetGenerator {
 impl Module for ResnetGenerator {
     fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         let s = x.shape();
-        if s.len() != 4 || s[1] != 1 || !s[2].is_multiple_of(4) || !s[3].is_multiple_of(4) || s[2] < 8 || s[3] < 8 {
-            return Err(Error::shape("resnet generator", format!("expects [N, 1, H, W] with H, W multiples of 4 and at least 8; got {s:?}")));
+        if s.len() != 4
+            || s[1] != 1
+            || !s[2].is_multiple_of(4)
+            || !s[3].is_multiple_of(4)
+            || s[2] < 8
+            || s[3] < 8
+        {
+            return Err(Error::shape(
+                "resnet generator",
+                format!("expects [N, 1, H, W] with H, W multiples of 4 and at least 8; got {s:?}"),
+            ));
         }
         self.model.forward(x, pass)
     }
     fn named(&self, prefix: &str, out: &mut Vec<Named>) {
-        self.model.named(&crate::engine::nn::join(prefix, "model"), out);
+        self.model
+            .named(&crate::engine::nn::join(prefix, "model"), out);
     }
 }
 
@@ -79,14 +121,27 @@ pub struct PatchDiscriminator {
 impl PatchDiscriminator {
     pub fn new(gpu: &Rc<Gpu>, ndf: usize) -> Result<Self> {
         if ndf == 0 {
-            return Err(Error::Invalid("discriminator width ndf must be at least 1".into()));
+            return Err(Error::Invalid(
+                "discriminator width ndf must be at least 1".into(),
+            ));
         }
         let down = ConvSpec::k(4).stride(2).pad(1);
-        let mut model = Sequential::new().push(Conv2d::new(gpu, 1, ndf, down)?).push(LeakyRelu(0.2));
-        for (cin, cout, spec) in [(ndf, 2 * ndf, down), (2 * ndf, 4 * ndf, down), (4 * ndf, 8 * ndf, down.stride(1))] {
-            model = model.push(Conv2d::new(gpu, cin, cout, spec)?).push(InstanceNorm2d::new(gpu, cout, false)?).push(LeakyRelu(0.2));
+        let mut model = Sequential::new()
+            .push(Conv2d::new(gpu, 1, ndf, down)?)
+            .push(LeakyRelu(0.2));
+        for (cin, cout, spec) in [
+            (ndf, 2 * ndf, down),
+            (2 * ndf, 4 * ndf, down),
+            (4 * ndf, 8 * ndf, down.stride(1)),
+        ] {
+            model = model
+                .push(Conv2d::new(gpu, cin, cout, spec)?)
+                .push(InstanceNorm2d::new(gpu, cout, false)?)
+                .push(LeakyRelu(0.2));
         }
-        let model = model.push(Conv2d::new(gpu, 8 * ndf, 1, ConvSpec::k(4).pad(1))?).push(Flatten);
+        let model = model
+            .push(Conv2d::new(gpu, 8 * ndf, 1, ConvSpec::k(4).pad(1))?)
+            .push(Flatten);
         Ok(PatchDiscriminator { model })
     }
 }
@@ -96,12 +151,16 @@ impl Module for PatchDiscriminator {
     fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         let s = x.shape();
         if s.len() != 4 || s[1] != 1 || s[2] < 32 || s[3] < 32 {
-            return Err(Error::shape("patch discriminator", format!("expects [N, 1, H, W] with H, W >= 32; got {s:?}")));
+            return Err(Error::shape(
+                "patch discriminator",
+                format!("expects [N, 1, H, W] with H, W >= 32; got {s:?}"),
+            ));
         }
         self.model.forward(x, pass)
     }
     fn named(&self, prefix: &str, out: &mut Vec<Named>) {
-        self.model.named(&crate::engine::nn::join(prefix, "model"), out);
+        self.model
+            .named(&crate::engine::nn::join(prefix, "model"), out);
     }
 }
 
@@ -115,8 +174,14 @@ pub fn legacy_keys(n_blocks: usize) -> Vec<(String, String)> {
         ("down1.conv".into(), "model.7".into()),
     ];
     for i in 0..n_blocks {
-        layers.push((format!("block{i}.a.conv"), format!("model.{}.conv_block.1", FIRST_BLOCK + i)));
-        layers.push((format!("block{i}.b.conv"), format!("model.{}.conv_block.5", FIRST_BLOCK + i)));
+        layers.push((
+            format!("block{i}.a.conv"),
+            format!("model.{}.conv_block.1", FIRST_BLOCK + i),
+        ));
+        layers.push((
+            format!("block{i}.b.conv"),
+            format!("model.{}.conv_block.5", FIRST_BLOCK + i),
+        ));
     }
     let after = FIRST_BLOCK + n_blocks;
     layers.push(("up0".into(), format!("model.{after}")));
@@ -127,5 +192,10 @@ pub fn legacy_keys(n_blocks: usize) -> Vec<(String, String)> {
         layers.push((format!("mid{i}.conv"), format!("model.{at}")));
     }
     layers.push(("last".into(), "model.11".into()));
-    layers.into_iter().flat_map(|(old, new)| ["weight", "bias"].map(|t| (format!("{old}.{t}"), format!("{new}.{t}")))).collect()
+    layers
+        .into_iter()
+        .flat_map(|(old, new)| {
+            ["weight", "bias"].map(|t| (format!("{old}.{t}"), format!("{new}.{t}")))
+        })
+        .collect()
 }

@@ -34,9 +34,9 @@ use crate::data::prep::{self, resample, CtScaling, PrepRecord};
 use crate::data::{LoadOptions, Modality, Volume};
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
+use crate::engine::nn::Pass;
 use crate::engine::tensor::Tensor;
 use crate::io::weights;
-use crate::engine::nn::Pass;
 use crate::models::{self, Network};
 
 pub use eval::{

@@ -62,7 +62,10 @@ pub struct Residual {
 
 impl Residual {
     pub fn new(name: &str, body: Sequential) -> Self {
-        Residual { name: name.to_owned(), body }
+        Residual {
+            name: name.to_owned(),
+            body,
+        }
     }
 }
 

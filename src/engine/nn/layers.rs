@@ -23,7 +23,13 @@ pub struct ConvSpec {
 impl ConvSpec {
     /// A `kernel` x `kernel` convolution, stride 1, no padding, with a bias.
     pub const fn k(kernel: usize) -> Self {
-        ConvSpec { kernel, stride: 1, padding: 0, output_padding: 0, bias: true }
+        ConvSpec {
+            kernel,
+            stride: 1,
+            padding: 0,
+            output_padding: 0,
+            bias: true,
+        }
     }
     pub const fn stride(self, stride: usize) -> Self {
         ConvSpec { stride, ..self }
@@ -32,18 +38,38 @@ impl ConvSpec {
         ConvSpec { padding, ..self }
     }
     pub const fn output_pad(self, output_padding: usize) -> Self {
-        ConvSpec { output_padding, ..self }
+        ConvSpec {
+            output_padding,
+            ..self
+        }
     }
     /// No bias: a normalisation with its own shift follows.
     pub const fn no_bias(self) -> Self {
-        ConvSpec { bias: false, ..self }
+        ConvSpec {
+            bias: false,
+            ..self
+        }
     }
 }
 
-fn named_weight_bias(prefix: &str, weight: &Tensor, bias: Option<&Tensor>, kinds: (Kind, Kind), out: &mut Vec<Named>) {
-    out.push(Named { name: join(prefix, "weight"), tensor: weight.clone(), kind: kinds.0 });
+fn named_weight_bias(
+    prefix: &str,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    kinds: (Kind, Kind),
+    out: &mut Vec<Named>,
+) {
+    out.push(Named {
+        name: join(prefix, "weight"),
+        tensor: weight.clone(),
+        kind: kinds.0,
+    });
     if let Some(b) = bias {
-        out.push(Named { name: join(prefix, "bias"), tensor: b.clone(), kind: kinds.1 });
+        out.push(Named {
+            name: join(prefix, "bias"),
+            tensor: b.clone(),
+            kind: kinds.1,
+        });
     }
 }
 
@@ -57,12 +83,18 @@ pub struct Conv2d {
 impl Conv2d {
     pub fn new(gpu: &Rc<Gpu>, cin: usize, cout: usize, spec: ConvSpec) -> Result<Self> {
         if spec.output_padding != 0 {
-            return Err(Error::Invalid("conv2d: output padding belongs to transposed convolutions".into()));
+            return Err(Error::Invalid(
+                "conv2d: output padding belongs to transposed convolutions".into(),
+            ));
         }
         let k = spec.kernel;
         Ok(Conv2d {
             weight: Tensor::zeros(gpu, &[cout, cin, k, k])?.requiring_grad(),
-            bias: if spec.bias { Some(Tensor::zeros(gpu, &[cout])?.requiring_grad()) } else { None },
+            bias: if spec.bias {
+                Some(Tensor::zeros(gpu, &[cout])?.requiring_grad())
+            } else {
+                None
+            },
             spec,
         })
     }
@@ -71,10 +103,22 @@ impl Conv2d {
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         let b = self.bias.as_ref().map(|b| pass.param(b));
-        ops::conv::conv2d(x, &pass.param(&self.weight), b.as_ref(), self.spec.stride, self.spec.padding)
+        ops::conv::conv2d(
+            x,
+            &pass.param(&self.weight),
+            b.as_ref(),
+            self.spec.stride,
+            self.spec.padding,
+        )
     }
     fn named(&self, prefix: &str, out: &mut Vec<Named>) {
-        named_weight_bias(prefix, &self.weight, self.bias.as_ref(), (Kind::ConvWeight, Kind::ConvBias), out);
+        named_weight_bias(
+            prefix,
+            &self.weight,
+            self.bias.as_ref(),
+            (Kind::ConvWeight, Kind::ConvBias),
+            out,
+        );
     }
 }
 
@@ -90,7 +134,11 @@ impl ConvTranspose2d {
         let k = spec.kernel;
         Ok(ConvTranspose2d {
             weight: Tensor::zeros(gpu, &[cin, cout, k, k])?.requiring_grad(),
-            bias: if spec.bias { Some(Tensor::zeros(gpu, &[cout])?.requiring_grad()) } else { None },
+            bias: if spec.bias {
+                Some(Tensor::zeros(gpu, &[cout])?.requiring_grad())
+            } else {
+                None
+            },
             spec,
         })
     }
@@ -100,10 +148,23 @@ impl Module for ConvTranspose2d {
     fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         let b = self.bias.as_ref().map(|b| pass.param(b));
         let s = self.spec;
-        ops::conv_transpose::conv_transpose2d(x, &pass.param(&self.weight), b.as_ref(), s.stride, s.padding, s.output_padding)
+        ops::conv_transpose::conv_transpose2d(
+            x,
+            &pass.param(&self.weight),
+            b.as_ref(),
+            s.stride,
+            s.padding,
+            s.output_padding,
+        )
     }
     fn named(&self, prefix: &str, out: &mut Vec<Named>) {
-        named_weight_bias(prefix, &self.weight, self.bias.as_ref(), (Kind::ConvWeight, Kind::ConvBias), out);
+        named_weight_bias(
+            prefix,
+            &self.weight,
+            self.bias.as_ref(),
+            (Kind::ConvWeight, Kind::ConvBias),
+            out,
+        );
     }
 }
 
@@ -135,12 +196,35 @@ impl Module for BatchNorm2d {
     fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         let (w, b) = (pass.param(&self.weight), pass.param(&self.bias));
         let training = pass.mode == Mode::Train;
-        ops::norm::batch_norm2d(x, Some(&w), Some(&b), &self.running_mean, &self.running_var, training, self.momentum, self.eps)
+        ops::norm::batch_norm2d(
+            x,
+            Some(&w),
+            Some(&b),
+            &self.running_mean,
+            &self.running_var,
+            training,
+            self.momentum,
+            self.eps,
+        )
     }
     fn named(&self, prefix: &str, out: &mut Vec<Named>) {
-        named_weight_bias(prefix, &self.weight, Some(&self.bias), (Kind::NormWeight, Kind::NormBias), out);
-        out.push(Named { name: join(prefix, "running_mean"), tensor: self.running_mean.clone(), kind: Kind::RunningMean });
-        out.push(Named { name: join(prefix, "running_var"), tensor: self.running_var.clone(), kind: Kind::RunningVar });
+        named_weight_bias(
+            prefix,
+            &self.weight,
+            Some(&self.bias),
+            (Kind::NormWeight, Kind::NormBias),
+            out,
+        );
+        out.push(Named {
+            name: join(prefix, "running_mean"),
+            tensor: self.running_mean.clone(),
+            kind: Kind::RunningMean,
+        });
+        out.push(Named {
+            name: join(prefix, "running_var"),
+            tensor: self.running_var.clone(),
+            kind: Kind::RunningVar,
+        });
     }
 }
 
@@ -154,8 +238,16 @@ pub struct InstanceNorm2d {
 impl InstanceNorm2d {
     pub fn new(gpu: &Rc<Gpu>, c: usize, affine: bool) -> Result<Self> {
         Ok(InstanceNorm2d {
-            weight: if affine { Some(Tensor::full(gpu, &[c], 1.0)?.requiring_grad()) } else { None },
-            bias: if affine { Some(Tensor::zeros(gpu, &[c])?.requiring_grad()) } else { None },
+            weight: if affine {
+                Some(Tensor::full(gpu, &[c], 1.0)?.requiring_grad())
+            } else {
+                None
+            },
+            bias: if affine {
+                Some(Tensor::zeros(gpu, &[c])?.requiring_grad())
+            } else {
+                None
+            },
             eps: 1e-5,
         })
     }
@@ -169,7 +261,13 @@ impl Module for InstanceNorm2d {
     }
     fn named(&self, prefix: &str, out: &mut Vec<Named>) {
         if let Some(w) = &self.weight {
-            named_weight_bias(prefix, w, self.bias.as_ref(), (Kind::NormWeight, Kind::NormBias), out);
+            named_weight_bias(
+                prefix,
+                w,
+                self.bias.as_ref(),
+                (Kind::NormWeight, Kind::NormBias),
+                out,
+            );
         }
     }
 }

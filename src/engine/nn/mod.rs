@@ -67,11 +67,20 @@ pub struct Pass {
 
 impl Pass {
     /// A training pass whose parameters get gradients.
-    pub const TRAIN: Pass = Pass { mode: Mode::Train, weights: Weights::Trainable };
+    pub const TRAIN: Pass = Pass {
+        mode: Mode::Train,
+        weights: Weights::Trainable,
+    };
     /// Training-mode statistics, no parameter gradients (a network the loss only passes through).
-    pub const TRAIN_FROZEN: Pass = Pass { mode: Mode::Train, weights: Weights::Frozen };
+    pub const TRAIN_FROZEN: Pass = Pass {
+        mode: Mode::Train,
+        weights: Weights::Frozen,
+    };
     /// Inference.
-    pub const EVAL: Pass = Pass { mode: Mode::Eval, weights: Weights::Frozen };
+    pub const EVAL: Pass = Pass {
+        mode: Mode::Eval,
+        weights: Weights::Frozen,
+    };
 
     /// `t` as this pass uses a parameter: itself, or detached when the weights are frozen.
     pub fn param(self, t: &Tensor) -> Tensor {
@@ -97,10 +106,18 @@ pub trait Module {
     }
     /// The tensors the optimizer updates, in a fixed order.
     fn trainable(&self) -> Vec<Tensor> {
-        self.named_tensors("").into_iter().filter(|n| n.kind.trainable()).map(|n| n.tensor).collect()
+        self.named_tensors("")
+            .into_iter()
+            .filter(|n| n.kind.trainable())
+            .map(|n| n.tensor)
+            .collect()
     }
     fn parameter_count(&self) -> usize {
-        self.named_tensors("").iter().filter(|n| n.kind.trainable()).map(|n| n.tensor.numel()).sum()
+        self.named_tensors("")
+            .iter()
+            .filter(|n| n.kind.trainable())
+            .map(|n| n.tensor.numel())
+            .sum()
     }
 }
 

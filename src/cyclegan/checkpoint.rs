@@ -1,0 +1,136 @@
+//! Checkpoints and weights files of a training run: everything `--resume` needs to continue
+//! with exactly the losses of an uninterrupted run (weights, Adam state, image pools, RNG,
+//! position in the epoch, loss history by name), written atomically.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::rc::Rc;
+
+use super::losses::{EpochLosses, LossSums};
+use super::train::Trainer;
+use super::TrainConfig;
+use crate::engine::error::{Error, Result};
+use crate::engine::gpu::Gpu;
+use crate::engine::tensor::Tensor;
+use crate::io::weights;
+
+pub(super) const CHECKPOINT: &str = "checkpoint.safetensors";
+
+impl Trainer {
+    /// Continues from `dir/checkpoint.safetensors`: weights, Adam state, image pools, RNG,
+    /// epoch and loss history, so the losses equal those of an uninterrupted run.
+    pub fn resume(gpu: &Rc<Gpu>, dir: &Path) -> Result<Self> {
+        let path = dir.join(CHECKPOINT);
+        let loaded = weights::load(&path)?;
+        let meta = |k: &str| {
+            loaded
+                .metadata
+                .get(k)
+                .ok_or_else(|| Error::file(&path, format!("checkpoint lacks metadata {k}")))
+        };
+        let cfg: TrainConfig = serde_json::from_str(meta("config")?)
+            .map_err(|e| Error::file(&path, format!("bad config in checkpoint: {e}")))?;
+        let mut t = Trainer::new(gpu, cfg)?;
+        weights::upload(&path, &loaded.tensors, &t.gan.named())?;
+        let parse = |k: &str| -> Result<u64> {
+            meta(k)?
+                .parse::<u64>()
+                .map_err(|e| Error::file(&path, format!("bad {k}: {e}")))
+        };
+        t.epoch = parse("epoch")? as usize;
+        t.step = parse("step")? as usize;
+        t.partial_sums = LossSums::parse(meta("partial_sums")?)
+            .map_err(|e| Error::file(&path, format!("bad partial_sums: {e}")))?;
+        t.partial_seconds = serde_json::from_str(meta("partial_seconds")?)
+            .map_err(|e| Error::file(&path, format!("bad partial_seconds: {e}")))?;
+        t.gan.rng.state = parse("rng_state")?;
+        for (opt, prefix) in [(&mut t.gan.opt_g, "adam_g"), (&mut t.gan.opt_d, "adam_d")] {
+            let n = opt.params().len();
+            let get = |kind: &str, i: usize| -> Result<Vec<f32>> {
+                loaded
+                    .tensors
+                    .get(&format!("{prefix}/{kind}/{i}"))
+                    .map(|(_, v)| v.clone())
+                    .ok_or_else(|| {
+                        Error::file(&path, format!("checkpoint lacks {prefix}/{kind}/{i}"))
+                    })
+            };
+            let m = (0..n).map(|i| get("m", i)).collect::<Result<Vec<_>>>()?;
+            let v = (0..n).map(|i| get("v", i)).collect::<Result<Vec<_>>>()?;
+            opt.load_state(parse(&format!("{prefix}_step"))?, &m, &v)?;
+        }
+        for (pool, prefix) in [(&mut t.gan.pool_a, "pool_a"), (&mut t.gan.pool_b, "pool_b")] {
+            let mut images = Vec::new();
+            while let Some((shape, v)) = loaded.tensors.get(&format!("{prefix}/{}", images.len())) {
+                images.push(Tensor::from_slice(gpu, v, shape)?);
+            }
+            pool.restore(images);
+        }
+        t.history = EpochLosses::parse_history(meta("history")?)
+            .map_err(|e| Error::file(&path, format!("bad history: {e}")))?;
+        Ok(t)
+    }
+
+    pub(super) fn save_checkpoint(&self, dir: &Path) -> Result<()> {
+        let mut tensors = weights::download(&self.gan.named())?;
+        let mut meta = HashMap::new();
+        for (opt, prefix) in [(&self.gan.opt_g, "adam_g"), (&self.gan.opt_d, "adam_d")] {
+            for (i, (m, v)) in opt.state().iter().enumerate() {
+                tensors.insert(format!("{prefix}/m/{i}"), (m.shape().to_vec(), m.to_vec()?));
+                tensors.insert(format!("{prefix}/v/{i}"), (v.shape().to_vec(), v.to_vec()?));
+            }
+            meta.insert(format!("{prefix}_step"), opt.step.to_string());
+        }
+        for (pool, prefix) in [(&self.gan.pool_a, "pool_a"), (&self.gan.pool_b, "pool_b")] {
+            for (i, img) in pool.images().iter().enumerate() {
+                tensors.insert(
+                    format!("{prefix}/{i}"),
+                    (img.shape().to_vec(), img.to_vec()?),
+                );
+            }
+        }
+        meta.insert(
+            "config".into(),
+            serde_json::to_string(&self.gan.cfg).map_err(|e| Error::Invalid(e.to_string()))?,
+        );
+        meta.insert("epoch".into(), self.epoch.to_string());
+        meta.insert("step".into(), self.step.to_string());
+        meta.insert(
+            "partial_sums".into(),
+            serde_json::to_string(&self.partial_sums).map_err(|e| Error::Invalid(e.to_string()))?,
+        );
+        meta.insert(
+            "partial_seconds".into(),
+            serde_json::to_string(&self.partial_seconds)
+                .map_err(|e| Error::Invalid(e.to_string()))?,
+        );
+        meta.insert("rng_state".into(), self.gan.rng.state.to_string());
+        meta.insert(
+            "history".into(),
+            serde_json::to_string(&self.history).map_err(|e| Error::Invalid(e.to_string()))?,
+        );
+        weights::save(
+            &dir.join(CHECKPOINT),
+            &tensors,
+            &meta,
+            weights::Precision::F32,
+        )
+    }
+
+    /// The trained networks with the metadata translate/eval need (which model, its size).
+    pub fn save_weights(
+        &self,
+        path: &Path,
+        extra: &HashMap<String, String>,
+        precision: weights::Precision,
+    ) -> Result<()> {
+        let tensors = weights::download(&self.gan.named())?;
+        let mut meta = extra.clone();
+        meta.insert(
+            "config".into(),
+            serde_json::to_string(&self.gan.cfg).map_err(|e| Error::Invalid(e.to_string()))?,
+        );
+        meta.insert("format".into(), "mr2ct-cyclegan-1".into());
+        weights::save(path, &tensors, &meta, precision)
+    }
+}
