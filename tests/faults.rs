@@ -68,7 +68,7 @@ fn nan_stops_training_naming_epoch_step_and_loss_and_keeps_the_checkpoint() {
         .step_by(per)
         .for_each(|v| *v = f32::NAN);
     let mut t = Trainer::resume(&g, &dir).unwrap();
-    t.gan.cfg.epochs = 3;
+    t.set_epochs(3);
     let err = t
         .run(
             &Domains {

@@ -83,7 +83,7 @@ fn resume_continues_exactly_like_an_uninterrupted_run() {
         drop(first);
         let mut resumed = Trainer::resume(&g, &part_dir).unwrap();
         assert_eq!(resumed.epoch, 2);
-        resumed.gan.cfg.epochs = 3;
+        resumed.set_epochs(3);
         resumed.run(&data, &opts(&part_dir)).unwrap();
         assert_eq!(
             losses(&full),
