@@ -27,10 +27,12 @@
 //!   the cross product of the ImageOrientationPatient vectors), falling back to InstanceNumber,
 //!   then to file name and frame number.
 //!
-//! Files: `volume` (the [`Volume`] and slice types), `options` ([`LoadOptions`]), `summary` (skip reasons and
-//! the [`LoadSummary`]), `scan` (directory walk, [`for_each_volume`], [`load_volume`]),
-//! `series` (DICOM files into ordered volumes), `training_set` ([`load_training_set`]), and the
-//! readers and preprocessing in their own modules below.
+//! Files: `volume` (the [`Volume`] and slice types), `options` ([`LoadOptions`]), `summary`
+//! (skip reasons and the [`LoadSummary`]), `scan` (directory walk, [`for_each_volume`],
+//! [`load_volume`]), `series` (DICOM files into ordered volumes), `training_set`
+//! ([`load_training_set`]); the readers ([`dicom`], [`nifti`]), the preprocessing ([`prep`]) and
+//! the phantom ([`phantom`]) are public modules of their own. The items of the private files
+//! are re-exported here, so every path stays `crate::data::X`.
 
 pub mod dicom;
 pub mod nifti;

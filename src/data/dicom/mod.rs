@@ -306,8 +306,8 @@ pub(crate) fn read_dicom_inner(
 
 /// Decodes a DICOM file already in memory, exactly as [`try_read_dicom`] decodes a file on
 /// disk (same checks and bounds; `name` is only used in messages and
-/// [`SliceSource`](crate::data::SliceSource)). This is
-/// the entry point of the `dicom_read` fuzz target.
+/// [`SliceSource`](crate::data::SliceSource)). This is the entry point of the `dicom_read`
+/// fuzz target.
 pub fn read_dicom_bytes(
     bytes: Vec<u8>,
     name: &Path,
