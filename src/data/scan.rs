@@ -1,0 +1,273 @@
+//! Finding the images under a directory and turning them into volumes: the recursive walk,
+//! the modality rule for NIfTI files, the two-pass streaming scan (headers group DICOM files
+//! into series, then each series is decoded), and the single-volume loader used by translate
+//! and eval.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::series::group_series;
+use super::{
+    dicom, io_reason, nifti, LoadOptions, LoadSummary, Modality, SkipKind, Skipped, Volume,
+};
+use crate::engine::error::{Error, Result};
+
+fn is_nifti_name(p: &Path) -> bool {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    name.ends_with(".nii") || name.ends_with(".nii.gz")
+}
+
+/// Every regular file under `dir`, sorted, recursing into folders. Unreadable subfolders go to
+/// `skipped`; an unreadable, missing or non-directory `dir` is an error.
+fn walk(dir: &Path, skipped: &mut Vec<Skipped>) -> Result<Vec<PathBuf>> {
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| Error::file(dir, io_reason("cannot open directory", &e)))?;
+    if !meta.is_dir() {
+        return Err(Error::file(dir, "not a directory"));
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    let mut first = true;
+    let mut visited = std::collections::HashSet::new();
+    while let Some(d) = stack.pop() {
+        // Guard against symlink loops: each real directory once.
+        if let Ok(canon) = std::fs::canonicalize(&d) {
+            if !visited.insert(canon) {
+                continue;
+            }
+        }
+        let rd = match std::fs::read_dir(&d) {
+            Ok(rd) => rd,
+            Err(e) => {
+                if first {
+                    return Err(Error::file(&d, io_reason("cannot read directory", &e)));
+                }
+                skipped.push(Skipped {
+                    path: d.clone(),
+                    kind: SkipKind::Unreadable,
+                    reason: io_reason("cannot read directory", &e),
+                });
+                continue;
+            }
+        };
+        first = false;
+        let mut subdirs = Vec::new();
+        for entry in rd {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    skipped.push(Skipped {
+                        path: d.clone(),
+                        kind: SkipKind::Unreadable,
+                        reason: io_reason("cannot list directory entry", &e),
+                    });
+                    continue;
+                }
+            };
+            let p = entry.path();
+            match std::fs::metadata(&p) {
+                Ok(m) if m.is_dir() => subdirs.push(p),
+                Ok(m) if m.is_file() => files.push(p),
+                Ok(_) => {}
+                Err(e) => skipped.push(Skipped {
+                    path: p,
+                    kind: SkipKind::Unreadable,
+                    reason: io_reason("cannot stat", &e),
+                }),
+            }
+        }
+        subdirs.sort();
+        // Reverse so that popping visits folders in name order.
+        stack.extend(subdirs.into_iter().rev());
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The modality a NIfTI file gets from the nearest enclosing folder named mr/mri/ct, looking
+/// at the folders from the file up to and including `root`.
+fn nifti_folder_modality(file: &Path, root: &Path) -> Option<Modality> {
+    let mut cur = file.parent();
+    while let Some(d) = cur {
+        if let Some(m) = d
+            .file_name()
+            .and_then(|n| Modality::from_folder_name(&n.to_string_lossy()))
+        {
+            return Some(m);
+        }
+        if d == root {
+            break;
+        }
+        cur = d.parent();
+    }
+    None
+}
+
+/// Reads every MR and CT image under `dir` (recursively) into volumes, with a summary of what
+/// was used and skipped. Errors only when `dir` itself cannot be read; an empty result is Ok
+/// (the caller decides whether that is fatal). Holds every volume in memory: for large trees
+/// use [`for_each_volume`].
+pub fn scan_volumes(dir: &Path, opts: &LoadOptions) -> Result<(Vec<Volume>, LoadSummary)> {
+    let mut volumes = Vec::new();
+    let summary = for_each_volume(dir, opts, |v, _| {
+        volumes.push(v);
+        Ok(())
+    })?;
+    Ok((volumes, summary))
+}
+
+/// Streams the volumes under `dir` to `f`, one at a time, so memory holds one decoded series
+/// (plus whatever `f` keeps). Two passes: file headers (up to the pixel data) group DICOM files
+/// into series; then each series is decoded, ordered and handed over. NIfTI files come first,
+/// in path order, then DICOM series in (modality, SeriesInstanceUID) order. An error from `f`
+/// stops the walk.
+pub fn for_each_volume(
+    dir: &Path,
+    opts: &LoadOptions,
+    mut f: impl FnMut(Volume, &mut LoadSummary) -> Result<()>,
+) -> Result<LoadSummary> {
+    let mut summary = LoadSummary {
+        root: dir.to_path_buf(),
+        ..Default::default()
+    };
+    let files = walk(dir, &mut summary.skipped)?;
+    summary.files_seen = files.len();
+    let accept = match opts.force_modality {
+        Some(m) => dicom::Accept::Forced(m),
+        None => dicom::Accept::MrCt,
+    };
+    let mut groups: BTreeMap<(Modality, String), Vec<PathBuf>> = BTreeMap::new();
+    let mut loose = Vec::new();
+    let mut hand_over = |v: Volume, summary: &mut LoadSummary| -> Result<()> {
+        match v.modality {
+            Modality::Mr => summary.mr_volumes += 1,
+            Modality::Ct => summary.ct_volumes += 1,
+        }
+        f(v, summary)
+    };
+    for file in &files {
+        if is_nifti_name(file) {
+            let modality = opts
+                .force_modality
+                .or_else(|| nifti_folder_modality(file, dir));
+            let Some(modality) = modality else {
+                summary.skipped.push(Skipped {
+                    path: file.clone(),
+                    kind: SkipKind::NoModality,
+                    reason: "NIfTI file with no modality: put it under a folder named mr/ or ct/, or force the modality".into(),
+                });
+                continue;
+            };
+            match nifti::read_nifti_inner(file, opts).and_then(|img| img.into_volume(modality)) {
+                Ok(v) => {
+                    summary.files_used += 1;
+                    summary.warnings.extend(
+                        v.warnings
+                            .iter()
+                            .map(|w| format!("{}: {w}", file.display())),
+                    );
+                    hand_over(v, &mut summary)?;
+                }
+                Err(fail) => summary.skipped.push(fail.into_skipped(file)),
+            }
+            continue;
+        }
+        match dicom::header_key(file, accept, opts) {
+            Some(key) => groups.entry(key).or_default().push(file.clone()),
+            // Unreadable header or refused modality: the full read below gives the reason.
+            None => loose.push(file.clone()),
+        }
+    }
+    let batches = groups
+        .into_values()
+        .chain(loose.into_iter().map(|p| vec![p]));
+    for paths in batches {
+        let mut decoded = Vec::new();
+        for p in &paths {
+            match dicom::read_dicom_inner(p, opts, accept) {
+                Ok(df) => decoded.push(df),
+                Err(fail) => summary.skipped.push(fail.into_skipped(p)),
+            }
+        }
+        if decoded.is_empty() {
+            continue;
+        }
+        let (vols, used) = group_series(decoded, &mut summary);
+        summary.files_used += used;
+        for v in vols {
+            hand_over(v, &mut summary)?;
+        }
+    }
+    summary.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(summary)
+}
+
+/// One volume from a NIfTI file, a single DICOM file, or a directory holding one series
+/// (used by translate and eval). A directory with several series is an error listing them.
+/// NIfTI needs `opts.force_modality` or an enclosing mr/ or ct/ folder.
+pub fn load_volume(path: &Path, opts: &LoadOptions) -> Result<Volume> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| Error::file(path, io_reason("cannot open", &e)))?;
+    if meta.is_file() {
+        if is_nifti_name(path) {
+            // Any enclosing folder named mr/ or ct/ counts here (the nearest wins).
+            let modality = opts
+                .force_modality
+                .or_else(|| nifti_folder_modality(path, Path::new("/")))
+                .ok_or_else(|| {
+                    Error::file(path, "NIfTI file with no modality: force the modality (MR or CT) or put it under a folder named mr/ or ct/")
+                })?;
+            return nifti::read_nifti_inner(path, opts)
+                .and_then(|img| img.into_volume(modality))
+                .map_err(|f| f.into_error(path));
+        }
+        let accept = match opts.force_modality {
+            Some(m) => dicom::Accept::Forced(m),
+            None => dicom::Accept::MrCt,
+        };
+        let df = dicom::read_dicom_inner(path, opts, accept).map_err(|f| f.into_error(path))?;
+        let mut summary = LoadSummary::default();
+        let (mut vols, _) = group_series(vec![df], &mut summary);
+        return vols
+            .pop()
+            .ok_or_else(|| Error::file(path, "no usable image"));
+    }
+    let (mut vols, summary) = scan_volumes(path, opts)?;
+    match vols.len() {
+        0 => Err(Error::file(path, no_usable_reason(&summary))),
+        1 => Ok(vols.pop().expect("one volume")),
+        n => Err(Error::file(
+            path,
+            format!(
+                "holds {n} series ({}); pass the directory of one series",
+                vols.iter()
+                    .map(|v| v
+                        .info
+                        .series_instance_uid
+                        .clone()
+                        .unwrap_or_else(|| v.source.display().to_string()))
+                    .take(4)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+fn no_usable_reason(summary: &LoadSummary) -> String {
+    if summary.files_seen == 0 && summary.skipped.is_empty() {
+        return "empty directory: no files".to_string();
+    }
+    let mut r = format!("no usable image among {} file(s)", summary.files_seen);
+    if !summary.skipped.is_empty() {
+        r.push_str(&format!(" (skipped: {}", summary.skip_counts_text()));
+        if let Some(first) = summary.skipped.first() {
+            r.push_str(&format!("; e.g. {first}"));
+        }
+        r.push(')');
+    }
+    r
+}
