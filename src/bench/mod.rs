@@ -1,0 +1,333 @@
+//! Benchmarks behind `mr2ct bench`: a kernel table at the reference model's layer shapes and
+//! whole CycleGAN training iterations, with the adapter that ran them.
+//!
+//! What a time means. Every row is wall clock around "record the op's kernels, submit, wait"
+//! (`gpu.synchronize()`), the device idle before each run: so a row includes the host-side
+//! recording (bind groups), the packing kernels an op launches and one submit-and-wait
+//! latency, which dominates the smallest rows. Rows are medians over `iters` runs after
+//! `warmup` runs (the first compiles the pipelines and fills the buffer pool).
+//!
+//! Backward rows time one backward kernel family alone: the graph is built once with only the
+//! tensor of interest requiring grad (conv2d's backward computes only the gradients whose
+//! inputs require grad), then `backward_with(y, grad_y)` is timed. E.g.
+//! `conv2d_backward_weight` = pack grad_out + split-K weight-gradient GEMM + split reduction.
+//!
+//! Rates: compute-bound rows report GFLOP/s as 2 * MACs / time (the MACs of the dense op,
+//! whatever the kernel does internally); memory-bound rows (norms, activations, Adam) report
+//! GB/s as the bytes a perfect kernel must move (each input read once, each output written
+//! once) / time, and a nominal GFLOP/s from a stated flop count per element.
+//!
+//! Training rows: `CycleGan::train_step` (generator step, discriminator step, both Adam
+//! updates, one loss readback), median over timed iterations after warm-ups. Paper-model rows
+//! also carry the device memory held by the buffer pool beside the analytic minimum
+//! (parameters + gradients + Adam m and v + the activations backward needs), and, when the
+//! kernel table has that batch, the sum over the kernel rows weighted by how often one
+//! iteration runs each of them (which kernel dominates the iteration).
+
+mod kernels;
+mod layers;
+mod memory;
+mod report;
+mod timing;
+mod training;
+
+use std::rc::Rc;
+
+use crate::cyclegan::{ModelKind, TrainConfig};
+use crate::engine::error::{Error, Result};
+use crate::engine::gpu::Gpu;
+
+pub use kernels::{kernel_specs, KernelCase, KernelSpec};
+pub use memory::{paper_analytic_memory, AnalyticMemory, MemoryReport};
+pub use report::Contribution;
+
+use timing::{loadavg, median, time_runs};
+use training::train_row;
+
+/// What to run. `BenchOptions::default()` is the full table with settings that finish on
+/// lavapipe (2 CPU cores) in tens of minutes; see the field docs.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Batch sizes of the kernel rows and of the paper model's training rows. Empty = by
+    /// adapter: 1, 16, 128 on a GPU; 1, 16 on a CPU adapter (lavapipe), where one paper-model
+    /// iteration at batch 128 takes minutes (ask for it with `--batches 1,16,128`).
+    pub batches: Vec<usize>,
+    pub kernels: bool,
+    pub train: bool,
+    /// Models of the training rows. The paper model runs at every batch of `batches`; the
+    /// ResNet model (128x128 and 256x256, `TrainConfig::resnet_defaults()`) at the batches
+    /// of `batches` that are at most 4, or at batch 1 if there is none.
+    pub models: Vec<ModelKind>,
+    /// Untimed runs before the timed ones. Kernel rows always make at least 1; a training
+    /// row with 0 times its first iteration too (pipeline compilation and first allocations
+    /// included: for rows too slow to repeat).
+    pub warmup: usize,
+    /// Timed runs per row (the median is reported).
+    pub iters: usize,
+    /// Only kernel rows whose "name layer" contains this substring (or one of several
+    /// separated by '|', e.g. "Conv(64->128)|ConvT(128->64)").
+    pub filter: Option<String>,
+    /// Image sizes of the ResNet model's training rows.
+    pub resnet_sizes: Vec<usize>,
+    /// Seconds a training row may spend: its timed iterations stop early once they have
+    /// used this much (after at least 3, or `iters` if smaller; after 1 when the first
+    /// iteration alone took longer than the budget), and its warm-ups after the first stop
+    /// once they have used a third of it. 0 = no limit. Kernel rows always run `warmup` +
+    /// `iters` times.
+    pub budget_s: f64,
+    /// Time kernel rows with timestamp queries where the adapter has them (the device's
+    /// time from the first to the last kernel of the run); false: wall clock only.
+    pub timestamps: bool,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            batches: Vec::new(),
+            kernels: true,
+            train: true,
+            models: vec![ModelKind::Paper, ModelKind::Resnet],
+            warmup: 2,
+            iters: 10,
+            filter: None,
+            resnet_sizes: vec![128, 256],
+            budget_s: 90.0,
+            timestamps: true,
+        }
+    }
+}
+
+/// Whether a rate is limited by arithmetic or by memory traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bound {
+    Compute,
+    Memory,
+}
+
+#[derive(Clone, Debug)]
+pub struct KernelRow {
+    /// What is timed, e.g. "conv2d_backward_weight".
+    pub name: String,
+    /// The reference-model layer the shape comes from, e.g. "Conv(64->128) k4 s2 p1".
+    pub layer: String,
+    pub batch: usize,
+    pub shape: String,
+    /// Seconds of each timed run: the device's (timestamp queries) where it has them,
+    /// else wall clock.
+    pub times: Vec<f64>,
+    /// Wall clock of each timed run (record + submit + wait).
+    pub wall_times: Vec<f64>,
+    /// Whether `times` came from timestamp queries.
+    pub device_timed: bool,
+    pub warmup: usize,
+    pub flops: f64,
+    pub bytes: f64,
+    pub bound: Bound,
+    /// How often one paper-model training iteration runs this row's work (0: not in it).
+    pub uses_per_iter: f64,
+}
+
+impl KernelRow {
+    pub fn median_s(&self) -> f64 {
+        median(&self.times)
+    }
+    pub fn gflops(&self) -> f64 {
+        self.flops / self.median_s() / 1e9
+    }
+    pub fn gbps(&self) -> f64 {
+        self.bytes / self.median_s() / 1e9
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct TrainRow {
+    pub model: ModelKind,
+    pub batch: usize,
+    pub size: usize,
+    pub ngf: usize,
+    pub ndf: usize,
+    /// Wall clock of each timed iteration (what a user waits for: the host's graph building
+    /// and recording included).
+    pub times: Vec<f64>,
+    /// Device time of each timed iteration from timestamp queries, where the adapter has them.
+    pub device_times: Option<Vec<f64>>,
+    pub warmup: usize,
+    /// The first warm-up iteration (pipeline compilation and first allocations included).
+    pub first_s: f64,
+    pub submits_per_iter: f64,
+    pub memory: MemoryReport,
+}
+
+impl TrainRow {
+    pub fn median_s(&self) -> f64 {
+        median(&self.times)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BenchReport {
+    pub adapter: crate::engine::gpu::AdapterSummary,
+    pub kernels: Vec<KernelRow>,
+    pub train: Vec<TrainRow>,
+    pub warmup: usize,
+    pub iters: usize,
+    pub batches: Vec<usize>,
+    /// /proc/loadavg (1, 5, 15 minutes) before and after the run, where the host has one:
+    /// the times of a machine shared with other work are only as good as its load.
+    pub loadavg: (Option<[f64; 3]>, Option<[f64; 3]>),
+}
+
+fn model_name(m: ModelKind) -> &'static str {
+    match m {
+        ModelKind::Paper => "paper",
+        ModelKind::Resnet => "resnet",
+    }
+}
+
+/// The batches `opts` asks for, or the adapter's defaults.
+pub fn effective_batches(gpu: &Gpu, opts: &BenchOptions) -> Vec<usize> {
+    if !opts.batches.is_empty() {
+        return opts.batches.clone();
+    }
+    if gpu.adapter.device_type == "Cpu" {
+        vec![1, 16]
+    } else {
+        vec![1, 16, 128]
+    }
+}
+
+/// Runs the kernel table and the training rows `opts` asks for. `progress` gets one line
+/// per row as it starts and as it ends.
+pub fn run(
+    gpu: &Rc<Gpu>,
+    opts: &BenchOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<BenchReport> {
+    if opts.iters == 0 {
+        return Err(Error::Invalid("bench: iters must be at least 1".into()));
+    }
+    let batches = effective_batches(gpu, opts);
+    if batches.contains(&0) {
+        return Err(Error::Invalid(
+            "bench: batch sizes must be at least 1".into(),
+        ));
+    }
+    let warmup = opts.warmup.max(1);
+    let load_start = loadavg();
+    let mut kernels = Vec::new();
+    if opts.kernels {
+        let matches = |s: &KernelSpec| {
+            let id = format!("{} {}", s.name(), s.layer());
+            opts.filter
+                .as_ref()
+                .is_none_or(|f| f.split('|').any(|part| id.contains(part)))
+        };
+        let mut plan: Vec<(KernelSpec, usize)> = Vec::new();
+        for &n in &batches {
+            plan.extend(
+                kernel_specs()
+                    .into_iter()
+                    .filter(|s| s.batched() && matches(s))
+                    .map(|s| (s, n)),
+            );
+        }
+        plan.extend(
+            kernel_specs()
+                .into_iter()
+                .filter(|s| !s.batched() && matches(s))
+                .map(|s| (s, 1)),
+        );
+        let total = plan.len();
+        for (i, (spec, n)) in plan.into_iter().enumerate() {
+            progress(&format!(
+                "[{}/{total}] {} {} batch {n}",
+                i + 1,
+                spec.name(),
+                spec.layer()
+            ));
+            let mut case = spec.prepare(gpu, n, i as u64 + 1)?;
+            let timed = time_runs(gpu, warmup, opts.iters, opts.timestamps, || case.record())?;
+            let c = case;
+            let device_timed = timed.device.is_some();
+            let row = KernelRow {
+                name: c.name,
+                layer: c.layer,
+                batch: c.batch,
+                shape: c.shape,
+                times: timed.device.unwrap_or_else(|| timed.wall.clone()),
+                wall_times: timed.wall,
+                device_timed,
+                warmup,
+                flops: c.flops,
+                bytes: c.bytes,
+                bound: c.bound,
+                uses_per_iter: c.uses_per_iter,
+            };
+            progress(&format!(
+                "  {:.3} ms  {:.1} GFLOP/s  {:.1} GB/s",
+                row.median_s() * 1e3,
+                row.gflops(),
+                row.gbps()
+            ));
+            kernels.push(row);
+        }
+    }
+    let mut train = Vec::new();
+    if opts.train {
+        let mut cfgs = Vec::new();
+        for &m in &opts.models {
+            match m {
+                ModelKind::Paper => {
+                    for &n in &batches {
+                        cfgs.push(TrainConfig {
+                            batch_size: n,
+                            ..TrainConfig::default()
+                        });
+                    }
+                }
+                ModelKind::Resnet => {
+                    let mut small: Vec<usize> =
+                        batches.iter().copied().filter(|&n| n <= 4).collect();
+                    if small.is_empty() {
+                        small.push(1);
+                    }
+                    for &size in &opts.resnet_sizes {
+                        for &n in &small {
+                            cfgs.push(TrainConfig {
+                                batch_size: n,
+                                size,
+                                ..TrainConfig::resnet_defaults()
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        for cfg in cfgs {
+            progress(&format!(
+                "train {} {}x{} batch {}",
+                model_name(cfg.model),
+                cfg.size,
+                cfg.size,
+                cfg.batch_size
+            ));
+            let row = train_row(gpu, cfg, opts, progress)?;
+            progress(&format!(
+                "  median {:.3} s over {} iterations ({} warm-up)",
+                row.median_s(),
+                row.times.len(),
+                row.warmup
+            ));
+            train.push(row);
+        }
+    }
+    Ok(BenchReport {
+        adapter: gpu.adapter.clone(),
+        kernels,
+        train,
+        warmup,
+        iters: opts.iters,
+        batches,
+        loadavg: (load_start, loadavg()),
+    })
+}

@@ -1,0 +1,73 @@
+//! Timing runs and the statistics the report prints.
+
+use std::time::Instant;
+
+use crate::engine::error::Result;
+use crate::engine::gpu::Gpu;
+
+pub(super) fn loadavg() -> Option<[f64; 3]> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let v: Vec<f64> = s
+        .split_whitespace()
+        .take(3)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    (v.len() == 3).then(|| [v[0], v[1], v[2]])
+}
+
+pub(super) fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let m = s.len() / 2;
+    if s.len() % 2 == 1 {
+        s[m]
+    } else {
+        0.5 * (s[m - 1] + s[m])
+    }
+}
+
+pub(super) fn min_max(v: &[f64]) -> (f64, f64) {
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        })
+}
+
+/// Wall-clock and (with `timestamps`, where the adapter has them) device seconds of each of
+/// `iters` timed runs of `f`, after `warmup` untimed ones; each run starts on an idle device
+/// and ends with `synchronize`.
+pub(super) struct Timed {
+    pub(super) wall: Vec<f64>,
+    pub(super) device: Option<Vec<f64>>,
+}
+
+pub(super) fn time_runs(
+    gpu: &Gpu,
+    warmup: usize,
+    iters: usize,
+    timestamps: bool,
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<Timed> {
+    for _ in 0..warmup {
+        f()?;
+        gpu.synchronize()?;
+    }
+    let mut wall = Vec::with_capacity(iters);
+    let mut device = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        gpu.synchronize()?;
+        let timed = timestamps && gpu.start_device_timing();
+        let t = Instant::now();
+        f()?;
+        gpu.synchronize()?;
+        wall.push(t.elapsed().as_secs_f64());
+        if let Some(seconds) = gpu.stop_device_timing().filter(|_| timed) {
+            device.push(seconds);
+        }
+    }
+    let device = (device.len() == wall.len()).then_some(device);
+    Ok(Timed { wall, device })
+}

@@ -1,0 +1,337 @@
+//! `mr2ct train` (flags over a config file over the model family's defaults; Ctrl-C writes a
+//! checkpoint) and `mr2ct export` (weights from a run directory's checkpoint).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use mr2ct::cyclegan::train::{Domains, RunEnd, RunOptions, Trainer};
+use mr2ct::cyclegan::{GanLoss, ModelKind, TrainConfig};
+use mr2ct::data::{load_training_set, LoadOptions};
+use mr2ct::io::weights::Precision;
+use mr2ct::{Error, Gpu, Result};
+
+/// Training flags. Every training parameter can also come from `--config FILE` (JSON with the
+/// same names, e.g. {"lambda_aba": 10, "batch_size": 16}); flags override the file, the file
+/// overrides the defaults (the paper's for `paper`, CycleGAN's for `resnet`).
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Directory with the MRI and CT images (DICOM trees or NIfTI; told apart by Modality, or
+    /// by folders named mr/ and ct/). If it has a train/ folder, only that is used.
+    #[arg(long)]
+    data: PathBuf,
+    /// Run directory: losses.csv, loss_curves.png, samples_epochNNNN.png, checkpoint and
+    /// weights.safetensors are written there.
+    #[arg(long)]
+    out: PathBuf,
+    /// JSON file holding any of the training parameters below (snake_case names).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Continue the run in --out from its checkpoint (same losses as an uninterrupted run).
+    #[arg(long)]
+    resume: bool,
+    /// Start over in an --out that already holds a run.
+    #[arg(long)]
+    force: bool,
+    /// Model family [default: paper].
+    #[arg(long, value_enum)]
+    model: Option<ModelKind>,
+    /// Image size S (64, 128 or 256) [default: 64].
+    #[arg(long)]
+    size: Option<usize>,
+    /// Generator base width [default: 64 paper, 32 resnet].
+    #[arg(long)]
+    ngf: Option<usize>,
+    /// Discriminator base width [default: 64].
+    #[arg(long)]
+    ndf: Option<usize>,
+    /// Residual blocks of the ResNet generator [default: 6].
+    #[arg(long)]
+    n_blocks: Option<usize>,
+    /// Weight of the MRI->CT->MRI cycle L1 loss [default: 10].
+    #[arg(long)]
+    lambda_aba: Option<f32>,
+    /// Weight of the CT->MRI->CT cycle L1 loss [default: 10].
+    #[arg(long)]
+    lambda_bab: Option<f32>,
+    /// Adam learning rate of the generators [default: 2e-4].
+    #[arg(long)]
+    learning_rate_g: Option<f32>,
+    /// Adam learning rate of the discriminators [default: 2e-4].
+    #[arg(long)]
+    learning_rate_d: Option<f32>,
+    /// Adam beta 1 [default: 0.5].
+    #[arg(long)]
+    beta_1: Option<f32>,
+    /// Adam beta 2 [default: 0.999].
+    #[arg(long)]
+    beta_2: Option<f32>,
+    /// Images per batch and domain [default: 128].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Epochs [default: 200].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Generator updates per batch [default: 1].
+    #[arg(long)]
+    generator_iterations: Option<usize>,
+    /// Discriminator updates per batch [default: 1].
+    #[arg(long)]
+    discriminator_iterations: Option<usize>,
+    /// Image pool size of earlier fakes shown to the discriminators [default: 0 paper, 50 resnet].
+    #[arg(long)]
+    synthetic_pool_size: Option<usize>,
+    /// Seed of initialisation, shuffling and the image pool [default: 0].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Epoch from which learning rates decay linearly to 0 (0 = constant) [default: 0].
+    #[arg(long)]
+    decay_start_epoch: Option<usize>,
+    /// Identity-loss weight relative to the cycle weights [default: 0 paper, 0.5 resnet].
+    #[arg(long)]
+    identity_weight: Option<f32>,
+    /// Adversarial loss [default: bce paper, lsgan resnet].
+    #[arg(long, value_enum)]
+    gan_loss: Option<GanLoss>,
+    /// Write a sample grid every N epochs (and after the last).
+    #[arg(long, default_value_t = 1)]
+    sample_every: usize,
+    /// Write a checkpoint every N epochs (and after the last).
+    #[arg(long, default_value_t = 1)]
+    checkpoint_every: usize,
+    /// Store weights.safetensors in f16 (half the size).
+    #[arg(long)]
+    f16: bool,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Defaults of the model family, then the config file, then the flags.
+fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
+    let file: Option<serde_json::Value> = match &args.config {
+        None => None,
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| Error::file(p, format!("cannot read: {e}")))?;
+            Some(
+                serde_json::from_str(&text)
+                    .map_err(|e| Error::file(p, format!("not valid JSON: {e}")))?,
+            )
+        }
+    };
+    let file_model = file
+        .as_ref()
+        .and_then(|v| v.get("model"))
+        .and_then(|m| serde_json::from_value::<ModelKind>(m.clone()).ok());
+    let model = args.model.or(file_model).unwrap_or(ModelKind::Paper);
+    let base = match model {
+        ModelKind::Paper => TrainConfig::default(),
+        ModelKind::Resnet => TrainConfig::resnet_defaults(),
+    };
+    let mut cfg = match file {
+        None => base,
+        Some(v) => {
+            let p = args.config.as_deref().unwrap_or(Path::new("config"));
+            let serde_json::Value::Object(over) = v else {
+                return Err(Error::file(p, "must hold a JSON object"));
+            };
+            let mut merged =
+                serde_json::to_value(&base).map_err(|e| Error::Invalid(e.to_string()))?;
+            if let serde_json::Value::Object(m) = &mut merged {
+                m.extend(over);
+            }
+            serde_json::from_value(merged)
+                .map_err(|e| Error::file(p, format!("bad training parameter: {e}")))?
+        }
+    };
+    cfg.model = model;
+    macro_rules! set {
+        ($($f:ident),*) => { $( if let Some(v) = args.$f { cfg.$f = v; } )* };
+    }
+    set!(
+        size,
+        ngf,
+        ndf,
+        n_blocks,
+        lambda_aba,
+        lambda_bab,
+        learning_rate_g,
+        learning_rate_d,
+        beta_1,
+        beta_2,
+        batch_size,
+        epochs
+    );
+    set!(
+        generator_iterations,
+        discriminator_iterations,
+        synthetic_pool_size,
+        seed,
+        decay_start_epoch,
+        identity_weight,
+        gan_loss
+    );
+    cfg.validate().map_err(Error::Invalid)?;
+    Ok(cfg)
+}
+
+pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
+    let cfg = build_config(args)?;
+    let checkpoint = args.out.join("checkpoint.safetensors");
+    if checkpoint.exists() && !args.resume && !args.force {
+        return Err(Error::file(&args.out, "already holds a run (checkpoint.safetensors); use --resume to continue it or --force to start over"));
+    }
+    let t_load = Instant::now();
+    let set = load_training_set(&args.data, cfg.size, &LoadOptions::default())?;
+    eprintln!("{}", set.summary.to_string().trim_end());
+    eprintln!(
+        "data: {} MRI and {} CT slices at {}x{} ({:.1} s)",
+        set.n_mr,
+        set.n_ct,
+        set.size,
+        set.size,
+        t_load.elapsed().as_secs_f64()
+    );
+    let gpu = Gpu::new(adapter)?;
+    eprintln!(
+        "adapter: {} ({}, {} {})",
+        gpu.adapter.name, gpu.adapter.backend, gpu.adapter.driver, gpu.adapter.driver_info
+    );
+    let mut trainer = if args.resume && checkpoint.exists() {
+        let t = Trainer::resume(&gpu, &args.out)?;
+        let mut want = cfg.clone();
+        want.epochs = t.gan.cfg.epochs;
+        if want != t.gan.cfg {
+            return Err(Error::file(
+                &checkpoint,
+                "was made with other training parameters; only --epochs may change on --resume",
+            ));
+        }
+        let mut t = t;
+        t.gan.cfg.epochs = cfg.epochs;
+        eprintln!("resuming after epoch {}", t.epoch);
+        t
+    } else {
+        Trainer::new(&gpu, cfg.clone())?
+    };
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| Error::file(&args.out, format!("cannot create: {e}")))?;
+    let record = serde_json::json!({ "train": &trainer.gan.cfg, "prep": &set.prep, "data": args.data, "adapter": gpu.adapter.name });
+    mr2ct::io::write_atomic(
+        &args.out.join("config.json"),
+        serde_json::to_string_pretty(&record)
+            .map_err(|e| Error::Invalid(e.to_string()))?
+            .as_bytes(),
+    )?;
+    // Ctrl-C: finish the current step, write a checkpoint, exit; a second Ctrl-C kills.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: stopping after this step and writing a checkpoint (Ctrl-C again to abort)");
+    });
+    let opts = RunOptions {
+        out_dir: args.out.clone(),
+        sample_every: args.sample_every,
+        checkpoint_every: args.checkpoint_every,
+        progress: !args.quiet,
+        stop: Some(stop),
+    };
+    let t = Instant::now();
+    if let RunEnd::Interrupted { epoch, step } = trainer.run(
+        &Domains {
+            mr: &set.mr,
+            ct: &set.ct,
+            size: set.size,
+        },
+        &opts,
+    )? {
+        println!("interrupted in epoch {epoch} after step {step}; checkpoint written to {}; continue with --resume", args.out.join("checkpoint.safetensors").display());
+        std::process::exit(130);
+    }
+    let mut meta = HashMap::new();
+    meta.insert(
+        "prep".to_owned(),
+        serde_json::to_string(&set.prep).map_err(|e| Error::Invalid(e.to_string()))?,
+    );
+    meta.insert("adapter".to_owned(), gpu.adapter.name.clone());
+    meta.insert("epochs_trained".to_owned(), trainer.epoch.to_string());
+    let weights = args.out.join("weights.safetensors");
+    trainer.save_weights(
+        &weights,
+        &meta,
+        if args.f16 {
+            Precision::F16
+        } else {
+            Precision::F32
+        },
+    )?;
+    let last = trainer
+        .history
+        .last()
+        .map(|h| h.columns())
+        .unwrap_or_default();
+    println!(
+        "trained {} epochs in {:.1} s; last epoch: G_loss {:.4}, D_loss {:.4}, reconstruction_loss {:.4}",
+        trainer.epoch,
+        t.elapsed().as_secs_f64(),
+        last[7],
+        last[4],
+        last[8]
+    );
+    println!("run directory {}: losses.csv, loss_curves.png, samples_epoch*.png, checkpoint.safetensors, weights.safetensors", args.out.display());
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// Run directory holding checkpoint.safetensors (and config.json from `mr2ct train`).
+    #[arg(long)]
+    run: PathBuf,
+    /// Weights file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Store f16 values (half the size).
+    #[arg(long)]
+    f16: bool,
+}
+
+pub fn export(adapter: Option<&str>, args: &ExportArgs) -> Result<()> {
+    let gpu = Gpu::new(adapter)?;
+    let t = Trainer::resume(&gpu, &args.run)?;
+    let mut meta = HashMap::new();
+    let cfg_path = args.run.join("config.json");
+    if let Ok(text) = std::fs::read_to_string(&cfg_path) {
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::file(&cfg_path, format!("not valid JSON: {e}")))?;
+        if let Some(prep) = v.get("prep") {
+            meta.insert("prep".to_owned(), prep.to_string());
+        }
+    }
+    meta.insert(
+        "epochs_trained".to_owned(),
+        format!("{} (+{} steps)", t.epoch, t.step),
+    );
+    t.save_weights(
+        &args.out,
+        &meta,
+        if args.f16 {
+            Precision::F16
+        } else {
+            Precision::F32
+        },
+    )?;
+    println!(
+        "{}: weights after {} epochs (+{} steps) of {}",
+        args.out.display(),
+        t.epoch,
+        t.step,
+        args.run.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! `mr2ct translate` (MRI -> synthetic CT files) and `mr2ct eval` (synthetic against real CT).
+
+use std::path::PathBuf;
+
+use mr2ct::sct::eval::EvalOptions;
+use mr2ct::sct::translate::{OutputFormat, TranslateOptions};
+use mr2ct::{Gpu, Result};
+
+#[derive(clap::Args)]
+pub struct TranslateArgs {
+    /// Weights file written by `mr2ct train` (it says which model and size it is).
+    #[arg(long)]
+    weights: PathBuf,
+    /// MRI: a DICOM series directory, one DICOM file, or a NIfTI volume (.nii, .nii.gz).
+    #[arg(long)]
+    input: PathBuf,
+    /// Output directory (refused if it exists and holds other files, unless --force).
+    #[arg(long)]
+    output: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Dicom)]
+    format: OutputFormat,
+    /// Slices per generator call.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Replace an existing output directory written by an earlier translate.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn translate(adapter: Option<&str>, args: &TranslateArgs) -> Result<()> {
+    let gpu = Gpu::new(adapter)?;
+    let opts = TranslateOptions {
+        format: args.format,
+        batch_size: args.batch_size,
+        force: args.force,
+    };
+    let s =
+        mr2ct::sct::translate::translate(&gpu, &args.weights, &args.input, &args.output, &opts)?;
+    print!("{s}");
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// Weights file written by `mr2ct train`.
+    #[arg(long)]
+    weights: PathBuf,
+    /// MRI: a folder of subject folders (matched by name with --ct), or one series / NIfTI.
+    #[arg(long)]
+    mri: PathBuf,
+    /// Real CT, aligned with the MRI, in the same layout.
+    #[arg(long)]
+    ct: PathBuf,
+    /// Output directory: metrics.json and one PNG panel per subject.
+    #[arg(long)]
+    out: PathBuf,
+    /// Slices per generator call.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Overwrite an existing metrics.json.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn eval(adapter: Option<&str>, args: &EvalArgs) -> Result<()> {
+    let gpu = Gpu::new(adapter)?;
+    let opts = EvalOptions {
+        batch_size: args.batch_size,
+        force: args.force,
+        ..EvalOptions::default()
+    };
+    let r = mr2ct::sct::eval::evaluate(&gpu, &args.weights, &args.mri, &args.ct, &args.out, &opts)?;
+    print!("{r}");
+    Ok(())
+}

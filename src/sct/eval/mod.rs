@@ -1,0 +1,352 @@
+//! `evaluate`: synthetic CT against the real CT of the same subject, in HU, as SynthRAD2023
+//! scores it (src/metrics.rs), per subject and as mean and standard deviation over subjects.
+//!
+//! Input: paired, voxel-aligned MR and CT. Either two directories of subject folders (the
+//! phantom layout: `--mri DIR/test/mr --ct DIR/test/ct`, each holding `<subject>/` folders;
+//! subjects are matched by folder name, and folders without a namesake on the other side are
+//! listed as unmatched), used when both paths are directories that contain subdirectories;
+//! or two single volumes (series directories, DICOM files or NIfTI files), one subject named
+//! after the MRI path. The MR and CT of a subject must have the same rows, columns and slice
+//! count (an error otherwise); slice positions that differ by more than 0.5 mm give a
+//! warning.
+//!
+//! Definitions (also written into metrics.json):
+//! - body mask, from the real CT only ([`body_mask`]): voxels above -500 HU; then, per slice,
+//!   holes (regions below the threshold not connected to the slice border, 4-connectivity)
+//!   filled; then only the largest 3-D connected component (6-connectivity) kept;
+//! - MAE: mean |sCT - CT| over the mask, both clipped to [-1024, 3000] HU;
+//! - PSNR: 10 log10(4024^2 / MSE) over the mask, after the same clipping (infinite, written
+//!   as null, when the images are equal);
+//! - SSIM: scikit-image's structural_similarity (7-wide uniform window, K1 0.01, K2 0.03,
+//!   data range 4024) on images whose outside-mask voxels are set to -1024 HU, averaged over
+//!   the mask; computed in 3-D when the volume has at least 7 slices (and rows and columns),
+//!   else in 2-D per slice and averaged over the mask voxels of all slices (i.e. each slice's
+//!   SSIM weighted by its mask voxels);
+//! - over subjects: the mean and the sample standard deviation (n - 1; 0 for one subject).
+//!
+//! Output: OUT/metrics.json, and OUT/panel_<subject>.png per subject: rows at 25, 50 and 75 %
+//! of the slices that hold body, columns MRI, real CT, synthetic CT (window -1000..1400 HU)
+//! and |sCT - CT| (inferno, 0..500 HU, colour bar). OUT is created when missing; an existing
+//! OUT/metrics.json is refused unless `force`.
+
+mod pairing;
+mod panel;
+mod report;
+mod scoring;
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::{sanitize_name, SctModel};
+use crate::data::{load_volume, LoadOptions, Modality, Volume};
+use crate::engine::error::{Error, Result};
+use crate::engine::gpu::Gpu;
+
+pub use pairing::{pair_subjects, SubjectPair};
+pub use scoring::{body_mask, score_volume};
+
+use panel::write_subject_panel;
+use report::write_metrics_json;
+
+/// Which CT voxels are body.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MaskRule {
+    pub threshold_hu: f32,
+    pub fill_holes: bool,
+    pub largest_component: bool,
+}
+
+impl Default for MaskRule {
+    fn default() -> Self {
+        MaskRule {
+            threshold_hu: -500.0,
+            fill_holes: true,
+            largest_component: true,
+        }
+    }
+}
+
+impl MaskRule {
+    pub fn describe(&self) -> String {
+        let mut s = format!("real CT > {} HU", self.threshold_hu);
+        if self.fill_holes {
+            s.push_str(", holes filled per slice (4-connected background from the slice border)");
+        }
+        if self.largest_component {
+            s.push_str(", largest 3-D connected component (6-connectivity)");
+        }
+        s
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalOptions {
+    /// Slices per generator call.
+    pub batch_size: usize,
+    /// Overwrite an existing OUT/metrics.json.
+    pub force: bool,
+    pub mask: MaskRule,
+    /// Write the per-subject PNG panels.
+    pub panels: bool,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            batch_size: 16,
+            force: false,
+            mask: MaskRule::default(),
+            panels: true,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum SsimMode {
+    /// One 3-D SSIM over the volume (7 or more slices).
+    #[serde(rename = "3d")]
+    Volume3d,
+    /// 2-D SSIM per slice, averaged over the mask voxels.
+    #[serde(rename = "2d-per-slice")]
+    SliceMean2d,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Scores {
+    pub mae_hu: f64,
+    pub psnr_db: f64,
+    pub ssim: f64,
+    pub ssim_mode: SsimMode,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SubjectMetrics {
+    pub subject: String,
+    pub mri: PathBuf,
+    pub ct: PathBuf,
+    pub slices: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub mask_voxels: usize,
+    pub scores: Scores,
+    pub panel: Option<PathBuf>,
+    pub warnings: Vec<String>,
+}
+
+/// Mean and sample standard deviation.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Stat {
+    pub mean: f64,
+    pub sd: f64,
+}
+
+impl Stat {
+    pub fn of(values: &[f64]) -> Stat {
+        let n = values.len();
+        if n == 0 {
+            return Stat {
+                mean: f64::NAN,
+                sd: f64::NAN,
+            };
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let sd = if n > 1 {
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
+        Stat { mean, sd }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalReport {
+    pub subjects: Vec<SubjectMetrics>,
+    pub mae_hu: Stat,
+    pub psnr_db: Stat,
+    pub ssim: Stat,
+    pub metrics_json: PathBuf,
+    /// Subject folders with no namesake on the other side ("mr/<name>" or "ct/<name>").
+    pub unmatched: Vec<String>,
+    /// What produced the synthetic CTs (the weights file and model).
+    pub source: String,
+    pub seconds: f64,
+}
+
+/// Scores the synthetic CTs of the generator in `weights` (module docs).
+pub fn evaluate(
+    gpu: &Rc<Gpu>,
+    weights: &Path,
+    mri: &Path,
+    ct: &Path,
+    out: &Path,
+    opts: &EvalOptions,
+) -> Result<EvalReport> {
+    if opts.batch_size == 0 {
+        return Err(Error::Invalid("batch size must be at least 1".into()));
+    }
+    check_out(out, opts.force)?;
+    let model = SctModel::load(gpu, weights)?;
+    let source = format!(
+        "{} ({}, fnv1a64 {})",
+        weights.display(),
+        model.describe(),
+        model.fingerprint
+    );
+    evaluate_with(mri, ct, out, opts, &source, |mr, _ct| {
+        Ok(model.synthesize(mr, opts.batch_size)?.hu)
+    })
+}
+
+fn check_out(out: &Path, force: bool) -> Result<()> {
+    let m = out.join("metrics.json");
+    if m.exists() && !force {
+        return Err(Error::file(
+            &m,
+            "already exists; use --force to overwrite it",
+        ));
+    }
+    Ok(())
+}
+
+/// The evaluation with any source of synthetic CTs: `synth(mri, ct)` returns the sCT in HU
+/// in the MRI's matrix (slice after slice). `source` names it in metrics.json.
+pub fn evaluate_with(
+    mri: &Path,
+    ct: &Path,
+    out: &Path,
+    opts: &EvalOptions,
+    source: &str,
+    mut synth: impl FnMut(&Volume, &Volume) -> Result<Vec<f32>>,
+) -> Result<EvalReport> {
+    let started = Instant::now();
+    check_out(out, opts.force)?;
+    let (pairs, unmatched) = pair_subjects(mri, ct)?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| Error::file(out, format!("cannot create directory: {e}")))?;
+    let mut subjects = Vec::new();
+    let mut panel_names = std::collections::BTreeSet::new();
+    for SubjectPair {
+        name,
+        mri: mr_path,
+        ct: ct_path,
+    } in pairs
+    {
+        let mr = load_volume(
+            &mr_path,
+            &LoadOptions {
+                force_modality: Some(Modality::Mr),
+                ..Default::default()
+            },
+        )?;
+        let ctv = load_volume(
+            &ct_path,
+            &LoadOptions {
+                force_modality: Some(Modality::Ct),
+                ..Default::default()
+            },
+        )?;
+        let dims = [ctv.len(), ctv.rows(), ctv.cols()];
+        if [mr.len(), mr.rows(), mr.cols()] != dims {
+            return Err(Error::Invalid(format!(
+                "subject {name}: MRI {} is {} slice(s) of {}x{} but CT {} is {} slice(s) of {}x{}; eval needs aligned pairs",
+                mr_path.display(),
+                mr.len(),
+                mr.rows(),
+                mr.cols(),
+                ct_path.display(),
+                dims[0],
+                dims[1],
+                dims[2]
+            )));
+        }
+        let mut warnings = Vec::new();
+        let worst = mr
+            .slices
+            .iter()
+            .zip(&ctv.slices)
+            .filter_map(|(a, b)| {
+                let (p, q) = (a.geometry.image_position?, b.geometry.image_position?);
+                Some((0..3).map(|d| (p[d] - q[d]).powi(2)).sum::<f64>().sqrt())
+            })
+            .fold(0.0, f64::max);
+        if worst > 0.5 {
+            warnings.push(format!(
+                "MR and CT slice positions differ by up to {worst:.2} mm: are they aligned?"
+            ));
+        }
+        let ct_hu: Vec<f32> = ctv.values().collect();
+        let sct = synth(&mr, &ctv)?;
+        if sct.len() != ct_hu.len() {
+            return Err(Error::shape(
+                "evaluate",
+                format!(
+                    "subject {name}: synthetic CT has {} values, the CT {}",
+                    sct.len(),
+                    ct_hu.len()
+                ),
+            ));
+        }
+        let mask = body_mask(&ct_hu, dims, &opts.mask);
+        let mask_voxels = mask.iter().filter(|m| **m).count();
+        if mask_voxels == 0 {
+            return Err(Error::file(
+                &ct_path,
+                format!(
+                    "subject {name}: the body mask ({}) is empty",
+                    opts.mask.describe()
+                ),
+            ));
+        }
+        let scores = score_volume(&sct, &ct_hu, dims, &mask)?;
+        let panel = if opts.panels {
+            let mut file = format!("panel_{}.png", sanitize_name(&name));
+            let mut i = 2;
+            while !panel_names.insert(file.clone()) {
+                file = format!("panel_{}-{i}.png", sanitize_name(&name));
+                i += 1;
+            }
+            Some(write_subject_panel(
+                &out.join(file),
+                &name,
+                &mr,
+                &ct_hu,
+                &sct,
+                &mask,
+                dims,
+                &scores,
+            )?)
+        } else {
+            None
+        };
+        subjects.push(SubjectMetrics {
+            subject: name,
+            mri: mr_path,
+            ct: ct_path,
+            slices: dims[0],
+            rows: dims[1],
+            cols: dims[2],
+            mask_voxels,
+            scores,
+            panel,
+            warnings,
+        });
+    }
+    let col =
+        |f: &dyn Fn(&Scores) -> f64| subjects.iter().map(|s| f(&s.scores)).collect::<Vec<f64>>();
+    let report = EvalReport {
+        mae_hu: Stat::of(&col(&|s| s.mae_hu)),
+        psnr_db: Stat::of(&col(&|s| s.psnr_db)),
+        ssim: Stat::of(&col(&|s| s.ssim)),
+        metrics_json: out.join("metrics.json"),
+        unmatched,
+        source: source.to_string(),
+        seconds: started.elapsed().as_secs_f64(),
+        subjects,
+    };
+    write_metrics_json(&report, mri, ct, opts)?;
+    Ok(report)
+}

@@ -1,0 +1,117 @@
+//! The evaluation's two outputs in words: the printed summary and OUT/metrics.json.
+
+use std::fmt;
+use std::path::Path;
+
+use serde_json::json;
+
+use super::{EvalOptions, EvalReport, Stat};
+use crate::engine::error::{Error, Result};
+
+pub(super) fn fmt_num(v: f64, digits: usize) -> String {
+    if v.is_finite() {
+        format!("{v:.digits$}")
+    } else if v > 0.0 {
+        "inf".into()
+    } else {
+        "nan".into()
+    }
+}
+
+impl fmt::Display for EvalReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for s in &self.subjects {
+            writeln!(
+                f,
+                "{}: MAE {} HU, PSNR {} dB, SSIM {} ({} slices, {} body voxels)",
+                s.subject,
+                fmt_num(s.scores.mae_hu, 1),
+                fmt_num(s.scores.psnr_db, 2),
+                fmt_num(s.scores.ssim, 4),
+                s.slices,
+                s.mask_voxels
+            )?;
+        }
+        writeln!(
+            f,
+            "mean +- sd over {} subject(s): MAE {} +- {} HU, PSNR {} +- {} dB, SSIM {} +- {}",
+            self.subjects.len(),
+            fmt_num(self.mae_hu.mean, 1),
+            fmt_num(self.mae_hu.sd, 1),
+            fmt_num(self.psnr_db.mean, 2),
+            fmt_num(self.psnr_db.sd, 2),
+            fmt_num(self.ssim.mean, 4),
+            fmt_num(self.ssim.sd, 4)
+        )?;
+        writeln!(f, "metrics: {}", self.metrics_json.display())?;
+        if !self.unmatched.is_empty() {
+            writeln!(
+                f,
+                "unmatched (not evaluated): {}",
+                self.unmatched.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A finite number, or null (infinite PSNR of identical images, NaN).
+fn num(v: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(v)
+        .map(serde_json::Value::Number)
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn stat(s: &Stat) -> serde_json::Value {
+    json!({"mean": num(s.mean), "sd": num(s.sd)})
+}
+
+pub(super) fn write_metrics_json(
+    r: &EvalReport,
+    mri: &Path,
+    ct: &Path,
+    opts: &EvalOptions,
+) -> Result<()> {
+    let mut per = serde_json::Map::new();
+    for s in &r.subjects {
+        per.insert(
+            s.subject.clone(),
+            json!({
+                "mae_hu": num(s.scores.mae_hu),
+                "psnr_db": num(s.scores.psnr_db),
+                "ssim": num(s.scores.ssim),
+                "ssim_mode": s.scores.ssim_mode,
+                "mask_voxels": s.mask_voxels,
+                "slices": s.slices,
+                "rows": s.rows,
+                "cols": s.cols,
+                "mri": s.mri.display().to_string(),
+                "ct": s.ct.display().to_string(),
+                "panel": s.panel.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()),
+                "warnings": s.warnings,
+            }),
+        );
+    }
+    let doc = json!({
+        "generator": "mr2ct eval",
+        "source": r.source,
+        "mri": mri.display().to_string(),
+        "ct": ct.display().to_string(),
+        "n_subjects": r.subjects.len(),
+        "mae_hu": stat(&r.mae_hu),
+        "psnr_db": stat(&r.psnr_db),
+        "ssim": stat(&r.ssim),
+        "subjects": per,
+        "unmatched": r.unmatched,
+        "definitions": {
+            "mask": opts.mask.describe(),
+            "mae_hu": "mean |sCT - CT| over the mask, both clipped to [-1024, 3000] HU",
+            "psnr_db": "10 log10(4024^2 / MSE) over the mask after clipping to [-1024, 3000] HU; null when infinite (identical images)",
+            "ssim": "scikit-image structural_similarity (7-wide uniform window, K1 0.01, K2 0.03, data range 4024) of the clipped images with outside-mask voxels set to -1024 HU, averaged over the mask; 3-D when the volume has >= 7 slices, else 2-D per slice averaged over the mask voxels",
+            "sd": "sample standard deviation over subjects (n - 1); 0 for one subject",
+        },
+        "seconds": r.seconds,
+    });
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| Error::Invalid(e.to_string()))?;
+    crate::io::write_atomic(&r.metrics_json, text.as_bytes())
+}
