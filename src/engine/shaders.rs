@@ -46,4 +46,5 @@ shaders! {
     REDUCE = "reduce",
     LOSS = "loss",
     ADAM = "adam",
+    CONCAT = "concat",
 }

@@ -17,6 +17,7 @@ macro_rules! op_modules {
 
 op_modules! {
     activation,
+    concat,
     conv,
     conv_transpose,
     elementwise,
