@@ -3,18 +3,17 @@
 //! graph and know nothing of ops, so `tensor` and `autograd` can use them without calling up
 //! into `ops` (which records on the graph and so depends on both).
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::engine::error::Result;
 use crate::engine::gpu::{grid_1d, Arg, Gpu, Kernel};
 use crate::engine::shaders::ELEMENTWISE;
+use crate::engine::uniforms::uniform_blocks;
 
-/// The uniform block shared by the flat elementwise, activation and reduction kernels.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct FlatParams {
-    pub n: u32,
-    pub alpha: f32,
+uniform_blocks! {
+    /// The uniform block of the flat elementwise kernels (here and in ops::elementwise).
+    pub(crate) struct FlatParams fills Params in [ELEMENTWISE] {
+        pub n: u32,
+        pub alpha: f32,
+    }
 }
 
 pub(crate) fn flat_params(n: usize, alpha: f32) -> FlatParams {

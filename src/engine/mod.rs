@@ -21,6 +21,7 @@ pub mod ops;
 pub mod optim;
 pub mod shaders;
 pub mod tensor;
+pub mod uniforms;
 
 pub use autograd::{backward, no_grad, Gradients};
 pub use error::{Error, Result};

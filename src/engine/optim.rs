@@ -1,25 +1,24 @@
 //! Adam, as torch.optim.Adam with amsgrad off and no weight decay: one fused kernel per
 //! parameter updates m, v and the parameter's own buffer in place.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::engine::autograd::Gradients;
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::{grid_1d, Kernel};
 use crate::engine::shaders::ADAM;
 use crate::engine::tensor::Tensor;
+use crate::engine::uniforms::uniform_blocks;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct AdamParams {
-    n: u32,
-    beta1: f32,
-    beta2: f32,
-    one_minus_beta1: f32,
-    one_minus_beta2: f32,
-    step_size: f32,
-    bc2_sqrt: f32,
-    eps: f32,
+uniform_blocks! {
+    struct AdamParams fills Params in [ADAM] {
+        n: u32,
+        beta1: f32,
+        beta2: f32,
+        one_minus_beta1: f32,
+        one_minus_beta2: f32,
+        step_size: f32,
+        bc2_sqrt: f32,
+        eps: f32,
+    }
 }
 
 /// The f64 a user meant by an f32 hyperparameter: 0.999f32 is 0.99900001287 as an f64,

@@ -1,47 +1,50 @@
 //! Every WGSL file of shaders/, embedded at build time. `ALL` lists them for the naga
-//! validation test.
+//! validation test; `shaders!` builds both from one list, so a shader added is a shader
+//! validated.
 
 pub struct Shader {
     pub name: &'static str,
     pub source: &'static str,
 }
 
-macro_rules! shader {
-    ($ident:ident, $file:literal) => {
-        pub static $ident: Shader = Shader {
-            name: $file,
-            source: include_str!(concat!("../../shaders/", $file, ".wgsl")),
-        };
+/// shaders/NAME.wgsl, unless an entry gives its own source.
+macro_rules! source {
+    ($file:literal) => {
+        include_str!(concat!("../../shaders/", $file, ".wgsl"))
+    };
+    ($file:literal, $source:expr) => {
+        $source
     };
 }
 
-shader!(ELEMENTWISE, "elementwise");
-shader!(ACTIVATION, "activation");
-shader!(CONV2D, "conv2d");
-shader!(NORM, "norm");
-shader!(PAD, "pad");
-shader!(REDUCE, "reduce");
-shader!(LOSS, "loss");
-shader!(ADAM, "adam");
+macro_rules! shaders {
+    ($($(#[$meta:meta])* $ident:ident = $file:literal $(($source:expr))?),+ $(,)?) => {
+        $(
+            $(#[$meta])*
+            pub static $ident: Shader = Shader {
+                name: $file,
+                source: source!($file $(, $source)?),
+            };
+        )+
 
-/// conv2d.wgsl with the subgroup kernels of conv2d_subgroup.wgsl appended (WGSL has no
-/// includes; they use conv2d.wgsl's declarations). Compiled only where `Gpu::subgroups()`.
-pub static CONV2D_SUBGROUP: Shader = Shader {
-    name: "conv2d_subgroup",
-    source: concat!(
+        pub static ALL: &[&Shader] = &[$(&$ident),+];
+    };
+}
+
+shaders! {
+    ELEMENTWISE = "elementwise",
+    ACTIVATION = "activation",
+    CONV2D = "conv2d",
+    /// conv2d.wgsl with the subgroup kernels of conv2d_subgroup.wgsl appended (WGSL has no
+    /// includes; they use conv2d.wgsl's declarations). Compiled only where `Gpu::subgroups()`.
+    CONV2D_SUBGROUP = "conv2d_subgroup" (concat!(
         include_str!("../../shaders/conv2d.wgsl"),
         include_str!("../../shaders/conv2d_subgroup.wgsl")
-    ),
-};
-
-pub static ALL: &[&Shader] = &[
-    &ELEMENTWISE,
-    &ACTIVATION,
-    &CONV2D,
-    &CONV2D_SUBGROUP,
-    &NORM,
-    &PAD,
-    &REDUCE,
-    &LOSS,
-    &ADAM,
-];
+    )),
+    NORM = "norm",
+    PAD = "pad",
+    REDUCE = "reduce",
+    LOSS = "loss",
+    ADAM = "adam",
+    CONCAT = "concat",
+}

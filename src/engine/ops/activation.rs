@@ -1,17 +1,31 @@
 //! LeakyReLU, ReLU, tanh and sigmoid, each forward next to its backward kernel.
 
-use super::flat_params;
 use crate::engine::error::Result;
 use crate::engine::gpu::{grid_1d, Kernel};
 use crate::engine::shaders::ACTIVATION;
 use crate::engine::tensor::Tensor;
+use crate::engine::uniforms::uniform_blocks;
+
+uniform_blocks! {
+    struct ActivationParams fills Params in [ACTIVATION] {
+        n: u32,
+        slope: f32,
+    }
+}
+
+fn activation_params(n: usize, slope: f32) -> ActivationParams {
+    ActivationParams {
+        n: n as u32,
+        slope,
+    }
+}
 
 fn unary(entry: &'static str, x: &Tensor, slope: f32) -> Result<Tensor> {
     let out = Tensor::uninit(x.gpu(), x.shape())?;
     let n = x.numel();
     x.gpu().dispatch(
         Kernel::new(&ACTIVATION, entry),
-        bytemuck::bytes_of(&flat_params(n, slope)),
+        bytemuck::bytes_of(&activation_params(n, slope)),
         &[out.write(), x.read()],
         grid_1d(n.div_ceil(4), 256),
     )?;
@@ -24,7 +38,7 @@ fn backward(entry: &'static str, grad_out: &Tensor, saved: &Tensor, slope: f32) 
     let n = grad_out.numel();
     grad_out.gpu().dispatch(
         Kernel::new(&ACTIVATION, entry),
-        bytemuck::bytes_of(&flat_params(n, slope)),
+        bytemuck::bytes_of(&activation_params(n, slope)),
         &[out.write(), grad_out.read(), saved.read()],
         grid_1d(n.div_ceil(4), 256),
     )?;

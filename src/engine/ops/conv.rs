@@ -8,60 +8,57 @@
 //! weight gradient (split-K GEMM, splits summed in a fixed order) and the bias gradient
 //! (one workgroup per channel, tree reduction). No atomics anywhere: results repeat bit for bit.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::{grid_1d, Kernel};
 use crate::engine::shaders::{CONV2D, CONV2D_SUBGROUP};
 use crate::engine::tensor::Tensor;
+use crate::engine::uniforms::uniform_blocks;
 
-/// Mirrors `Params` in shaders/conv2d.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Default)]
-struct ConvParams {
-    n: u32,
-    cin: u32,
-    cout: u32,
-    k: u32,
-    h: u32,
-    w: u32,
-    oh: u32,
-    ow: u32,
-    stride: u32,
-    pad: u32,
-    has_bias: u32,
-    ctiles: u32,
-    cin4: u32,
-    cout4: u32,
-    xh: u32,
-    xw: u32,
-    gh: u32,
-    gw: u32,
-    gborder: u32,
-    rows_per_split: u32,
-    splits: u32,
-    ptiles: u32,
-}
+uniform_blocks! {
+    #[derive(Default)]
+    struct ConvParams fills Params in [CONV2D, CONV2D_SUBGROUP] {
+        n: u32,
+        cin: u32,
+        cout: u32,
+        k: u32,
+        h: u32,
+        w: u32,
+        oh: u32,
+        ow: u32,
+        stride: u32,
+        pad: u32,
+        has_bias: u32,
+        ctiles: u32,
+        cin4: u32,
+        cout4: u32,
+        xh: u32,
+        xw: u32,
+        gh: u32,
+        gw: u32,
+        gborder: u32,
+        rows_per_split: u32,
+        splits: u32,
+        ptiles: u32,
+    }
 
-/// Mirrors `PackParams` in shaders/conv2d.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Default)]
-struct PackParams {
-    total: u32,
-    c: u32,
-    h: u32,
-    w: u32,
-    dh: u32,
-    dw: u32,
-    dc4: u32,
-    off_h: u32,
-    off_w: u32,
-    cout: u32,
-    cin: u32,
-    kk: u32,
-    rows: u32,
-    cols4: u32,
-    swap: u32,
+    #[derive(Default)]
+    struct PackParams fills PackParams in [CONV2D, CONV2D_SUBGROUP] {
+        total: u32,
+        c: u32,
+        h: u32,
+        w: u32,
+        dh: u32,
+        dw: u32,
+        dc4: u32,
+        off_h: u32,
+        off_w: u32,
+        cout: u32,
+        cin: u32,
+        kk: u32,
+        rows: u32,
+        cols4: u32,
+        swap: u32,
+    }
 }
 
 /// Workgroup size of the GEMM kernels (override `WG`).

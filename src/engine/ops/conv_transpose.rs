@@ -9,6 +9,10 @@
 use super::conv::{backward_input, backward_weight, bias_grad, forward, pack_gy, pack_x, Geom};
 use crate::engine::error::{Error, Result};
 use crate::engine::tensor::Tensor;
+use crate::engine::uniforms::uniform_blocks;
+
+// None of its own: it runs conv2d's kernels with conv2d's blocks.
+uniform_blocks! {}
 
 /// Shapes checked, as the geometry of the adjoint convolution (whose input is this op's
 /// output).

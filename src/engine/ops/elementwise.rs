@@ -5,6 +5,10 @@ use crate::engine::error::{Error, Result};
 use crate::engine::gpu::{grid_1d, Kernel};
 use crate::engine::shaders::ELEMENTWISE;
 use crate::engine::tensor::Tensor;
+use crate::engine::uniforms::uniform_blocks;
+
+// None of its own: the block is kernels::FlatParams, shared with the tape's fill and add.
+uniform_blocks! {}
 
 fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.shape() != b.shape() {

@@ -2,21 +2,20 @@
 //! one kernel writing the per-element terms, then the shared reduction of reduce.rs with
 //! divisor n. The gradient goes to `pred` only; the target gets none.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::reduce::reduce_sum;
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::{grid_1d, Kernel};
 use crate::engine::shaders::LOSS;
 use crate::engine::tensor::Tensor;
+use crate::engine::uniforms::uniform_blocks;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct LossParams {
-    n: u32,
-    divisor: f32,
-    target_value: f32,
-    const_target: u32,
+uniform_blocks! {
+    struct LossParams fills Params in [LOSS] {
+        n: u32,
+        divisor: f32,
+        target_value: f32,
+        const_target: u32,
+    }
 }
 
 /// A target tensor of pred's shape, or one value for every element (real 1 / fake 0).

@@ -6,26 +6,24 @@
 //! two-pass workgroup reduction; the backward reduces (sum gy, sum gy * xhat) per group the
 //! same way and then applies the standard formula elementwise.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::{grid_1d, Kernel};
 use crate::engine::shaders::NORM;
 use crate::engine::tensor::Tensor;
+use crate::engine::uniforms::uniform_blocks;
 
-/// Mirrors `Params` in shaders/norm.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct NormParams {
-    outer: u32,
-    groups: u32,
-    hw: u32,
-    channels: u32,
-    count: u32,
-    numel: u32,
-    eps: f32,
-    momentum: f32,
-    train: u32,
+uniform_blocks! {
+    struct NormParams fills Params in [NORM] {
+        outer: u32,
+        groups: u32,
+        hw: u32,
+        channels: u32,
+        count: u32,
+        numel: u32,
+        eps: f32,
+        momentum: f32,
+        train: u32,
+    }
 }
 
 /// Workgroup size of the reduction kernels (`WG` in shaders/norm.wgsl).

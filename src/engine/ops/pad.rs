@@ -1,20 +1,18 @@
 //! ReflectionPad2d (the same pad on all four sides), forward and backward.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::{grid_1d, Kernel};
 use crate::engine::shaders::PAD;
 use crate::engine::tensor::Tensor;
+use crate::engine::uniforms::uniform_blocks;
 
-/// Mirrors `Params` in shaders/pad.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct PadParams {
-    numel: u32,
-    h: u32,
-    w: u32,
-    pad: u32,
+uniform_blocks! {
+    struct PadParams fills Params in [PAD] {
+        numel: u32,
+        h: u32,
+        w: u32,
+        pad: u32,
+    }
 }
 
 fn run(

@@ -1,11 +1,25 @@
 //! sum and mean of all elements (shape [1]), the reduction the losses share, and
 //! stack_scalars, which gathers a step's losses for a single readback.
 
-use super::flat_params;
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::{grid_1d, Kernel};
 use crate::engine::shaders::REDUCE;
 use crate::engine::tensor::Tensor;
+use crate::engine::uniforms::uniform_blocks;
+
+uniform_blocks! {
+    struct ReduceParams fills Params in [REDUCE] {
+        n: u32,
+        divisor: f32,
+    }
+}
+
+fn reduce_params(n: usize, divisor: f32) -> ReduceParams {
+    ReduceParams {
+        n: n as u32,
+        divisor,
+    }
+}
 
 /// Elements one workgroup of `sum_partials` folds into one partial (CHUNK in reduce.wgsl).
 const CHUNK: u32 = 8192;
@@ -21,7 +35,7 @@ pub(crate) fn reduce_sum(x: &Tensor, divisor: f32) -> Result<Tensor> {
         let groups = n.div_ceil(CHUNK as usize).max(1);
         let last = groups == 1;
         let out = Tensor::uninit(gpu, &[groups])?;
-        let params = flat_params(n, if last { divisor } else { 1.0 });
+        let params = reduce_params(n, if last { divisor } else { 1.0 });
         gpu.dispatch(
             Kernel::new(&REDUCE, "sum_partials"),
             bytemuck::bytes_of(&params),
@@ -42,7 +56,7 @@ fn broadcast_grad(grad: &Tensor, shape: &[usize], divisor: f32) -> Result<Tensor
     let n = out.numel();
     grad.gpu().dispatch(
         Kernel::new(&REDUCE, "sum_backward"),
-        bytemuck::bytes_of(&flat_params(n, divisor)),
+        bytemuck::bytes_of(&reduce_params(n, divisor)),
         &[out.write(), grad.read()],
         grid_1d(n, 256),
     )?;
