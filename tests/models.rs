@@ -118,7 +118,7 @@ fn wrong_input_size_is_a_shape_error() {
 #[test]
 fn resnet_and_patchgan_keys_are_pytorch_cyclegan_state_dict_keys() {
     use mr2ct::models::{PatchDiscriminator, ResnetGenerator};
-    let g = ResnetGenerator::new(&gpu(), 4, 2).unwrap();
+    let g = ResnetGenerator::new(&gpu(), 1, 4, 2).unwrap();
     let got: Vec<(String, Vec<usize>)> = g
         .named_tensors("")
         .into_iter()
@@ -146,7 +146,7 @@ fn resnet_and_patchgan_keys_are_pytorch_cyclegan_state_dict_keys() {
     wb("model.19", vec![1, 4, 7, 7]);
     assert_eq!(got, want);
 
-    let d = PatchDiscriminator::new(&gpu(), 2).unwrap();
+    let d = PatchDiscriminator::new(&gpu(), 1, 2).unwrap();
     let got: Vec<(String, Vec<usize>)> = d
         .named_tensors("")
         .into_iter()

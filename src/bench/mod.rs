@@ -181,6 +181,7 @@ fn model_name(m: ModelKind) -> &'static str {
     match m {
         ModelKind::Paper => "paper",
         ModelKind::Resnet => "resnet",
+        ModelKind::Unet => "unet",
     }
 }
 
@@ -285,7 +286,7 @@ pub fn run(
                         });
                     }
                 }
-                ModelKind::Resnet => {
+                ModelKind::Resnet | ModelKind::Unet => {
                     let mut small: Vec<usize> =
                         batches.iter().copied().filter(|&n| n <= 4).collect();
                     if small.is_empty() {
@@ -296,7 +297,7 @@ pub fn run(
                             cfgs.push(TrainConfig {
                                 batch_size: n,
                                 size,
-                                ..TrainConfig::resnet_defaults()
+                                ..TrainConfig::defaults_for(m)
                             });
                         }
                     }

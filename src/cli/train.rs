@@ -127,10 +127,7 @@ fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
         .and_then(|v| v.get("model"))
         .and_then(|m| serde_json::from_value::<ModelKind>(m.clone()).ok());
     let model = args.model.or(file_model).unwrap_or(ModelKind::Paper);
-    let base = match model {
-        ModelKind::Paper => TrainConfig::default(),
-        ModelKind::Resnet => TrainConfig::resnet_defaults(),
-    };
+    let base = TrainConfig::defaults_for(model);
     let mut cfg = match file {
         None => base,
         Some(v) => {
@@ -201,17 +198,16 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
         gpu.adapter.name, gpu.adapter.backend, gpu.adapter.driver, gpu.adapter.driver_info
     );
     let mut trainer = if args.resume && checkpoint.exists() {
-        let t = Trainer::resume(&gpu, &args.out)?;
+        let mut t = Trainer::resume(&gpu, &args.out)?;
         let mut want = cfg.clone();
-        want.epochs = t.gan.cfg.epochs;
-        if want != t.gan.cfg {
+        want.epochs = t.config().epochs;
+        if &want != t.config() {
             return Err(Error::file(
                 &checkpoint,
                 "was made with other training parameters; only --epochs may change on --resume",
             ));
         }
-        let mut t = t;
-        t.gan.cfg.epochs = cfg.epochs;
+        t.set_epochs(cfg.epochs);
         eprintln!("resuming after epoch {}", t.epoch);
         t
     } else {
@@ -219,7 +215,7 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
     };
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Error::file(&args.out, format!("cannot create: {e}")))?;
-    let record = serde_json::json!({ "train": &trainer.gan.cfg, "prep": &set.prep, "data": args.data, "adapter": gpu.adapter.name });
+    let record = serde_json::json!({ "train": trainer.config(), "prep": &set.prep, "data": args.data, "adapter": gpu.adapter.name });
     mr2ct::io::write_atomic(
         &args.out.join("config.json"),
         serde_json::to_string_pretty(&record)
@@ -271,18 +267,15 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
             Precision::F32
         },
     )?;
-    let last = trainer
-        .history
-        .last()
-        .map(|h| h.columns())
-        .unwrap_or_default();
+    let last = trainer.history.last().map(|h| h.mean).unwrap_or_default();
     println!(
-        "trained {} epochs in {:.1} s; last epoch: G_loss {:.4}, D_loss {:.4}, reconstruction_loss {:.4}",
+        "trained {} epochs in {:.1} s; last epoch: G_loss {:.4}, D_loss {:.4}, reconstruction_loss {:.4}, AB_L1_loss {:.4}",
         trainer.epoch,
         t.elapsed().as_secs_f64(),
-        last[7],
-        last[4],
-        last[8]
+        last.g,
+        last.d_loss(),
+        last.reconstruction_loss(),
+        last.ab_l1
     );
     println!("run directory {}: losses.csv, loss_curves.png, samples_epoch*.png, checkpoint.safetensors, weights.safetensors", args.out.display());
     Ok(())

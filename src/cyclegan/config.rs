@@ -16,9 +16,33 @@ pub enum GanLoss {
     Lsgan,
 }
 
+/// What the generator learns from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Objective {
+    /// Unpaired MRI and CT: two generators, two discriminators, cycle consistency (Zhu et al.
+    /// 2017); the paper's setting.
+    Cyclegan,
+    /// Registered MRI/CT pairs: G_AB with L1 to the CT plus, when `lambda_gan` > 0, a
+    /// conditional PatchGAN on (MRI, CT) (pix2pix, Isola et al. 2017).
+    Paired,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
+    pub objective: Objective,
+    /// Paired objective: weight of L1(G_AB(MRI), CT) (pix2pix: 100).
+    pub lambda_l1: f32,
+    /// Paired objective: weight of the conditional adversarial term (0: L1 alone, no
+    /// discriminator).
+    pub lambda_gan: f32,
+    /// 2.5D context: the generator sees the 2K+1 neighbouring MR slices as channels and
+    /// predicts the centre slice's CT (paired objective only).
+    pub context: usize,
+    /// Train on random crops of this many pixels (square, with random left-right flips,
+    /// centred on the head); 0 trains on whole slices.
+    pub crop: usize,
     pub model: ModelKind,
     /// Image size S (S x S); the paper uses 64.
     pub size: usize,
@@ -28,6 +52,9 @@ pub struct TrainConfig {
     pub ndf: usize,
     /// Residual blocks of the ResNet generator.
     pub n_blocks: usize,
+    /// Halvings of the U-Net generator (8: pix2pix's unet_256, 7: unet_128); whole slices are
+    /// padded to a multiple of 2^unet_downs.
+    pub unet_downs: usize,
     pub lambda_aba: f32,
     pub lambda_bab: f32,
     pub learning_rate_g: f32,
@@ -53,11 +80,17 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
+            objective: Objective::Cyclegan,
+            lambda_l1: 100.0,
+            lambda_gan: 1.0,
+            context: 0,
+            crop: 0,
             model: ModelKind::Paper,
             size: 64,
             ngf: 64,
             ndf: 64,
             n_blocks: 6,
+            unet_downs: 7,
             lambda_aba: 10.0,
             lambda_bab: 10.0,
             learning_rate_g: 2e-4,
@@ -82,9 +115,49 @@ impl TrainConfig {
     pub fn architecture(&self) -> Architecture {
         Architecture {
             kind: self.model,
+            in_channels: self.input_channels(),
             ngf: self.ngf,
             ndf: self.ndf,
             n_blocks: self.n_blocks,
+            unet_downs: self.unet_downs,
+        }
+    }
+
+    /// The side of the square images a training step sees: the crop, or the whole slice.
+    pub fn patch(&self) -> usize {
+        if self.crop > 0 {
+            self.crop
+        } else {
+            self.size
+        }
+    }
+
+    /// MR slices the generator sees at once: the centre one and `context` on each side.
+    pub fn input_channels(&self) -> usize {
+        2 * self.context + 1
+    }
+
+    /// The defaults of a model kind: the paper's settings, the CycleGAN reference's for the
+    /// ResNet model, pix2pix's paired settings for the U-Net.
+    pub fn defaults_for(model: ModelKind) -> Self {
+        match model {
+            ModelKind::Paper => Self::default(),
+            ModelKind::Resnet => Self::resnet_defaults(),
+            ModelKind::Unet => Self::unet_defaults(),
+        }
+    }
+
+    /// pix2pix (Isola et al. 2017) for the U-Net: paired objective, L1 weight 100, a
+    /// conditional PatchGAN with least squares, Adam 2e-4 / 0.5, batch 1; ngf 32 to fit CPUs.
+    pub fn unet_defaults() -> Self {
+        TrainConfig {
+            model: ModelKind::Unet,
+            objective: Objective::Paired,
+            gan_loss: GanLoss::Lsgan,
+            batch_size: 1,
+            ngf: 32,
+            ndf: 64,
+            ..Self::default()
         }
     }
 
@@ -144,6 +217,42 @@ impl TrainConfig {
                     "{name} must be a finite non-negative number, got {v}"
                 ));
             }
+        }
+        for (name, v) in [
+            ("lambda_l1", self.lambda_l1),
+            ("lambda_gan", self.lambda_gan),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                errs.push(format!(
+                    "{name} must be a finite non-negative number, got {v}"
+                ));
+            }
+        }
+        if self.crop > 0
+            && (self.crop > self.size || !self.crop.is_multiple_of(4) || self.crop < 32)
+        {
+            errs.push(format!(
+                "crop must be a multiple of 4 between 32 and the slice size {}, got {}",
+                self.size, self.crop
+            ));
+        }
+        if self.crop > 0 && self.model == ModelKind::Paper {
+            errs.push(
+                "the paper's model has a fixed input size; crops need --model resnet or unet"
+                    .into(),
+            );
+        }
+        if self.context > 0 && self.objective != Objective::Paired {
+            errs.push(format!(
+                "context {} needs the paired objective (a CycleGAN's CT->MR generator would have to make {} MR slices)",
+                self.context,
+                self.input_channels()
+            ));
+        }
+        if self.context > 0 && self.model == ModelKind::Paper {
+            errs.push(
+                "the paper's model takes one MR slice; context needs --model resnet or unet".into(),
+            );
         }
         if errs.is_empty() {
             Ok(())

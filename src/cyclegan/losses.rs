@@ -22,14 +22,18 @@ pub struct Losses<T> {
     pub da: T,
     #[serde(rename = "DB_loss")]
     pub db: T,
+    /// Paired objective: L1(G_AB(MRI), CT), unweighted, in normalized units (x 2012 for HU).
+    #[serde(rename = "AB_L1_loss", default)]
+    pub ab_l1: T,
 }
 
 /// A step's losses on the host.
 pub type StepLosses = Losses<f32>;
 
 impl<T> Losses<T> {
-    /// The serialized names, in the order of `fields`.
-    pub const NAMES: [&'static str; 7] = [
+    /// The serialized names, in the order of `fields`: the paper's Table 2, then the paired
+    /// objective's L1.
+    pub const NAMES: [&'static str; 8] = [
         "G_loss",
         "G_AB_adversarial_loss",
         "G_BA_adversarial_loss",
@@ -37,10 +41,11 @@ impl<T> Losses<T> {
         "BAB_reconstruction_loss",
         "DA_loss",
         "DB_loss",
+        "AB_L1_loss",
     ];
 
     /// Every loss, in the order of `NAMES`.
-    pub fn fields(&self) -> [&T; 7] {
+    pub fn fields(&self) -> [&T; 8] {
         [
             &self.g,
             &self.g_ab_adv,
@@ -49,11 +54,12 @@ impl<T> Losses<T> {
             &self.bab_rec,
             &self.da,
             &self.db,
+            &self.ab_l1,
         ]
     }
 
     /// The inverse of `fields`.
-    pub fn from_fields([g, g_ab_adv, g_ba_adv, aba_rec, bab_rec, da, db]: [T; 7]) -> Self {
+    pub fn from_fields([g, g_ab_adv, g_ba_adv, aba_rec, bab_rec, da, db, ab_l1]: [T; 8]) -> Self {
         Losses {
             g,
             g_ab_adv,
@@ -62,6 +68,7 @@ impl<T> Losses<T> {
             bab_rec,
             da,
             db,
+            ab_l1,
         }
     }
 
@@ -71,16 +78,19 @@ impl<T> Losses<T> {
 }
 
 impl StepLosses {
-    /// The values in `NAMES` order (the order of the PyTorch reference's loss vectors).
+    /// The paper's Table 2 losses, the first seven of `NAMES` (the order of the PyTorch
+    /// reference's loss vectors).
     pub fn as_array(&self) -> [f32; 7] {
-        self.fields().map(|v| *v)
+        let all = self.fields();
+        std::array::from_fn(|i| *all[i])
     }
 
     /// The first loss that is NaN or infinite, by name.
     pub fn first_non_finite(&self) -> Option<(&'static str, f32)> {
         Self::NAMES
             .into_iter()
-            .zip(self.as_array())
+            .zip(self.fields())
+            .map(|(name, v)| (name, *v))
             .find(|(_, v)| !v.is_finite())
     }
 
@@ -101,7 +111,7 @@ pub type LossSums = Losses<f64>;
 
 impl LossSums {
     pub fn add(&mut self, step: &StepLosses) {
-        let (sums, values) = (self.fields().map(|v| *v), step.as_array());
+        let (sums, values) = (self.fields().map(|v| *v), step.fields().map(|v| *v));
         *self = Losses::from_fields(std::array::from_fn(|i| sums[i] + values[i] as f64));
     }
 
@@ -122,7 +132,7 @@ pub struct EpochLosses {
 type Column = (&'static str, fn(&EpochLosses) -> f32);
 
 /// losses.csv's columns after `epoch` (the paper's Table 2, then the sums), by name.
-pub const CSV_COLUMNS: [Column; 9] = [
+pub const CSV_COLUMNS: [Column; 10] = [
     ("ABA_reconstruction_loss", |h| h.mean.aba_rec),
     ("BAB_reconstruction_loss", |h| h.mean.bab_rec),
     ("DA_loss", |h| h.mean.da),
@@ -132,11 +142,12 @@ pub const CSV_COLUMNS: [Column; 9] = [
     ("G_BA_adversarial_loss", |h| h.mean.g_ba_adv),
     ("G_loss", |h| h.mean.g),
     ("reconstruction_loss", |h| h.mean.reconstruction_loss()),
+    ("AB_L1_loss", |h| h.mean.ab_l1),
 ];
 
 impl EpochLosses {
     /// The values of `CSV_COLUMNS`, in its order.
-    pub fn columns(&self) -> [f32; 9] {
+    pub fn columns(&self) -> [f32; 10] {
         CSV_COLUMNS.map(|(_, value)| value(self))
     }
 
@@ -152,7 +163,7 @@ impl EpochLosses {
             .into_iter()
             .map(|h| EpochLosses {
                 mean: Losses::from_fields(
-                    [h[0], h[1], h[2], h[3], h[4], h[5], h[6]].map(|v| v as f32),
+                    [h[0], h[1], h[2], h[3], h[4], h[5], h[6], 0.0].map(|v| v as f32),
                 ),
                 seconds: h[7],
                 images_per_second: h[8],
@@ -168,9 +179,9 @@ impl LossSums {
         if let Ok(named) = serde_json::from_str::<LossSums>(json) {
             return Ok(named);
         }
-        let v: [f64; 7] = serde_json::from_str(json)
+        let [g, ab, ba, aba, bab, da, db]: [f64; 7] = serde_json::from_str(json)
             .map_err(|e| format!("neither named sums nor the older 7-value list: {e}"))?;
-        Ok(Losses::from_fields(v))
+        Ok(Losses::from_fields([g, ab, ba, aba, bab, da, db, 0.0]))
     }
 }
 
@@ -181,7 +192,7 @@ mod tests {
     #[test]
     fn records_round_trip_by_name_and_old_positional_records_still_read() {
         let h = EpochLosses {
-            mean: Losses::from_fields([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]),
+            mean: Losses::from_fields([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 0.0]),
             seconds: 8.0,
             images_per_second: 9.0,
         };
@@ -197,7 +208,10 @@ mod tests {
             vec![h]
         );
         assert!(EpochLosses::parse_history("[[1,2]]").is_err());
-        assert_eq!(h.columns(), [4.0, 5.0, 6.0, 7.0, 13.0, 2.0, 3.0, 1.0, 9.0]);
+        assert_eq!(
+            h.columns(),
+            [4.0, 5.0, 6.0, 7.0, 13.0, 2.0, 3.0, 1.0, 9.0, 0.0]
+        );
         let sums = LossSums::parse("[1,2,3,4,5,6,7]").unwrap();
         assert_eq!(sums.mean(2).as_array(), [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]);
         assert_eq!(

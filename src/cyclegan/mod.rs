@@ -1,37 +1,49 @@
-//! CycleGAN: two generators (A = MRI -> B = CT and back), two discriminators, their
-//! optimizers and one training step as ../shared/reference-model.md describes it.
+//! The sCT training system: the generator G_AB (A = MRI -> B = CT) and what trains it, under
+//! one of two objectives. `Objective::Cyclegan` (the paper, src/models/paper_model.md): a
+//! second generator G_BA and two discriminators on unpaired data, cycle consistency
+//! (cycle.rs). `Objective::Paired`: L1 to the registered CT and, optionally, a conditional
+//! PatchGAN (paired.rs). Both record a whole step on the device and read back its losses once.
 
 pub mod checkpoint;
 pub mod config;
+mod cycle;
 pub mod losses;
+mod paired;
 pub mod pool;
 mod report;
 pub mod train;
 
 use std::rc::Rc;
 
-use crate::engine::autograd::backward;
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
 use crate::engine::nn::init::Rng;
-use crate::engine::nn::Pass;
-use crate::engine::nn::{init_deterministic, init_normal, Named};
-use crate::engine::ops::elementwise::{add, scale_add};
+use crate::engine::nn::{init_deterministic, init_normal, Named, Pass};
 use crate::engine::ops::loss;
 use crate::engine::ops::reduce::stack_scalars;
 use crate::engine::optim::Adam;
 use crate::engine::tensor::Tensor;
 use crate::models::{self, Network};
-pub use config::{GanLoss, ModelKind, TrainConfig};
+pub use config::{GanLoss, ModelKind, Objective, TrainConfig};
 pub use losses::{EpochLosses, Losses, StepLosses};
 use pool::ImagePool;
+
+/// The networks besides G_AB, by objective.
+pub enum Critics {
+    /// G_BA (CT -> MRI) and the discriminators of MRI (D_A) and CT (D_B).
+    Cycle {
+        g_ba: Network,
+        d_a: Network,
+        d_b: Network,
+    },
+    /// The conditional discriminator on (MRI, CT) pairs, named D_B; none when `lambda_gan` = 0.
+    Paired { d_b: Option<Network> },
+}
 
 pub struct CycleGan {
     pub cfg: TrainConfig,
     pub g_ab: Network,
-    pub g_ba: Network,
-    pub d_a: Network,
-    pub d_b: Network,
+    pub critics: Critics,
     pub opt_g: Adam,
     pub opt_d: Adam,
     pub pool_a: ImagePool,
@@ -52,57 +64,88 @@ impl CycleGan {
     pub fn new(gpu: &Rc<Gpu>, cfg: TrainConfig, init: Init) -> Result<Self> {
         cfg.validate().map_err(Error::Invalid)?;
         let arch = cfg.architecture();
-        let (g_ab, g_ba) = (
-            models::generator(gpu, &arch)?,
-            models::generator(gpu, &arch)?,
-        );
-        let (d_a, d_b) = (
-            models::discriminator(gpu, &arch)?,
-            models::discriminator(gpu, &arch)?,
-        );
-        let mut rng = Rng::new(cfg.seed);
-        for (net, prefix) in [
-            (&g_ab, "G_AB"),
-            (&g_ba, "G_BA"),
-            (&d_a, "D_A"),
-            (&d_b, "D_B"),
-        ] {
-            let named = net.named_tensors(prefix);
-            match init {
-                Init::Normal => init_normal(&named, &mut rng)?,
-                Init::Deterministic => init_deterministic(&named)?,
-            }
-        }
-        let mut g_params = g_ab.trainable();
-        g_params.extend(g_ba.trainable());
-        let mut d_params = d_a.trainable();
-        d_params.extend(d_b.trainable());
-        let opt_g = Adam::new(g_params, cfg.learning_rate_g, cfg.beta_1, cfg.beta_2, 1e-8)?;
-        let opt_d = Adam::new(d_params, cfg.learning_rate_d, cfg.beta_1, cfg.beta_2, 1e-8)?;
-        let pool_a = ImagePool::new(cfg.synthetic_pool_size);
-        let pool_b = ImagePool::new(cfg.synthetic_pool_size);
-        Ok(CycleGan {
+        let g_ab = models::generator(gpu, &arch)?;
+        let critics = match cfg.objective {
+            Objective::Cyclegan => Critics::Cycle {
+                g_ba: models::generator(gpu, &arch)?,
+                d_a: models::discriminator(gpu, &arch, 1)?,
+                d_b: models::discriminator(gpu, &arch, 1)?,
+            },
+            Objective::Paired => Critics::Paired {
+                d_b: if cfg.lambda_gan > 0.0 {
+                    Some(models::discriminator(gpu, &arch, arch.in_channels + 1)?)
+                } else {
+                    None
+                },
+            },
+        };
+        let mut gan = CycleGan {
+            opt_g: Adam::new(
+                Vec::new(),
+                cfg.learning_rate_g,
+                cfg.beta_1,
+                cfg.beta_2,
+                1e-8,
+            )?,
+            opt_d: Adam::new(
+                Vec::new(),
+                cfg.learning_rate_d,
+                cfg.beta_1,
+                cfg.beta_2,
+                1e-8,
+            )?,
+            pool_a: ImagePool::new(cfg.synthetic_pool_size),
+            pool_b: ImagePool::new(cfg.synthetic_pool_size),
+            rng: Rng::new(cfg.seed),
             cfg,
             g_ab,
-            g_ba,
-            d_a,
-            d_b,
-            opt_g,
-            opt_d,
-            pool_a,
-            pool_b,
-            rng,
+            critics,
             gpu: gpu.clone(),
-        })
+        };
+        let networks: Vec<_> = gan
+            .networks()
+            .into_iter()
+            .map(|(prefix, net)| (prefix, net.named_tensors(prefix), net.trainable()))
+            .collect();
+        let (mut g_params, mut d_params) = (Vec::new(), Vec::new());
+        // Generators, then discriminators, each from the one RNG in turn: a fixed order, so a
+        // seed gives the same weights on every run.
+        for (prefix, named, trainable) in networks {
+            match init {
+                Init::Normal => init_normal(&named, &mut gan.rng)?,
+                Init::Deterministic => init_deterministic(&named)?,
+            }
+            let params = if prefix.starts_with('G') {
+                &mut g_params
+            } else {
+                &mut d_params
+            };
+            params.extend(trainable);
+        }
+        let cfg = &gan.cfg;
+        gan.opt_g = Adam::new(g_params, cfg.learning_rate_g, cfg.beta_1, cfg.beta_2, 1e-8)?;
+        gan.opt_d = Adam::new(d_params, cfg.learning_rate_d, cfg.beta_1, cfg.beta_2, 1e-8)?;
+        Ok(gan)
     }
 
-    /// Every named tensor of the four networks ("G_AB.enc1.weight", ...).
-    pub fn named(&self) -> Vec<Named> {
-        let mut v = self.g_ab.named_tensors("G_AB");
-        v.extend(self.g_ba.named_tensors("G_BA"));
-        v.extend(self.d_a.named_tensors("D_A"));
-        v.extend(self.d_b.named_tensors("D_B"));
+    /// The networks with their name prefixes, generators first.
+    pub fn networks(&self) -> Vec<(&'static str, &Network)> {
+        let mut v = vec![("G_AB", &self.g_ab)];
+        match &self.critics {
+            Critics::Cycle { g_ba, d_a, d_b } => {
+                v.extend([("G_BA", g_ba), ("D_A", d_a), ("D_B", d_b)])
+            }
+            Critics::Paired { d_b } => v.extend(d_b.iter().map(|d| ("D_B", d))),
+        }
         v
+    }
+
+    /// Every named tensor of the networks ("G_AB.enc1.weight", ...).
+    pub fn named(&self) -> Vec<Named> {
+        self.networks()
+            .into_iter()
+            .flat_map(|(prefix, net)| net.named_tensors(prefix))
+            .collect()
     }
 
     fn adversarial(&self, logits: &Tensor, real: bool) -> Result<Tensor> {
@@ -120,49 +163,35 @@ impl CycleGan {
         self.opt_d.lr = self.cfg.learning_rate_d * f;
     }
 
-    /// One training iteration on a batch of MRI `a` and CT `b` ([N, 1, S, S] in [-1, 1]):
-    /// `generator_iterations` generator updates, then `discriminator_iterations`
-    /// discriminator updates on the last fakes. Everything is recorded on the device; the
-    /// losses are read back once, at the end.
+    /// One training iteration on a batch of MRI `a` ([N, C, S, S], C = 2K+1 slices with 2.5D
+    /// context) and CT `b` ([N, 1, S, S]), both in [-1, 1]; paired objective: `b` is `a`'s CT.
     pub fn train_step(&mut self, a: &Tensor, b: &Tensor) -> Result<StepLosses> {
-        if a.shape() != b.shape() {
+        let (sa, sb) = (a.shape(), b.shape());
+        if sa.len() != 4
+            || sb.len() != 4
+            || sa[0] != sb[0]
+            || sa[2..] != sb[2..]
+            || sb[1] != 1
+            || sa[1] != self.cfg.input_channels()
+        {
             return Err(Error::shape(
                 "train_step",
-                format!("MRI batch {:?} vs CT batch {:?}", a.shape(), b.shape()),
+                format!(
+                    "MRI batch {sa:?} vs CT batch {sb:?} (expected [N, {}, H, W] and [N, 1, H, W])",
+                    self.cfg.input_channels()
+                ),
             ));
         }
-        let mut g_losses = None;
-        let mut fakes = None;
-        for _ in 0..self.cfg.generator_iterations {
-            let (l, fa, fb) = self.generator_step(a, b)?;
-            g_losses = Some(l);
-            fakes = Some((fa, fb));
-        }
-        let (fake_a, fake_b) = match fakes {
-            Some(f) => f,
-            // No generator update requested: the discriminators still need fakes.
-            None => crate::no_grad(|| -> Result<(Tensor, Tensor)> {
-                Ok((
-                    self.g_ba.forward(b, Pass::TRAIN_FROZEN)?,
-                    self.g_ab.forward(a, Pass::TRAIN_FROZEN)?,
-                ))
-            })?,
+        let on_device = match self.cfg.objective {
+            Objective::Cyclegan => self.cycle_step(a, b)?,
+            Objective::Paired => self.paired_step(a, b)?,
         };
-        let fake_a = self.pool_a.query(&fake_a, &mut self.rng)?;
-        let fake_b = self.pool_b.query(&fake_b, &mut self.rng)?;
-        let mut d_losses = None;
-        for _ in 0..self.cfg.discriminator_iterations {
-            d_losses = Some(self.discriminator_step(a, b, &fake_a, &fake_b)?);
-        }
-        let zero = Tensor::zeros(&self.gpu, &[1])?;
-        let g = g_losses.unwrap_or_else(|| zero_losses(&zero));
-        let (da, db) = d_losses.unwrap_or_else(|| (zero.clone(), zero.clone()));
-        let on_device = Losses { da, db, ..g };
         let values = stack_scalars(&on_device.fields())?.to_vec()?;
-        let values: [f32; 7] = values.try_into().map_err(|v: Vec<f32>| {
+        let n = values.len();
+        let values = values.try_into().map_err(|_| {
             Error::Invalid(format!(
-                "train_step: {} loss values read back for 7",
-                v.len()
+                "train_step: {n} loss values read back for {}",
+                StepLosses::NAMES.len()
             ))
         })?;
         let l = StepLosses::from_fields(values);
@@ -172,83 +201,14 @@ impl CycleGan {
         Ok(l)
     }
 
-    /// Generator update. Returns its losses as device scalars (the discriminators' left at
-    /// zero) and the detached fakes (fake_a, fake_b).
-    fn generator_step(
-        &mut self,
-        a: &Tensor,
-        b: &Tensor,
-    ) -> Result<(Losses<Tensor>, Tensor, Tensor)> {
-        let fake_b = self.g_ab.forward(a, Pass::TRAIN)?;
-        let fake_a = self.g_ba.forward(b, Pass::TRAIN)?;
-        let rec_a = self.g_ba.forward(&fake_b, Pass::TRAIN)?;
-        let rec_b = self.g_ab.forward(&fake_a, Pass::TRAIN)?;
-        // The discriminators are frozen: gradients pass through them to the fakes, but no
-        // discriminator weight gradient is computed (PyTorch computes and then discards it).
-        let adv_ab = self.adversarial(&self.d_b.forward(&fake_b, Pass::TRAIN_FROZEN)?, true)?;
-        let adv_ba = self.adversarial(&self.d_a.forward(&fake_a, Pass::TRAIN_FROZEN)?, true)?;
-        let rec_aba = loss::l1(&rec_a, a)?;
-        let rec_bab = loss::l1(&rec_b, b)?;
-        let mut total = add(&adv_ab, &adv_ba)?;
-        total = scale_add(&rec_aba, self.cfg.lambda_aba, &total)?;
-        total = scale_add(&rec_bab, self.cfg.lambda_bab, &total)?;
-        if self.cfg.identity_weight > 0.0 {
-            // CycleGAN's identity term: G_AB(b) should leave a CT unchanged, G_BA(a) an MRI.
-            let idt_b = loss::l1(&self.g_ab.forward(b, Pass::TRAIN)?, b)?;
-            let idt_a = loss::l1(&self.g_ba.forward(a, Pass::TRAIN)?, a)?;
-            total = scale_add(
-                &idt_b,
-                self.cfg.identity_weight * self.cfg.lambda_bab,
-                &total,
-            )?;
-            total = scale_add(
-                &idt_a,
-                self.cfg.identity_weight * self.cfg.lambda_aba,
-                &total,
-            )?;
-        }
-        let grads = backward(&total)?;
-        self.opt_g.step(&grads)?;
-        let zero = Tensor::zeros(&self.gpu, &[1])?;
-        let losses = Losses {
-            g: total.detach(),
-            g_ab_adv: adv_ab.detach(),
-            g_ba_adv: adv_ba.detach(),
-            aba_rec: rec_aba.detach(),
-            bab_rec: rec_bab.detach(),
-            ..zero_losses(&zero)
-        };
-        Ok((losses, fake_a.detach(), fake_b.detach()))
-    }
-
-    /// Discriminator update on real a, b and (detached) fakes. Returns (loss_DA, loss_DB).
-    fn discriminator_step(
-        &mut self,
-        a: &Tensor,
-        b: &Tensor,
-        fake_a: &Tensor,
-        fake_b: &Tensor,
-    ) -> Result<(Tensor, Tensor)> {
-        let da = add(
-            &self.adversarial(&self.d_a.forward(a, Pass::TRAIN)?, true)?,
-            &self.adversarial(&self.d_a.forward(fake_a, Pass::TRAIN)?, false)?,
-        )?;
-        let db = add(
-            &self.adversarial(&self.d_b.forward(b, Pass::TRAIN)?, true)?,
-            &self.adversarial(&self.d_b.forward(fake_b, Pass::TRAIN)?, false)?,
-        )?;
-        let grads = backward(&add(&da, &db)?)?;
-        self.opt_d.step(&grads)?;
-        Ok((da.detach(), db.detach()))
-    }
-
     /// Inference: MRI -> synthetic CT (eval-mode normalization, no graph).
     pub fn translate_a_to_b(&self, a: &Tensor) -> Result<Tensor> {
         crate::no_grad(|| self.g_ab.forward(a, Pass::EVAL))
     }
-}
 
-/// Every loss of a step as the same zero scalar (a step that skips an update reports 0 for it).
-fn zero_losses(zero: &Tensor) -> Losses<Tensor> {
-    Losses::from_fields(std::array::from_fn(|_| zero.clone()))
+    /// Every loss of a step as the same zero scalar; a step sets those it computes.
+    fn zero_losses(&self) -> Result<Losses<Tensor>> {
+        let zero = Tensor::zeros(&self.gpu, &[1])?;
+        Ok(Losses::from_fields(std::array::from_fn(|_| zero.clone())))
+    }
 }

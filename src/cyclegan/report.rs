@@ -5,7 +5,8 @@ use std::path::Path;
 
 use super::losses::{EpochLosses, CSV_COLUMNS};
 use super::train::Trainer;
-use crate::engine::error::Result;
+use super::Critics;
+use crate::engine::error::{Error, Result};
 use crate::engine::nn::Pass;
 use crate::engine::tensor::Tensor;
 use crate::io::{grid, plot};
@@ -98,38 +99,37 @@ impl Trainer {
         )
     }
 
-    /// The paper's Fig. 3: rows of real MRI, real CT, fake CT, fake MRI (eval mode).
+    /// The paper's Fig. 3: rows of real MRI (the centre slice when the generator sees
+    /// context), real CT, fake CT and, with a CT -> MRI generator, fake MRI (eval mode).
     pub fn write_samples(&self, path: &Path, mr: &Tensor, ct: &Tensor) -> Result<()> {
-        let (fake_ct, fake_mr) = crate::no_grad(|| -> Result<(Tensor, Tensor)> {
-            Ok((
-                self.gan.g_ab.forward(mr, Pass::EVAL)?,
-                self.gan.g_ba.forward(ct, Pass::EVAL)?,
-            ))
+        let (fake_ct, fake_mr) = crate::no_grad(|| -> Result<(Tensor, Option<Tensor>)> {
+            let fake_mr = match &self.gan.critics {
+                Critics::Cycle { g_ba, .. } => Some(g_ba.forward(ct, Pass::EVAL)?),
+                Critics::Paired { .. } => None,
+            };
+            Ok((self.gan.g_ab.forward(mr, Pass::EVAL)?, fake_mr))
         })?;
-        let (mr, ct, fake_ct, fake_mr) = (
-            mr.to_vec()?,
-            ct.to_vec()?,
-            fake_ct.to_vec()?,
-            fake_mr.to_vec()?,
-        );
-        let size = self.gan.cfg.size;
+        let [n, channels, size, _] = mr
+            .shape()
+            .try_into()
+            .map_err(|_| Error::shape("write_samples", format!("MRI batch {:?}", mr.shape())))?;
         let per = size * size;
-        let n = mr.len() / per;
+        let mr = mr.to_vec()?;
+        let centre = channels / 2;
+        let mr: Vec<f32> = (0..n)
+            .flat_map(|i| mr[(i * channels + centre) * per..][..per].to_vec())
+            .collect();
+        let mut columns = vec![mr, ct.to_vec()?, fake_ct.to_vec()?];
+        let mut titles = vec!["REAL MRI", "REAL CT", "FAKE CT"];
+        if let Some(fake_mr) = fake_mr {
+            columns.push(fake_mr.to_vec()?);
+            titles.push("FAKE MRI");
+        }
         let rows: Vec<grid::GridRow> = (0..n)
             .map(|i| grid::GridRow {
-                tiles: vec![
-                    &mr[i * per..(i + 1) * per],
-                    &ct[i * per..(i + 1) * per],
-                    &fake_ct[i * per..(i + 1) * per],
-                    &fake_mr[i * per..(i + 1) * per],
-                ],
+                tiles: columns.iter().map(|c| &c[i * per..(i + 1) * per]).collect(),
             })
             .collect();
-        grid::save_grid(
-            path,
-            &["REAL MRI", "REAL CT", "FAKE CT", "FAKE MRI"],
-            &rows,
-            size,
-        )
+        grid::save_grid(path, &titles, &rows, size)
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::losses::{EpochLosses, LossSums, StepLosses};
-use super::{CycleGan, Init, TrainConfig};
+use super::{CycleGan, Init, Objective, TrainConfig};
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
 use crate::engine::nn::init::Rng;
@@ -41,6 +41,8 @@ pub enum RunEnd {
 }
 
 /// Unpaired images of both domains, normalized to [-1, 1], [n, 1, S, S] flattened.
+/// Under the paired objective, MR sample i and CT sample i are the same slice of one subject;
+/// with 2.5D context each MR sample holds its 2K+1 slices, [n, 2K+1, S, S] flattened.
 pub struct Domains<'a> {
     pub mr: &'a [f32],
     pub ct: &'a [f32],
@@ -48,9 +50,10 @@ pub struct Domains<'a> {
 }
 
 impl Domains<'_> {
-    fn counts(&self) -> (usize, usize) {
+    /// Samples of each domain, for `mr_channels` MR slices per sample.
+    fn counts(&self, mr_channels: usize) -> (usize, usize) {
         let per = self.size * self.size;
-        (self.mr.len() / per, self.ct.len() / per)
+        (self.mr.len() / (per * mr_channels), self.ct.len() / per)
     }
 }
 
@@ -71,7 +74,6 @@ pub struct Trainer {
 struct Plan {
     batch: usize,
     steps: usize,
-    size: usize,
     /// Steps this call of `run` will take in all, and has taken, for the rate and ETA.
     total_steps: usize,
     done_steps: usize,
@@ -116,13 +118,18 @@ impl Trainer {
     pub fn run(&mut self, data: &Domains, opts: &RunOptions) -> Result<RunEnd> {
         std::fs::create_dir_all(&opts.out_dir)
             .map_err(|e| Error::file(&opts.out_dir, format!("cannot create: {e}")))?;
-        let (n_a, n_b) = data.counts();
+        let cfg = self.gan.cfg.clone();
+        let (n_a, n_b) = data.counts(cfg.input_channels());
         if n_a == 0 || n_b == 0 {
             return Err(Error::Invalid(format!(
                 "training needs images of both domains; got {n_a} MRI and {n_b} CT slices"
             )));
         }
-        let cfg = self.gan.cfg.clone();
+        if cfg.objective == Objective::Paired && n_a != n_b {
+            return Err(Error::Invalid(format!(
+                "the paired objective needs one CT slice per MRI slice; got {n_a} MRI and {n_b} CT"
+            )));
+        }
         if data.size != cfg.size {
             return Err(Error::Invalid(format!(
                 "images are {0}x{0} but the model was configured for {1}",
@@ -135,7 +142,6 @@ impl Trainer {
         let mut plan = Plan {
             batch,
             steps,
-            size: data.size,
             total_steps: (cfg.epochs.saturating_sub(self.epoch) * steps).max(1),
             done_steps: 0,
             started: Instant::now(),
@@ -202,24 +208,44 @@ impl Trainer {
         self.gan.set_epoch(epoch);
         let mut order_rng =
             Rng::new(seed ^ (0xA5A5_0000_0000 + epoch as u64).wrapping_mul(0x9E3779B97F4A7C15));
-        let (n_a, n_b) = data.counts();
+        let channels = self.gan.cfg.input_channels();
+        let (n_a, n_b) = data.counts(channels);
         let mut ia: Vec<usize> = (0..n_a).collect();
         let mut ib: Vec<usize> = (0..n_b).collect();
         order_rng.shuffle(&mut ia);
         order_rng.shuffle(&mut ib);
-        let (batch, size) = (plan.batch, plan.size);
+        let paired = self.gan.cfg.objective == Objective::Paired;
+        if paired {
+            ib = ia.clone();
+        }
+        let (batch, patch, size) = (plan.batch, self.gan.cfg.patch(), data.size);
         let mut sums = self.partial_sums;
         for step in self.step..plan.steps {
-            let a = Tensor::from_slice(
-                &self.gpu,
-                &gather(data.mr, &ia, step, batch, size),
-                &[batch, 1, size, size],
-            )?;
-            let b = Tensor::from_slice(
-                &self.gpu,
-                &gather(data.ct, &ib, step, batch, size),
-                &[batch, 1, size, size],
-            )?;
+            // Crops depend only on (seed, epoch, step), like the order, so a resumed run
+            // repeats them.
+            let mut crop_rng =
+                Rng::new(order_rng.state ^ (step as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
+            let ct_planes = Planes {
+                src: data.ct,
+                channels: 1,
+                size,
+            };
+            let windows_b =
+                batch_windows(ct_planes, CT_HEAD, &ib, step, batch, patch, &mut crop_rng);
+            let windows_a = if paired {
+                windows_b.clone()
+            } else {
+                let mr_planes = Planes {
+                    src: data.mr,
+                    channels,
+                    size,
+                };
+                batch_windows(mr_planes, MR_HEAD, &ia, step, batch, patch, &mut crop_rng)
+            };
+            let a = gather(data.mr, &ia, step, channels, size, &windows_a);
+            let b = gather(data.ct, &ib, step, 1, size, &windows_b);
+            let a = Tensor::from_slice(&self.gpu, &a, &[batch, channels, patch, patch])?;
+            let b = Tensor::from_slice(&self.gpu, &b, &[batch, 1, patch, patch])?;
             let l = self.gan.train_step(&a, &b).map_err(|e| match e {
                 Error::NonFinite(what) => Error::NonFinite(format!(
                     "epoch {} step {}: {what}; training stopped, the last checkpoint is unchanged",
@@ -277,10 +303,15 @@ impl Trainer {
         self.write_csv(&opts.out_dir.join("losses.csv"))?;
         self.write_loss_plot(&opts.out_dir.join("loss_curves.png"))?;
         if last || (opts.sample_every > 0 && self.epoch.is_multiple_of(opts.sample_every)) {
-            let (n_a, n_b) = data.counts();
+            let channels = self.gan.cfg.input_channels();
+            let (n_a, n_b) = data.counts(channels);
             let (n, size) = (4.min(n_a).min(n_b), data.size);
             let per = size * size;
-            let mr = Tensor::from_slice(&self.gpu, &data.mr[..n * per], &[n, 1, size, size])?;
+            let mr = Tensor::from_slice(
+                &self.gpu,
+                &data.mr[..n * channels * per],
+                &[n, channels, size, size],
+            )?;
             let ct = Tensor::from_slice(&self.gpu, &data.ct[..n * per], &[n, 1, size, size])?;
             self.write_samples(
                 &opts
@@ -294,15 +325,111 @@ impl Trainer {
     }
 }
 
-/// Batch `k` of an epoch's order `idx` (wrapping around the smaller domain).
-fn gather(src: &[f32], idx: &[usize], k: usize, batch: usize, size: usize) -> Vec<f32> {
+/// Where a training sample is cut from its slice, and whether it is mirrored left-right.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    top: usize,
+    left: usize,
+    side: usize,
+    flip: bool,
+}
+
+/// Sample index of batch `k`, entry `j`, in an epoch's order (wrapping around the smaller
+/// domain).
+fn sample(idx: &[usize], k: usize, batch: usize, j: usize) -> usize {
+    idx[(k * batch + j) % idx.len()]
+}
+
+/// -500 HU in the normalized CT units (-1 = -1024 HU, one unit = 2012 HU / 2).
+const CT_HEAD: f32 = -1.0 + 524.0 / 1006.0;
+/// MR normalized from its 0.5 and 99.5 percentiles to [-1, 1]: background sits at -1.
+const MR_HEAD: f32 = -0.9;
+
+/// A domain's samples: `channels` planes of `size` x `size` each.
+#[derive(Clone, Copy)]
+struct Planes<'a> {
+    src: &'a [f32],
+    channels: usize,
+    size: usize,
+}
+
+/// The crop windows of batch `k`: whole slices unmirrored when `patch` is the slice size;
+/// otherwise a random square whose centre lies on the head (the centre plane above `head`), or
+/// anywhere after 16 tries (an empty slice), mirrored half the time.
+#[allow(clippy::too_many_arguments)]
+fn batch_windows(
+    planes: Planes,
+    head: f32,
+    order: &[usize],
+    k: usize,
+    batch: usize,
+    patch: usize,
+    rng: &mut Rng,
+) -> Vec<Window> {
+    let size = planes.size;
+    if patch == size {
+        return vec![
+            Window {
+                top: 0,
+                left: 0,
+                side: size,
+                flip: false
+            };
+            batch
+        ];
+    }
+    let span = size - patch + 1;
     let per = size * size;
     (0..batch)
-        .flat_map(|j| {
-            let i = idx[(k * batch + j) % idx.len()];
-            src[i * per..(i + 1) * per].iter().copied()
+        .map(|j| {
+            let centre = planes.channels / 2;
+            let plane =
+                &planes.src[(sample(order, k, batch, j) * planes.channels + centre) * per..][..per];
+            let mut at = (rng.below(span), rng.below(span));
+            for _ in 0..16 {
+                if plane[(at.0 + patch / 2) * size + at.1 + patch / 2] > head {
+                    break;
+                }
+                at = (rng.below(span), rng.below(span));
+            }
+            Window {
+                top: at.0,
+                left: at.1,
+                side: patch,
+                flip: rng.next_u64() & 1 == 1,
+            }
         })
         .collect()
+}
+
+/// Batch `k` of an epoch's order `idx`: each sample's `channels` planes cut by its window.
+fn gather(
+    src: &[f32],
+    idx: &[usize],
+    k: usize,
+    channels: usize,
+    size: usize,
+    windows: &[Window],
+) -> Vec<f32> {
+    let per = size * size;
+    let mut out = Vec::with_capacity(
+        windows.len() * channels * windows.first().map_or(0, |w| w.side * w.side),
+    );
+    for (j, w) in windows.iter().enumerate() {
+        let i = sample(idx, k, windows.len(), j);
+        for c in 0..channels {
+            let plane = &src[(i * channels + c) * per..][..per];
+            for r in w.top..w.top + w.side {
+                let row = &plane[r * size + w.left..][..w.side];
+                if w.flip {
+                    out.extend(row.iter().rev());
+                } else {
+                    out.extend_from_slice(row);
+                }
+            }
+        }
+    }
+    out
 }
 
 fn fmt_duration(s: f64) -> String {

@@ -6,6 +6,7 @@
 pub mod discriminator;
 pub mod generator;
 pub mod resnet;
+pub mod unet;
 
 use std::rc::Rc;
 
@@ -18,6 +19,7 @@ use crate::engine::nn::Module;
 pub use discriminator::PaperDiscriminator;
 pub use generator::PaperGenerator;
 pub use resnet::{PatchDiscriminator, ResnetGenerator};
+pub use unet::UnetGenerator;
 
 /// Which networks a model is made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -27,18 +29,24 @@ pub enum ModelKind {
     Paper,
     /// ResNet generator + 70x70 PatchGAN, instance norm, least squares (CycleGAN reference).
     Resnet,
+    /// U-Net generator (pix2pix) + 70x70 PatchGAN, instance norm.
+    Unet,
 }
 
 /// What it takes to build a model's networks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Architecture {
     pub kind: ModelKind,
+    /// MR slices the generator takes as channels (1, or 2K+1 with 2.5D context).
+    pub in_channels: usize,
     /// Generator width (channels of its first layer).
     pub ngf: usize,
     /// Discriminator width.
     pub ndf: usize,
     /// Residual blocks of the ResNet generator.
     pub n_blocks: usize,
+    /// Halvings of the U-Net generator (8: pix2pix's unet_256, 7: unet_128).
+    pub unet_downs: usize,
 }
 
 /// A network as the trainer sees it.
@@ -47,14 +55,29 @@ pub type Network = Box<dyn Module>;
 pub fn generator(gpu: &Rc<Gpu>, arch: &Architecture) -> Result<Network> {
     Ok(match arch.kind {
         ModelKind::Paper => Box::new(PaperGenerator::new(gpu, arch.ngf)?),
-        ModelKind::Resnet => Box::new(ResnetGenerator::new(gpu, arch.ngf, arch.n_blocks)?),
+        ModelKind::Resnet => Box::new(ResnetGenerator::new(
+            gpu,
+            arch.in_channels,
+            arch.ngf,
+            arch.n_blocks,
+        )?),
+        ModelKind::Unet => Box::new(UnetGenerator::new(
+            gpu,
+            arch.in_channels,
+            arch.ngf,
+            arch.unet_downs,
+        )?),
     })
 }
 
-pub fn discriminator(gpu: &Rc<Gpu>, arch: &Architecture) -> Result<Network> {
+/// A discriminator of `in_channels` images: 1 for a CycleGAN's, MRI channels + 1 for a
+/// conditional (paired) one that sees the MRI beside the CT.
+pub fn discriminator(gpu: &Rc<Gpu>, arch: &Architecture, in_channels: usize) -> Result<Network> {
     Ok(match arch.kind {
-        ModelKind::Paper => Box::new(PaperDiscriminator::new(gpu, arch.ndf)?),
-        ModelKind::Resnet => Box::new(PatchDiscriminator::new(gpu, arch.ndf)?),
+        ModelKind::Paper if in_channels == 1 => Box::new(PaperDiscriminator::new(gpu, arch.ndf)?),
+        ModelKind::Paper | ModelKind::Resnet | ModelKind::Unet => {
+            Box::new(PatchDiscriminator::new(gpu, in_channels, arch.ndf)?)
+        }
     })
 }
 

@@ -52,11 +52,13 @@ fn res_block(gpu: &Rc<Gpu>, dim: usize) -> Result<Residual> {
 
 pub struct ResnetGenerator {
     model: Sequential,
+    cin: usize,
 }
 
 impl ResnetGenerator {
-    pub fn new(gpu: &Rc<Gpu>, ngf: usize, n_blocks: usize) -> Result<Self> {
-        if ngf == 0 {
+    /// `cin` MR slices in, one CT slice out.
+    pub fn new(gpu: &Rc<Gpu>, cin: usize, ngf: usize, n_blocks: usize) -> Result<Self> {
+        if ngf == 0 || cin == 0 {
             return Err(Error::Invalid(
                 "generator width ngf must be at least 1".into(),
             ));
@@ -65,7 +67,7 @@ impl ResnetGenerator {
         let mut model = conv_in_relu(
             gpu,
             Sequential::new().push(ReflectionPad2d(3)),
-            1,
+            cin,
             ngf,
             ConvSpec::k(7),
         )?;
@@ -87,7 +89,7 @@ impl ResnetGenerator {
             .push(ReflectionPad2d(3))
             .push(Conv2d::new(gpu, ngf, 1, ConvSpec::k(7))?)
             .push(Tanh);
-        Ok(ResnetGenerator { model })
+        Ok(ResnetGenerator { model, cin })
     }
 }
 
@@ -95,7 +97,7 @@ impl Module for ResnetGenerator {
     fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         let s = x.shape();
         if s.len() != 4
-            || s[1] != 1
+            || s[1] != self.cin
             || !s[2].is_multiple_of(4)
             || !s[3].is_multiple_of(4)
             || s[2] < 8
@@ -103,7 +105,10 @@ impl Module for ResnetGenerator {
         {
             return Err(Error::shape(
                 "resnet generator",
-                format!("expects [N, 1, H, W] with H, W multiples of 4 and at least 8; got {s:?}"),
+                format!(
+                    "expects [N, {}, H, W] with H, W multiples of 4 and at least 8; got {s:?}",
+                    self.cin
+                ),
             ));
         }
         self.model.forward(x, pass)
@@ -116,33 +121,35 @@ impl Module for ResnetGenerator {
 
 pub struct PatchDiscriminator {
     model: Sequential,
+    cin: usize,
 }
 
 impl PatchDiscriminator {
-    pub fn new(gpu: &Rc<Gpu>, ndf: usize) -> Result<Self> {
-        if ndf == 0 {
+    /// `cin` channels in: 1 for a CycleGAN's discriminator, MRI channels + 1 for a conditional one.
+    pub fn new(gpu: &Rc<Gpu>, cin: usize, ndf: usize) -> Result<Self> {
+        if ndf == 0 || cin == 0 {
             return Err(Error::Invalid(
-                "discriminator width ndf must be at least 1".into(),
+                "discriminator width ndf and its input channels must be at least 1".into(),
             ));
         }
         let down = ConvSpec::k(4).stride(2).pad(1);
         let mut model = Sequential::new()
-            .push(Conv2d::new(gpu, 1, ndf, down)?)
+            .push(Conv2d::new(gpu, cin, ndf, down)?)
             .push(LeakyRelu(0.2));
-        for (cin, cout, spec) in [
+        for (c_in, c_out, spec) in [
             (ndf, 2 * ndf, down),
             (2 * ndf, 4 * ndf, down),
             (4 * ndf, 8 * ndf, down.stride(1)),
         ] {
             model = model
-                .push(Conv2d::new(gpu, cin, cout, spec)?)
-                .push(InstanceNorm2d::new(gpu, cout, false)?)
+                .push(Conv2d::new(gpu, c_in, c_out, spec)?)
+                .push(InstanceNorm2d::new(gpu, c_out, false)?)
                 .push(LeakyRelu(0.2));
         }
         let model = model
             .push(Conv2d::new(gpu, 8 * ndf, 1, ConvSpec::k(4).pad(1))?)
             .push(Flatten);
-        Ok(PatchDiscriminator { model })
+        Ok(PatchDiscriminator { model, cin })
     }
 }
 
@@ -150,10 +157,10 @@ impl Module for PatchDiscriminator {
     /// A map of logits per image, flattened: the loss averages over every patch.
     fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         let s = x.shape();
-        if s.len() != 4 || s[1] != 1 || s[2] < 32 || s[3] < 32 {
+        if s.len() != 4 || s[1] != self.cin || s[2] < 32 || s[3] < 32 {
             return Err(Error::shape(
                 "patch discriminator",
-                format!("expects [N, 1, H, W] with H, W >= 32; got {s:?}"),
+                format!("expects [N, {}, H, W] with H, W >= 32; got {s:?}", self.cin),
             ));
         }
         self.model.forward(x, pass)

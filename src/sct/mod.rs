@@ -228,6 +228,10 @@ fn describe(cfg: &TrainConfig) -> String {
             "resnet model, {0}x{0}, ngf {1}, {2} blocks",
             cfg.size, cfg.ngf, cfg.n_blocks
         ),
+        ModelKind::Unet => format!(
+            "unet model, {0}x{0}, ngf {1}, {2} levels",
+            cfg.size, cfg.ngf, cfg.unet_downs
+        ),
     }
 }
 

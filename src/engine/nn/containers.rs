@@ -1,9 +1,11 @@
 //! Containers: a `Sequential` runs its children in order and names their tensors by the
 //! child's name (its index unless given one, as PyTorch's `nn.Sequential` does); `Residual`
-//! adds its input to its body's output.
+//! adds its input to its body's output; `ConcatSkip` stacks its input and its body's output
+//! as channels.
 
 use super::{join, Module, Named, Pass};
 use crate::engine::error::Result;
+use crate::engine::ops::concat::concat_channels;
 use crate::engine::ops::elementwise::add;
 use crate::engine::tensor::Tensor;
 
@@ -72,6 +74,31 @@ impl Residual {
 impl Module for Residual {
     fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         add(x, &self.body.forward(x, pass)?)
+    }
+    fn named(&self, prefix: &str, out: &mut Vec<Named>) {
+        self.body.named(&join(prefix, &self.name), out);
+    }
+}
+
+/// cat([x, body(x)]) along channels: a U-Net's skip connection, the body's tensors named under
+/// `name` (pix2pix's `UnetSkipConnectionBlock.model`).
+pub struct ConcatSkip {
+    name: String,
+    body: Sequential,
+}
+
+impl ConcatSkip {
+    pub fn new(name: &str, body: Sequential) -> Self {
+        ConcatSkip {
+            name: name.to_owned(),
+            body,
+        }
+    }
+}
+
+impl Module for ConcatSkip {
+    fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        concat_channels(&[x, &self.body.forward(x, pass)?])
     }
     fn named(&self, prefix: &str, out: &mut Vec<Named>) {
         self.body.named(&join(prefix, &self.name), out);

@@ -11,7 +11,7 @@ pub mod layers;
 use crate::engine::error::Result;
 use crate::engine::tensor::Tensor;
 
-pub use containers::{Residual, Sequential};
+pub use containers::{ConcatSkip, Residual, Sequential};
 pub use layers::{
     BatchNorm2d, Conv2d, ConvSpec, ConvTranspose2d, Flatten, InstanceNorm2d, LeakyRelu,
     ReflectionPad2d, Relu, Tanh,
