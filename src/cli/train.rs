@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mr2ct::cyclegan::train::{Domains, RunEnd, RunOptions, Trainer};
-use mr2ct::cyclegan::{GanLoss, ModelKind, TrainConfig};
-use mr2ct::data::{load_training_set, LoadOptions};
+use mr2ct::cyclegan::{GanLoss, ModelKind, Objective, TrainConfig};
+use mr2ct::data::{load_paired_set, load_training_set, LoadOptions, PrepRecord};
 use mr2ct::io::weights::Precision;
 use mr2ct::{Error, Gpu, Result};
 
@@ -35,12 +35,45 @@ pub struct TrainArgs {
     /// Start over in an --out that already holds a run.
     #[arg(long)]
     force: bool,
-    /// Model family [default: paper].
+    /// Model family [default: paper]. The paper's model works on a fixed 64x64 (its 128-value
+    /// latent needs a fixed size): every slice is stretched to it. resnet and unet are fully
+    /// convolutional: they train on crops and translate whole slices at --spacing.
     #[arg(long, value_enum)]
     model: Option<ModelKind>,
-    /// Image size S (64, 128 or 256) [default: 64].
+    /// What the generator learns from [default: cyclegan; paired for unet]: `cyclegan`
+    /// (unpaired, the paper) or `paired` (registered MR/CT of the same subjects: L1 to the CT
+    /// plus a conditional PatchGAN).
+    #[arg(long, value_enum)]
+    objective: Option<Objective>,
+    /// Canvas size S: slices are centred on an S x S square (64, 128 or 256 for paper)
+    /// [default: 64; 256 for unet].
     #[arg(long)]
     size: Option<usize>,
+    /// Pixel spacing in mm the slices are resampled to (0: stretch each slice to S x S)
+    /// [default: 0; 1 for unet].
+    #[arg(long)]
+    spacing: Option<f64>,
+    /// Train on random crops of this many pixels, with left-right flips, centred on the head
+    /// (0: whole slices) [default: 0; 128 for unet].
+    #[arg(long)]
+    crop: Option<usize>,
+    /// 2.5D: the generator sees 2K+1 neighbouring MR slices (paired objective) [default: 0].
+    #[arg(long)]
+    context: Option<usize>,
+    /// Paired objective: weight of the L1 loss to the CT [default: 100].
+    #[arg(long)]
+    lambda_l1: Option<f32>,
+    /// Paired objective: weight of the conditional adversarial loss (0: L1 only) [default: 1].
+    #[arg(long)]
+    lambda_gan: Option<f32>,
+    /// U-Net levels (halvings) [default: 7].
+    #[arg(long)]
+    unet_downs: Option<usize>,
+    /// Score the held-out pairs (the data's test/ split) every N epochs: MAE, PSNR and SSIM go
+    /// into losses.csv and the plot, and the best MAE's weights into best.safetensors
+    /// (paired objective; 0: never) [default: 1].
+    #[arg(long, default_value_t = 1)]
+    val_every: usize,
     /// Generator base width [default: 64 paper, 32 resnet].
     #[arg(long)]
     ngf: Option<usize>,
@@ -109,6 +142,14 @@ pub struct TrainArgs {
     quiet: bool,
 }
 
+/// Training images of either objective, normalized, with their preprocessing record.
+struct Loaded {
+    mr: Vec<f32>,
+    ct: Vec<f32>,
+    size: usize,
+    prep: PrepRecord,
+}
+
 /// Defaults of the model family, then the config file, then the flags.
 fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
     let file: Option<serde_json::Value> = match &args.config {
@@ -162,6 +203,7 @@ fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
         batch_size,
         epochs
     );
+    set!(objective, spacing, crop, context, lambda_l1, lambda_gan, unet_downs);
     set!(
         generator_iterations,
         discriminator_iterations,
@@ -182,16 +224,48 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
         return Err(Error::file(&args.out, "already holds a run (checkpoint.safetensors); use --resume to continue it or --force to start over"));
     }
     let t_load = Instant::now();
-    let set = load_training_set(&args.data, cfg.size, &LoadOptions::default())?;
-    eprintln!("{}", set.summary.to_string().trim_end());
-    eprintln!(
-        "data: {} MRI and {} CT slices at {}x{} ({:.1} s)",
-        set.n_mr,
-        set.n_ct,
-        set.size,
-        set.size,
-        t_load.elapsed().as_secs_f64()
-    );
+    let load = LoadOptions {
+        spacing: cfg.load_spacing(),
+        ..LoadOptions::default()
+    };
+    let data = match cfg.objective {
+        Objective::Paired => {
+            let set = load_paired_set(&args.data, cfg.size, cfg.context, &load)?;
+            eprintln!("{}", set.summary.to_string().trim_end());
+            eprintln!(
+                "data: {} registered MRI/CT slice pairs of {} subjects at {}x{} ({:.1} s)",
+                set.n,
+                set.subjects().len(),
+                set.size,
+                set.size,
+                t_load.elapsed().as_secs_f64()
+            );
+            Loaded {
+                mr: set.mr,
+                ct: set.ct,
+                size: set.size,
+                prep: set.prep,
+            }
+        }
+        Objective::Cyclegan => {
+            let set = load_training_set(&args.data, cfg.size, &load)?;
+            eprintln!("{}", set.summary.to_string().trim_end());
+            eprintln!(
+                "data: {} MRI and {} CT slices at {}x{} ({:.1} s)",
+                set.n_mr,
+                set.n_ct,
+                set.size,
+                set.size,
+                t_load.elapsed().as_secs_f64()
+            );
+            Loaded {
+                mr: set.mr,
+                ct: set.ct,
+                size: set.size,
+                prep: set.prep,
+            }
+        }
+    };
     let gpu = Gpu::new(adapter)?;
     eprintln!(
         "adapter: {} ({}, {} {})",
@@ -215,7 +289,7 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
     };
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Error::file(&args.out, format!("cannot create: {e}")))?;
-    let record = serde_json::json!({ "train": trainer.config(), "prep": &set.prep, "data": args.data, "adapter": gpu.adapter.name });
+    let record = serde_json::json!({ "train": trainer.config(), "prep": &data.prep, "data": args.data, "adapter": gpu.adapter.name });
     mr2ct::io::write_atomic(
         &args.out.join("config.json"),
         serde_json::to_string_pretty(&record)
@@ -241,9 +315,9 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
     let t = Instant::now();
     if let RunEnd::Interrupted { epoch, step } = trainer.run(
         &Domains {
-            mr: &set.mr,
-            ct: &set.ct,
-            size: set.size,
+            mr: &data.mr,
+            ct: &data.ct,
+            size: data.size,
         },
         &opts,
     )? {
@@ -253,7 +327,7 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
     let mut meta = HashMap::new();
     meta.insert(
         "prep".to_owned(),
-        serde_json::to_string(&set.prep).map_err(|e| Error::Invalid(e.to_string()))?,
+        serde_json::to_string(&data.prep).map_err(|e| Error::Invalid(e.to_string()))?,
     );
     meta.insert("adapter".to_owned(), gpu.adapter.name.clone());
     meta.insert("epochs_trained".to_owned(), trainer.epoch.to_string());

@@ -40,6 +40,11 @@ pub struct TrainConfig {
     /// 2.5D context: the generator sees the 2K+1 neighbouring MR slices as channels and
     /// predicts the centre slice's CT (paired objective only).
     pub context: usize,
+    /// Pixel spacing (mm) every slice is resampled to before it is centred on the size x size
+    /// canvas; 0 stretches each slice to the canvas instead (the paper's 64x64, whatever the
+    /// scanner's field of view). Fully convolutional models translate whole slices at this
+    /// spacing.
+    pub spacing: f64,
     /// Train on random crops of this many pixels (square, with random left-right flips,
     /// centred on the head); 0 trains on whole slices.
     pub crop: usize,
@@ -85,6 +90,7 @@ impl Default for TrainConfig {
             lambda_gan: 1.0,
             context: 0,
             crop: 0,
+            spacing: 0.0,
             model: ModelKind::Paper,
             size: 64,
             ngf: 64,
@@ -132,6 +138,11 @@ impl TrainConfig {
         }
     }
 
+    /// How the data loader must prepare slices for this configuration.
+    pub fn load_spacing(&self) -> Option<f64> {
+        (self.spacing > 0.0).then_some(self.spacing)
+    }
+
     /// MR slices the generator sees at once: the centre one and `context` on each side.
     pub fn input_channels(&self) -> usize {
         2 * self.context + 1
@@ -157,6 +168,9 @@ impl TrainConfig {
             batch_size: 1,
             ngf: 32,
             ndf: 64,
+            size: 256,
+            spacing: 1.0,
+            crop: 128,
             ..Self::default()
         }
     }
@@ -177,8 +191,27 @@ impl TrainConfig {
     /// Checks the values a user may have mistyped; one line per problem.
     pub fn validate(&self) -> Result<(), String> {
         let mut errs = Vec::new();
-        if !matches!(self.size, 64 | 128 | 256) {
-            errs.push(format!("size must be 64, 128 or 256, got {}", self.size));
+        if self.model == ModelKind::Paper && !matches!(self.size, 64 | 128 | 256) {
+            errs.push(format!(
+                "size must be 64, 128 or 256 for the paper's model, got {}",
+                self.size
+            ));
+        }
+        if !(32..=1024).contains(&self.size) || !self.size.is_multiple_of(4) {
+            errs.push(format!(
+                "size must be a multiple of 4 from 32 to 1024, got {}",
+                self.size
+            ));
+        }
+        if self.model == ModelKind::Unet
+            && !self.patch().is_multiple_of(1 << self.unet_downs.min(20))
+        {
+            errs.push(format!(
+                "the U-Net with {} levels needs training images of a multiple of {} pixels, got {}",
+                self.unet_downs,
+                1usize << self.unet_downs.min(20),
+                self.patch()
+            ));
         }
         if self.ngf == 0 || self.ndf == 0 {
             errs.push("ngf and ndf must be at least 1".into());

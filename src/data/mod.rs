@@ -36,6 +36,7 @@
 
 pub mod dicom;
 pub mod nifti;
+pub mod paired;
 pub mod phantom;
 pub mod prep;
 
@@ -47,6 +48,7 @@ mod training_set;
 mod volume;
 
 pub use options::LoadOptions;
+pub use paired::{load_paired_set, PairedSet};
 pub use phantom::{write_phantom, PhantomOptions, PhantomSummary};
 pub use prep::{
     prepare_volume, BackgroundRule, Batcher, CtScaling, MrScaling, MrVolumeScaling, PrepRecord,

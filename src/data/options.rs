@@ -28,6 +28,9 @@ pub struct LoadOptions {
     pub mr_percentiles: (f32, f32),
     /// Which slices count as background and are dropped.
     pub background: BackgroundRule,
+    /// Resample every slice to this pixel spacing (mm) and centre it on the model's square
+    /// canvas (cropping what lies outside), instead of stretching the slice to the canvas.
+    pub spacing: Option<f64>,
 }
 
 impl Default for LoadOptions {
@@ -41,6 +44,7 @@ impl Default for LoadOptions {
             use_train_subdir: true,
             mr_percentiles: (0.5, 99.5),
             background: BackgroundRule::default(),
+            spacing: None,
         }
     }
 }

@@ -19,7 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Fail, LoadOptions, Modality, SkipKind, Volume};
+use super::{Fail, LoadOptions, Modality, SkipKind, Slice, Volume};
 use crate::engine::nn::init::Rng;
 
 /// Lower end of the CT window (HU), mapped to -1.
@@ -184,6 +184,10 @@ pub struct PrepRecord {
     pub background: BackgroundRule,
     pub padding: String,
     pub resampling: String,
+    /// Pixel spacing (mm) the slices were resampled to, when the model works at a physical
+    /// resolution rather than a fixed matrix (absent in records of older runs).
+    #[serde(default)]
+    pub spacing: Option<f64>,
 }
 
 impl PrepRecord {
@@ -196,6 +200,7 @@ impl PrepRecord {
             background: opts.background.clone(),
             padding: "centred in a square of side max(rows, cols), extra row/column at the bottom/right, pad value -1 (background)".into(),
             resampling: "area average when shrinking, bilinear (half-pixel centres, clamped edges) when enlarging".into(),
+            spacing: opts.spacing,
         }
     }
 }
@@ -348,6 +353,55 @@ pub fn prepare_slice(
     out
 }
 
+/// A slice resampled to a pixel spacing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resampled {
+    pub rows: usize,
+    pub cols: usize,
+    pub pixels: Vec<f32>,
+}
+
+/// The matrix a rows x cols slice with pixel spacing `from` ([between rows, between columns],
+/// mm) has at `to` mm: the same field of view, rounded to whole pixels (at least 1).
+pub fn matrix_at_spacing(rows: usize, cols: usize, from: [f64; 2], to: f64) -> (usize, usize) {
+    let n = |count: usize, mm: f64| ((count as f64 * mm / to).round() as usize).max(1);
+    (n(rows, from[0]), n(cols, from[1]))
+}
+
+/// `s` mapped through `to_unit` and resampled to `mm` pixel spacing (area average down,
+/// bilinear up). A slice without PixelSpacing is taken to be at 1 mm.
+pub fn slice_at_spacing(s: &Slice, mm: f64, to_unit: impl Fn(f32) -> f32) -> Resampled {
+    let from = s.geometry.pixel_spacing.unwrap_or([1.0, 1.0]);
+    let (rows, cols) = matrix_at_spacing(s.rows, s.cols, from, mm);
+    let unit: Vec<f32> = s.pixels.iter().map(|&x| to_unit(x)).collect();
+    Resampled {
+        rows,
+        cols,
+        pixels: resample(&unit, s.rows, s.cols, rows, cols),
+    }
+}
+
+/// Centres a rows x cols image on a size x size canvas filled with `fill`, cropping the
+/// centre when the image is larger; the odd extra row/column goes to the bottom/right.
+pub fn centre_on_canvas(img: &[f32], rows: usize, cols: usize, size: usize, fill: f32) -> Vec<f32> {
+    let mut out = vec![fill; size * size];
+    // Offsets of the image in the canvas (dst) or of the canvas in the image (src).
+    let place = |n: usize| {
+        if n <= size {
+            ((size - n) / 2, 0, n)
+        } else {
+            (0, (n - size) / 2, size)
+        }
+    };
+    let (dst_r, src_r, nr) = place(rows);
+    let (dst_c, src_c, nc) = place(cols);
+    for r in 0..nr {
+        let src = &img[(src_r + r) * cols + src_c..][..nc];
+        out[(dst_r + r) * size + dst_c..][..nc].copy_from_slice(src);
+    }
+    out
+}
+
 /// A volume's slices, prepared: `images` holds the kept slices ([kept.len(), size, size]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PreparedVolume {
@@ -392,9 +446,22 @@ pub(crate) fn prepare_volume_inner(
     let mut kept = Vec::new();
     let mut dropped = 0;
     for (i, s) in v.slices.iter().enumerate() {
-        let img = match &mr_scaling {
-            Some(m) => prepare_slice(&s.pixels, s.rows, s.cols, size, |x| m.to_unit(x)),
-            None => prepare_slice(&s.pixels, s.rows, s.cols, size, |x| ct.to_unit(x)),
+        let to_unit = |x: f32| match &mr_scaling {
+            Some(m) => m.to_unit(x),
+            None => ct.to_unit(x),
+        };
+        let img = match opts.spacing {
+            Some(mm) => {
+                let resampled = slice_at_spacing(s, mm, to_unit);
+                centre_on_canvas(
+                    &resampled.pixels,
+                    resampled.rows,
+                    resampled.cols,
+                    size,
+                    -1.0,
+                )
+            }
+            None => prepare_slice(&s.pixels, s.rows, s.cols, size, to_unit),
         };
         if opts.background.keeps(&img, threshold) {
             images.extend_from_slice(&img);

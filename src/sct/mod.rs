@@ -154,6 +154,14 @@ impl SctModel {
 
     /// MRI volume -> synthetic CT in the volume's own matrix (module docs).
     pub fn synthesize(&self, v: &Volume, batch_size: usize) -> Result<SyntheticCt> {
+        if let (Some(mm), Some(_)) = (
+            self.prep.as_ref().and_then(|p| p.spacing),
+            self.size_multiple(),
+        ) {
+            if v.modality == Modality::Mr && !v.is_empty() {
+                return self.synthesize_whole_slices(v, mm);
+            }
+        }
         if batch_size == 0 {
             return Err(Error::Invalid("batch size must be at least 1".into()));
         }
@@ -214,11 +222,128 @@ impl SctModel {
         })
     }
 
+    /// Height and width a fully convolutional generator needs multiples of (4 for the ResNet:
+    /// two halvings; 2^levels for the U-Net); None for the paper's fixed-size model.
+    pub fn size_multiple(&self) -> Option<usize> {
+        match self.cfg.model {
+            ModelKind::Paper => None,
+            ModelKind::Resnet => Some(4),
+            ModelKind::Unet => Some(1 << self.cfg.unet_downs),
+        }
+    }
+
+    /// The fully convolutional path: every slice resampled to the model's pixel spacing and
+    /// translated whole (no fixed matrix, no stretching), then resampled back onto the source
+    /// matrix. With 2.5D context the neighbouring slices (repeated at the volume's ends) are
+    /// the extra channels, as in training.
+    fn synthesize_whole_slices(&self, v: &Volume, mm: f64) -> Result<SyntheticCt> {
+        let mut values: Vec<f32> = v.values().collect();
+        let (lo, hi) = self.mr_percentiles;
+        let scaling = prep::MrScaling::from_values(&mut values, lo, hi)
+            .map_err(|e| Error::file(&v.source, e))?;
+        drop(values);
+        let slices: Vec<prep::Resampled> = v
+            .slices
+            .iter()
+            .map(|s| prep::slice_at_spacing(s, mm, |x| scaling.to_unit(x)))
+            .collect();
+        let (r, c) = (slices[0].rows, slices[0].cols);
+        let (rows, cols) = (v.rows(), v.cols());
+        let context = self.cfg.context as isize;
+        let last = v.len() as isize - 1;
+        let mut hu = Vec::with_capacity(v.len() * rows * cols);
+        for k in 0..v.len() as isize {
+            let stack: Vec<f32> = (-context..=context)
+                .flat_map(|d| {
+                    slices[(k + d).clamp(0, last) as usize]
+                        .pixels
+                        .iter()
+                        .copied()
+                })
+                .collect();
+            let y = self.generate_whole(&stack, 2 * context as usize + 1, r, c)?;
+            if let Some(bad) = y.iter().find(|u| !u.is_finite()) {
+                return Err(Error::NonFinite(format!(
+                    "the generator of {} produced {bad} on {}",
+                    self.weights.display(),
+                    v.source.display()
+                )));
+            }
+            hu.extend(
+                resample(&y, r, c, rows, cols)
+                    .into_iter()
+                    .map(|u| self.ct.to_hu(u).round()),
+            );
+        }
+        Ok(SyntheticCt {
+            rows,
+            cols,
+            slices: v.len(),
+            hu,
+            batches: v.len(),
+        })
+    }
+
+    /// G_AB on one stack of `channels` normalized MR planes of any `rows` x `cols`: reflected
+    /// out to the next multiple of the generator's downsampling factor (half before, half
+    /// after), run in eval mode, and cropped back to `rows` x `cols`. Values in [-1, 1].
+    pub fn generate_whole(
+        &self,
+        planes: &[f32],
+        channels: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>> {
+        let m = self.size_multiple().ok_or_else(|| {
+            Error::Invalid(format!(
+                "{} has a fixed input size; it cannot translate whole slices",
+                self.describe()
+            ))
+        })?;
+        if planes.len() != channels * rows * cols || rows == 0 || cols == 0 {
+            return Err(Error::shape(
+                "generate_whole",
+                format!(
+                    "{} values for {channels} planes of {rows}x{cols}",
+                    planes.len()
+                ),
+            ));
+        }
+        let (pr, pc) = (rows.div_ceil(m) * m, cols.div_ceil(m) * m);
+        let (top, left) = ((pr - rows) / 2, (pc - cols) / 2);
+        let mut padded = Vec::with_capacity(channels * pr * pc);
+        for ch in 0..channels {
+            let plane = &planes[ch * rows * cols..][..rows * cols];
+            for i in 0..pr {
+                let src = reflect(i as isize - top as isize, rows) * cols;
+                padded.extend(
+                    (0..pc).map(|j| plane[src + reflect(j as isize - left as isize, cols)]),
+                );
+            }
+        }
+        let x = Tensor::from_slice(&self.gpu, &padded, &[1, channels, pr, pc])?;
+        let y = self.generate_unit(&x)?;
+        Ok((0..rows)
+            .flat_map(|i| y[(top + i) * pc + left..][..cols].to_vec())
+            .collect())
+    }
+
     /// G_AB on a batch [N, 1, S, S] of normalized MRI: eval mode, no graph. Values in [-1, 1].
     pub fn generate_unit(&self, x: &Tensor) -> Result<Vec<f32>> {
         let y = crate::no_grad(|| self.generator.forward(x, Pass::EVAL))?;
         y.to_vec()
     }
+}
+
+/// Index `i` of a line of `n` samples mirrored at its ends without repeating the edge sample
+/// (numpy's and PyTorch's "reflect"), for any `i`: the pattern repeats every 2(n - 1).
+pub fn reflect(i: isize, n: usize) -> usize {
+    if n == 1 {
+        return 0;
+    }
+    let period = 2 * (n as isize - 1);
+    let j = i.rem_euclid(period);
+    (if j < n as isize { j } else { period - j }) as usize
 }
 
 fn describe(cfg: &TrainConfig) -> String {
