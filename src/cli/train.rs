@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mr2ct::cyclegan::train::{Domains, RunEnd, RunOptions, Trainer};
+use mr2ct::cyclegan::validation::{HeldOut, Validation};
 use mr2ct::cyclegan::{GanLoss, ModelKind, Objective, TrainConfig};
+use mr2ct::data::paired::validation_dir;
 use mr2ct::data::{load_paired_set, load_training_set, LoadOptions, PrepRecord};
 use mr2ct::io::weights::Precision;
 use mr2ct::{Error, Gpu, Result};
@@ -305,6 +307,48 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
         }
         eprintln!("\ninterrupt: stopping after this step and writing a checkpoint (Ctrl-C again to abort)");
     });
+    let mut weights_meta = HashMap::new();
+    weights_meta.insert(
+        "prep".to_owned(),
+        serde_json::to_string(&data.prep).map_err(|e| Error::Invalid(e.to_string()))?,
+    );
+    weights_meta.insert("adapter".to_owned(), gpu.adapter.name.clone());
+    if cfg.objective == Objective::Paired && args.val_every > 0 {
+        match validation_dir(&args.data) {
+            Some(dir) => {
+                let held = load_paired_set(
+                    &dir,
+                    cfg.size,
+                    cfg.context,
+                    &LoadOptions {
+                        use_train_subdir: false,
+                        ..load.clone()
+                    },
+                )?;
+                eprintln!(
+                    "validation: {} held-out slice pairs of {} subjects in {}, every {} epoch(s)",
+                    held.n,
+                    held.subjects().len(),
+                    dir.display(),
+                    args.val_every
+                );
+                trainer.validation = Some(Validation {
+                    held_out: HeldOut {
+                        mr: held.mr,
+                        ct: held.ct,
+                        channels: held.channels,
+                        size: held.size,
+                    },
+                    every: args.val_every,
+                    weights_meta: weights_meta.clone(),
+                });
+            }
+            None => eprintln!(
+                "validation: none ({} has no test/ split of held-out subjects)",
+                args.data.display()
+            ),
+        }
+    }
     let opts = RunOptions {
         out_dir: args.out.clone(),
         sample_every: args.sample_every,
@@ -324,12 +368,7 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
         println!("interrupted in epoch {epoch} after step {step}; checkpoint written to {}; continue with --resume", args.out.join("checkpoint.safetensors").display());
         std::process::exit(130);
     }
-    let mut meta = HashMap::new();
-    meta.insert(
-        "prep".to_owned(),
-        serde_json::to_string(&data.prep).map_err(|e| Error::Invalid(e.to_string()))?,
-    );
-    meta.insert("adapter".to_owned(), gpu.adapter.name.clone());
+    let mut meta = weights_meta;
     meta.insert("epochs_trained".to_owned(), trainer.epoch.to_string());
     let weights = args.out.join("weights.safetensors");
     trainer.save_weights(

@@ -44,6 +44,18 @@ impl Trainer {
         t.partial_seconds = serde_json::from_str(meta("partial_seconds")?)
             .map_err(|e| Error::file(&path, format!("bad partial_seconds: {e}")))?;
         t.gan.rng.state = parse("rng_state")?;
+        // Checkpoints of older runs have no step log: their curve starts at the resume.
+        if let Some(log) = loaded.metadata.get("step_log") {
+            t.step_log = serde_json::from_str(log)
+                .map_err(|e| Error::file(&path, format!("bad step_log: {e}")))?;
+        }
+        t.best_val_mae = match loaded.metadata.get("best_val_mae") {
+            Some(v) => Some(
+                v.parse::<f64>()
+                    .map_err(|e| Error::file(&path, format!("bad best_val_mae: {e}")))?,
+            ),
+            None => None,
+        };
         for (opt, prefix) in [(&mut t.gan.opt_g, "adam_g"), (&mut t.gan.opt_d, "adam_d")] {
             let n = opt.params().len();
             let get = |kind: &str, i: usize| -> Result<Vec<f32>> {
@@ -105,6 +117,13 @@ impl Trainer {
                 .map_err(|e| Error::Invalid(e.to_string()))?,
         );
         meta.insert("rng_state".into(), self.gan.rng.state.to_string());
+        meta.insert(
+            "step_log".into(),
+            serde_json::to_string(&self.step_log).map_err(|e| Error::Invalid(e.to_string()))?,
+        );
+        if let Some(best) = self.best_val_mae {
+            meta.insert("best_val_mae".into(), best.to_string());
+        }
         meta.insert(
             "history".into(),
             serde_json::to_string(&self.history).map_err(|e| Error::Invalid(e.to_string()))?,

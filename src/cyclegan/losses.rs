@@ -127,6 +127,9 @@ pub struct EpochLosses {
     pub mean: StepLosses,
     pub seconds: f64,
     pub images_per_second: f64,
+    /// Scores on the held-out pairs, in the epochs that were validated.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub val: Option<super::validation::ValScores>,
 }
 
 type Column = (&'static str, fn(&EpochLosses) -> f32);
@@ -144,6 +147,9 @@ pub const CSV_COLUMNS: [Column; 10] = [
     ("reconstruction_loss", |h| h.mean.reconstruction_loss()),
     ("AB_L1_loss", |h| h.mean.ab_l1),
 ];
+
+/// losses.csv's validation columns after the timing ones, empty in epochs not validated.
+pub const VAL_COLUMNS: [&str; 3] = ["val_MAE_HU", "val_PSNR_dB", "val_SSIM"];
 
 impl EpochLosses {
     /// The values of `CSV_COLUMNS`, in its order.
@@ -167,6 +173,7 @@ impl EpochLosses {
                 ),
                 seconds: h[7],
                 images_per_second: h[8],
+                val: None,
             })
             .collect())
     }
@@ -195,6 +202,7 @@ mod tests {
             mean: Losses::from_fields([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 0.0]),
             seconds: 8.0,
             images_per_second: 9.0,
+            val: None,
         };
         let json = serde_json::to_string(&vec![h]).unwrap();
         assert!(

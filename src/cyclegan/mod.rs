@@ -12,6 +12,7 @@ mod paired;
 pub mod pool;
 mod report;
 pub mod train;
+pub mod validation;
 
 use std::rc::Rc;
 

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::losses::{EpochLosses, CSV_COLUMNS};
+use super::losses::{EpochLosses, StepLosses, CSV_COLUMNS, VAL_COLUMNS};
 use super::train::Trainer;
 use super::Critics;
 use crate::engine::error::{Error, Result};
@@ -15,11 +15,16 @@ impl Trainer {
     pub(super) fn write_csv(&self, path: &Path) -> Result<()> {
         let mut s = String::from("epoch,");
         s += &CSV_COLUMNS.map(|(name, _)| name).join(",");
-        s += ",seconds,images_per_second\n";
+        s += ",seconds,images_per_second,";
+        s += &VAL_COLUMNS.join(",");
+        s += "\n";
         for (i, h) in self.history.iter().enumerate() {
             let cols: Vec<String> = h.columns().iter().map(|v| format!("{v:.6}")).collect();
+            let val = h.val.map_or(",,".to_string(), |v| {
+                format!("{:.2},{:.3},{:.4}", v.mae, v.psnr, v.ssim)
+            });
             s += &format!(
-                "{},{},{:.3},{:.2}\n",
+                "{},{},{:.3},{:.2},{val}\n",
                 i + 1,
                 cols.join(","),
                 h.seconds,
@@ -29,74 +34,70 @@ impl Trainer {
         crate::io::write_atomic(path, s.as_bytes())
     }
 
+    /// Loss curves: the generator and discriminator losses at every step (so a one-epoch run
+    /// draws a curve), the epoch means of each term, and the validation scores when there are
+    /// any.
     pub(super) fn write_loss_plot(&self, path: &Path) -> Result<()> {
-        let col =
-            |f: &dyn Fn(&EpochLosses) -> f32| self.history.iter().map(f).collect::<Vec<f32>>();
-        let (d, g) = (col(&|h| h.mean.da + h.mean.db), col(&|h| h.mean.g));
-        let (da, db) = (col(&|h| h.mean.da), col(&|h| h.mean.db));
-        let (ab, ba) = (col(&|h| h.mean.g_ab_adv), col(&|h| h.mean.g_ba_adv));
-        let (aba, bab) = (col(&|h| h.mean.aba_rec), col(&|h| h.mean.bab_rec));
         let p = plot::PALETTE;
-        plot::save_panels(
-            path,
-            &[
-                (
-                    "D AND G LOSS PER EPOCH",
-                    vec![
-                        plot::Series {
-                            name: "D_LOSS",
-                            values: &d,
-                            color: p[0],
-                        },
-                        plot::Series {
-                            name: "G_LOSS",
-                            values: &g,
-                            color: p[1],
-                        },
-                    ],
-                ),
-                (
-                    "ADVERSARIAL TERMS",
-                    vec![
-                        plot::Series {
-                            name: "DA",
-                            values: &da,
-                            color: p[2],
-                        },
-                        plot::Series {
-                            name: "DB",
-                            values: &db,
-                            color: p[3],
-                        },
-                        plot::Series {
-                            name: "G_AB ADV",
-                            values: &ab,
-                            color: p[4],
-                        },
-                        plot::Series {
-                            name: "G_BA ADV",
-                            values: &ba,
-                            color: p[5],
-                        },
-                    ],
-                ),
-                (
-                    "CYCLE RECONSTRUCTION (L1)",
-                    vec![
-                        plot::Series {
-                            name: "ABA",
-                            values: &aba,
-                            color: p[6],
-                        },
-                        plot::Series {
-                            name: "BAB",
-                            values: &bab,
-                            color: p[7],
-                        },
-                    ],
-                ),
-            ],
-        )
+        let steps =
+            |f: &dyn Fn(&StepLosses) -> f32| self.step_log.iter().map(f).collect::<Vec<f32>>();
+        let epochs =
+            |f: &dyn Fn(&EpochLosses) -> f32| self.history.iter().map(f).collect::<Vec<f32>>();
+        let (g, d) = (steps(&|l| l.g), steps(&|l| l.d_loss()));
+        let paired = matches!(self.gan.critics, Critics::Paired { .. });
+        let series = |list: &[(&'static str, Vec<f32>)],
+                      first: usize|
+         -> Vec<(&'static str, Vec<f32>, [u8; 3])> {
+            list.iter()
+                .enumerate()
+                .map(|(i, (n, v))| (*n, v.clone(), p[(first + i) % p.len()]))
+                .collect()
+        };
+        let terms = if paired {
+            series(
+                &[
+                    ("L1 TO CT", epochs(&|h| h.mean.ab_l1)),
+                    ("ADVERSARIAL", epochs(&|h| h.mean.g_ab_adv)),
+                    ("D", epochs(&|h| h.mean.db)),
+                ],
+                2,
+            )
+        } else {
+            series(
+                &[
+                    ("DA", epochs(&|h| h.mean.da)),
+                    ("DB", epochs(&|h| h.mean.db)),
+                    ("G_AB ADV", epochs(&|h| h.mean.g_ab_adv)),
+                    ("G_BA ADV", epochs(&|h| h.mean.g_ba_adv)),
+                    ("ABA", epochs(&|h| h.mean.aba_rec)),
+                    ("BAB", epochs(&|h| h.mean.bab_rec)),
+                ],
+                2,
+            )
+        };
+        let val = epochs(&|h| h.val.map_or(f32::NAN, |v| v.mae as f32));
+        let step_lines = [("G_LOSS", g, p[1]), ("D_LOSS", d, p[0])];
+        let val_line = [("VALIDATION MAE (HU)", val, p[3])];
+        let mut panels = vec![
+            plot::Panel {
+                title: "G AND D LOSS PER STEP",
+                x_label: "STEP",
+                series: to_series(&step_lines),
+            },
+            plot::Panel {
+                title: "LOSS TERMS, EPOCH MEANS",
+                x_label: "EPOCH",
+                series: to_series(&terms),
+            },
+        ];
+        if self.history.iter().any(|h| h.val.is_some()) {
+            panels.push(plot::Panel {
+                title: "HELD-OUT SUBJECTS",
+                x_label: "EPOCH",
+                series: to_series(&val_line),
+            });
+        }
+        plot::save_panels(path, &panels)
     }
 
     /// The paper's Fig. 3: rows of real MRI (the centre slice when the generator sees
@@ -132,4 +133,15 @@ impl Trainer {
             .collect();
         grid::save_grid(path, &titles, &rows, size)
     }
+}
+
+/// Plot lines from (name, values, colour) triples.
+fn to_series<'a>(list: &'a [(&'static str, Vec<f32>, [u8; 3])]) -> Vec<plot::Series<'a>> {
+    list.iter()
+        .map(|(name, values, color)| plot::Series {
+            name,
+            values,
+            color: *color,
+        })
+        .collect()
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::losses::{EpochLosses, LossSums, StepLosses};
+use super::validation::Validation;
 use super::{CycleGan, Init, Objective, TrainConfig};
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
@@ -68,6 +69,12 @@ pub struct Trainer {
     pub(super) partial_sums: LossSums,
     pub(super) partial_seconds: f64,
     pub(super) gpu: Rc<Gpu>,
+    /// Held-out pairs scored while training, if any.
+    pub validation: Option<Validation>,
+    /// The lowest validation MAE so far (its weights are best.safetensors).
+    pub best_val_mae: Option<f64>,
+    /// Every step's losses, for the per-step loss curve.
+    pub step_log: Vec<StepLosses>,
 }
 
 /// The fixed facts of one `run`: batch geometry and progress accounting.
@@ -98,6 +105,9 @@ impl Trainer {
             partial_sums: LossSums::default(),
             partial_seconds: 0.0,
             gpu: gpu.clone(),
+            validation: None,
+            best_val_mae: None,
+            step_log: Vec::new(),
         })
     }
 
@@ -169,9 +179,11 @@ impl Trainer {
                 mean: sums.mean(steps),
                 seconds,
                 images_per_second: (steps * batch) as f64 / seconds,
+                val: None,
             });
             self.epoch += 1;
             let last = self.epoch == cfg.epochs;
+            self.validate_epoch(&opts.out_dir, last)?;
             self.write_epoch_reports(data, opts, last)?;
             let stop = opts.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
             if last
@@ -255,6 +267,7 @@ impl Trainer {
                 other => other,
             })?;
             sums.add(&l);
+            self.step_log.push(l);
             plan.done_steps += 1;
             self.step = step + 1;
             if opts.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst))

@@ -32,16 +32,9 @@ fn label(v: f32) -> String {
     }
 }
 
-/// One panel: the series against epoch (1..), y range from the finite data, legend on top.
-pub fn draw_panel(
-    c: &mut Canvas,
-    x0: i64,
-    y0: i64,
-    w: i64,
-    h: i64,
-    title: &str,
-    series: &[Series],
-) {
+/// One panel: the series against their index (1..), y range from the finite data, legend on top.
+pub fn draw_panel(c: &mut Canvas, x0: i64, y0: i64, w: i64, h: i64, panel: &Panel) {
+    let (title, x_label, series) = (panel.title, panel.x_label, panel.series.as_slice());
     let finite = series
         .iter()
         .flat_map(|s| s.values.iter())
@@ -85,7 +78,13 @@ pub fn draw_panel(
         c.line((x, bottom), (x, bottom + 3), axis, 1);
         c.text(x - 6, bottom + 6, &e.to_string(), axis, 1);
     }
-    c.text(right - 30, bottom + 15, "EPOCH", axis, 1);
+    c.text(
+        right - 6 * x_label.len() as i64,
+        bottom + 15,
+        x_label,
+        axis,
+        1,
+    );
     for s in series {
         let pt = |i: usize, v: f32| {
             let x = left + (right - left) * i as i64 / (n as i64 - 1);
@@ -110,15 +109,22 @@ pub fn draw_panel(
 }
 
 /// Several panels stacked vertically, each with its own series.
-pub fn save_panels(path: &Path, panels: &[(&str, Vec<Series>)]) -> Result<()> {
+/// A panel of `save_panels`: its title, what its x axis counts (EPOCH, STEP) and its lines.
+pub struct Panel<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub series: Vec<Series<'a>>,
+}
+
+pub fn save_panels(path: &Path, panels: &[Panel]) -> Result<()> {
     let (w, h) = (760i64, 260i64);
     let mut c = Canvas::new(
         w as usize,
         (h * panels.len() as i64) as usize,
         [255, 255, 255],
     );
-    for (i, (title, series)) in panels.iter().enumerate() {
-        draw_panel(&mut c, 0, i as i64 * h, w, h, title, series);
+    for (i, p) in panels.iter().enumerate() {
+        draw_panel(&mut c, 0, i as i64 * h, w, h, p);
     }
     c.save_png(path)
 }
