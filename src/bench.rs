@@ -298,7 +298,7 @@ impl ConvLayer {
     }
 }
 
-// Uses per iteration (see reference-model.md): the generator step runs each generator twice
+// Uses per iteration (see src/models/paper_model.md): the generator step runs each generator twice
 // (4 generator passes: all need weight gradients; input gradients where the input is a fake)
 // and the two discriminators once each, frozen (input gradients only); the discriminator step
 // runs each discriminator twice (weight gradients; input gradients from the second layer on).
@@ -436,7 +436,7 @@ const ACT_SHAPES: [(ActKind, usize, usize, f64); 9] = [
     (ActKind::Tanh, 1, 64, 4.0),
 ];
 
-/// Parameters of the paper generator and discriminator (reference-model.md).
+/// Parameters of the paper generator and discriminator (src/models/paper_model.md).
 const PAPER_G_PARAMS: f64 = 7_608_129.0;
 const PAPER_D_PARAMS: f64 = 2_763_585.0;
 

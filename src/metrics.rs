@@ -1,4 +1,4 @@
-//! sCT quality as SynthRAD2023 scores it (Huijben et al. 2024; reference-model.md): values in
+//! sCT quality as SynthRAD2023 scores it (Huijben et al. 2024; src/models/paper_model.md): values in
 //! HU clipped to [-1024, 3000]; MAE over the body mask; PSNR with data range 4024 over the
 //! mask; SSIM (uniform 7-wide window, K1 0.01, K2 0.03, sample covariance, scipy's 'reflect'
 //! borders, as scikit-image's structural_similarity) on images whose background is set to

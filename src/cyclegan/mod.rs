@@ -1,5 +1,5 @@
 //! CycleGAN: two generators (A = MRI -> B = CT and back), two discriminators, their
-//! optimizers and one training step as ../shared/reference-model.md describes it.
+//! optimizers and one training step as src/models/paper_model.md describes it.
 
 pub mod config;
 pub mod pool;

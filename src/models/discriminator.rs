@@ -1,4 +1,4 @@
-//! Discriminators. `PaperDiscriminator` is the DCGAN discriminator of reference-model.md; it
+//! Discriminators. `PaperDiscriminator` is the DCGAN discriminator of paper_model.md; it
 //! returns one logit per image ([N]) at 64x64; the loss applies the sigmoid (BCE with logits).
 
 use std::rc::Rc;

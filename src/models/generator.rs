@@ -1,4 +1,4 @@
-//! Generators. `PaperGenerator` follows reference-model.md exactly: an FCN encoder down to
+//! Generators. `PaperGenerator` follows paper_model.md exactly: an FCN encoder down to
 //! a 128-d latent (128x1x1), then a DCGAN decoder back to 1x64x64 with tanh.
 
 use std::rc::Rc;

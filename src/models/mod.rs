@@ -1,5 +1,5 @@
 //! The networks: the paper's FCN generator and DCGAN discriminator
-//! (../shared/reference-model.md), and the CycleGAN reference design (ResNet generator,
+//! (paper_model.md beside this file), and the CycleGAN reference design (ResNet generator,
 //! PatchGAN discriminator).
 
 pub mod discriminator;
