@@ -1,4 +1,4 @@
-//! sCT quality as SynthRAD2023 scores it (Huijben et al. 2024; reference-model.md): values in
+//! sCT quality as SynthRAD2023 scores it (Huijben et al. 2024; src/models/paper_model.md): values in
 //! HU clipped to [-1024, 3000]; MAE over the body mask; PSNR with data range 4024 over the
 //! mask; SSIM (uniform 7-wide window, K1 0.01, K2 0.03, sample covariance, scipy's 'reflect'
 //! borders, as scikit-image's structural_similarity) on images whose background is set to
@@ -46,9 +46,9 @@ fn clip(v: f32) -> f64 {
 pub fn mae(pred: &Vol, truth: &Vol, mask: &[bool]) -> Result<f64> {
     check("mae", pred, truth, mask)?;
     let (mut s, mut n) = (0f64, 0usize);
-    for i in 0..mask.len() {
-        if mask[i] {
-            s += (clip(pred.data[i]) - clip(truth.data[i])).abs();
+    for ((p, t), m) in pred.data.iter().zip(truth.data).zip(mask) {
+        if *m {
+            s += (clip(*p) - clip(*t)).abs();
             n += 1;
         }
     }
@@ -59,9 +59,9 @@ pub fn mae(pred: &Vol, truth: &Vol, mask: &[bool]) -> Result<f64> {
 pub fn psnr(pred: &Vol, truth: &Vol, mask: &[bool]) -> Result<f64> {
     check("psnr", pred, truth, mask)?;
     let (mut s, mut n) = (0f64, 0usize);
-    for i in 0..mask.len() {
-        if mask[i] {
-            s += (clip(pred.data[i]) - clip(truth.data[i])).powi(2);
+    for ((p, t), m) in pred.data.iter().zip(truth.data).zip(mask) {
+        if *m {
+            s += (clip(*p) - clip(*t)).powi(2);
             n += 1;
         }
     }
@@ -110,8 +110,8 @@ fn uniform_axis(v: &[f64], dims: [usize; 3], axis: usize, win: usize) -> Vec<f64
 
 fn uniform_filter(v: &[f64], dims: [usize; 3], win: usize) -> Vec<f64> {
     let mut out = v.to_vec();
-    for axis in 0..3 {
-        if dims[axis] > 1 {
+    for (axis, len) in dims.iter().enumerate() {
+        if *len > 1 {
             out = uniform_axis(&out, dims, axis, win);
         }
     }
@@ -150,8 +150,8 @@ pub fn ssim(pred: &Vol, truth: &Vol, mask: &[bool]) -> Result<f64> {
     let c1 = (0.01 * DATA_RANGE).powi(2);
     let c2 = (0.03 * DATA_RANGE).powi(2);
     let (mut s, mut n) = (0f64, 0usize);
-    for i in 0..x.len() {
-        if !mask[i] {
+    for (i, m) in mask.iter().enumerate() {
+        if !m {
             continue;
         }
         let vx = cov_norm * (uxx[i] - ux[i] * ux[i]);

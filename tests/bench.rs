@@ -139,7 +139,7 @@ fn zero_iterations_is_an_error() {
 fn analytic_memory_of_the_paper_step_matches_the_hand_count() {
     use mr2ct::bench::paper_analytic_memory;
     use mr2ct::cyclegan::TrainConfig;
-    // Per sample, counted by hand from reference-model.md (PyTorch's saved tensors):
+    // Per sample, counted by hand from src/models/paper_model.md (PyTorch's saved tensors):
     //   generator pass: 2*64*32^2 + 3*(128*16^2 + 256*8^2 + 512*4^2) + 128
     //                   + 2*(512*4^2 + 256*8^2 + 128*16^2 + 64*32^2) + 64^2 = 553,088
     //   discriminator pass: 2*64*32^2 + 3*(128*16^2 + 256*8^2 + 512*4^2) + 1 = 303,105

@@ -25,8 +25,7 @@ fn tmp(name: &str) -> PathBuf {
 fn error_line(stderr: &str) -> String {
     stderr
         .lines()
-        .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
-        .next_back()
+        .rfind(|l| !l.contains("XDG_RUNTIME_DIR"))
         .unwrap_or("")
         .to_owned()
 }

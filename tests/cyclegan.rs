@@ -1,5 +1,5 @@
 //! Three full CycleGAN training iterations (generator step, discriminator step, Adam; exactly
-//! reference-model.md) from the weights PyTorch used, compared with PyTorch.
+//! src/models/paper_model.md) from the weights PyTorch used, compared with PyTorch.
 //!
 //! The reference is computed in f64. Training is chaotic: Adam's first steps move every element
 //! by about +-lr whatever the size of its gradient, so elements whose gradient is below f32

@@ -1,6 +1,6 @@
 //! Hostile inputs: every one gives an error (or a skip) of a stated kind whose one-line reason
-//! names the file; none panics. Covers the cases of ../shared/notes/dicom-rs-probe.md where
-//! dicom-pixeldata panics or is silently wrong, and issue 7's bad-input corpus for DICOM and
+//! names the file; none panics. Covers the cases where a probe of dicom-pixeldata 0.10.1
+//! found it panicking or silently wrong, and issue 7's bad-input corpus for DICOM and
 //! NIfTI.
 
 use std::path::{Path, PathBuf};

@@ -1,8 +1,9 @@
 //! The DICOM and NIfTI readers against real files, compared with values read independently by
 //! pydicom (+pylibjpeg) and nibabel (tests/fixtures/make_data_expectations.py writes
-//! tests/data/expectations.json). tests/data holds a small subset of ../shared/data that covers
-//! every transfer syntax and every failure class; when ../shared/data is present, every file
-//! there is checked too.
+//! tests/data/expectations.json). tests/data holds a small subset of the project's full
+//! corpus of real images (outside the repository) that covers every transfer syntax and every
+//! failure class; when MR2CT_IMAGE_CORPUS names that corpus's folder, every file there is
+//! checked too.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,12 @@ use mr2ct::data::nifti::try_read_nifti;
 use mr2ct::data::{LoadOptions, SkipKind};
 use serde_json::Value;
 
-const SHARED: &str = "/work/shared/data";
+/// The full corpus tests/data was copied from, when the environment names it.
+fn corpus_dir() -> Option<PathBuf> {
+    std::env::var_os("MR2CT_IMAGE_CORPUS")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+}
 
 fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
@@ -339,13 +345,13 @@ fn every_file_in_tests_data_matches_pydicom_and_nibabel() {
 }
 
 #[test]
-fn every_file_in_shared_data_matches_when_present() {
-    if !Path::new(SHARED).is_dir() {
-        println!("{SHARED} is not here; only tests/data was checked");
+fn every_file_in_the_corpus_matches_when_present() {
+    let Some(corpus) = corpus_dir() else {
+        println!("MR2CT_IMAGE_CORPUS names no folder; only tests/data was checked");
         return;
-    }
-    let tally = check_tree(Path::new(SHARED));
-    println!("{SHARED}: {tally:?}");
+    };
+    let tally = check_tree(&corpus);
+    println!("{}: {tally:?}", corpus.display());
     assert!(tally["decoded"] >= 40, "{tally:?}");
 }
 
@@ -372,11 +378,11 @@ fn subset_covers_every_transfer_syntax_of_the_corpus() {
         .collect();
     assert_eq!(all_ts, sub_ts, "transfer syntaxes missing from tests/data");
     // Copied files must be identical to the corpus (when it is here).
-    if Path::new(SHARED).is_dir() {
+    if let Some(corpus) = corpus_dir() {
         for rel in &in_subset {
             let a = std::fs::read(data_dir().join(rel)).unwrap();
-            let b = std::fs::read(Path::new(SHARED).join(rel)).unwrap();
-            assert!(a == b, "{rel} differs from {SHARED}/{rel}");
+            let b = std::fs::read(corpus.join(rel)).unwrap();
+            assert!(a == b, "{rel} differs from {}/{rel}", corpus.display());
         }
     }
     let total: u64 = in_subset

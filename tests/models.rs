@@ -1,4 +1,4 @@
-//! The paper's generator and discriminator (reference-model.md), forward and backward, against
+//! The paper's generator and discriminator (src/models/paper_model.md), forward and backward, against
 //! PyTorch with identical weights (the deterministic recipe shared with make_fixtures.py).
 //! Tolerances: output and input gradient relative L2 <= 1e-4; sampled weight gradients and
 //! their full sums of squares <= 1e-3 relative (deep products of 17 layers in f32).

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """PyTorch peer of `mr2ct bench`: the same kernel rows (names, layers, shapes) and the same
-CycleGAN training iteration (../shared/reference-model.md; the ResNet model as src/models/resnet.rs),
+CycleGAN training iteration (src/models/paper_model.md; the ResNet model as src/models/resnet.rs),
 timed the same way (wall clock around the op + synchronize, median of the timed runs after
 warm-ups), printed as a table and written as JSON of the same shape:
 
@@ -200,7 +200,7 @@ def run_adam(dev, warmup, iters):
 
 
 # ----------------------------------------------------------------------------------------------
-# Models (reference-model.md; src/models)
+# Models (src/models/paper_model.md; src/models)
 
 
 class PaperGenerator(nn.Module):

@@ -1,4 +1,4 @@
-//! The reference model's layer shapes the kernel table runs at (reference-model.md), with how
+//! The reference model's layer shapes the kernel table runs at (src/models/paper_model.md), with how
 //! often one paper-model training iteration runs each of them.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,7 +62,7 @@ impl ConvLayer {
     }
 }
 
-// Uses per iteration (see reference-model.md): the generator step runs each generator twice
+// Uses per iteration (see src/models/paper_model.md): the generator step runs each generator twice
 // (4 generator passes: all need weight gradients; input gradients where the input is a fake)
 // and the two discriminators once each, frozen (input gradients only); the discriminator step
 // runs each discriminator twice (weight gradients; input gradients from the second layer on).
@@ -200,6 +200,6 @@ pub(super) const ACT_SHAPES: [(ActKind, usize, usize, f64); 9] = [
     (ActKind::Tanh, 1, 64, 4.0),
 ];
 
-/// Parameters of the paper generator and discriminator (reference-model.md).
+/// Parameters of the paper generator and discriminator (src/models/paper_model.md).
 pub(super) const PAPER_G_PARAMS: f64 = 7_608_129.0;
 pub(super) const PAPER_D_PARAMS: f64 = 2_763_585.0;

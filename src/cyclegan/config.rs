@@ -1,5 +1,5 @@
 //! Every training parameter, with the paper's values as defaults (Table 1 of the paper and
-//! ../shared/reference-model.md). Serializable, so a run records exactly what it used and a
+//! src/models/paper_model.md). Serializable, so a run records exactly what it used and a
 //! config file can hold every flag.
 
 use serde::{Deserialize, Serialize};

@@ -75,20 +75,11 @@ impl Canvas {
         cx - x
     }
 
-    /// A grayscale tile: `values` (row-major h x w) mapped from [lo, hi] to black..white.
-    pub fn gray_tile(
-        &mut self,
-        x0: i64,
-        y0: i64,
-        values: &[f32],
-        w: usize,
-        h: usize,
-        lo: f32,
-        hi: f32,
-    ) {
-        for y in 0..h {
-            for x in 0..w {
-                let v = ((values[y * w + x] - lo) / (hi - lo)).clamp(0.0, 1.0);
+    /// A grayscale tile: `plane`'s values mapped from `lo`..`hi` to black..white.
+    pub fn gray_tile(&mut self, x0: i64, y0: i64, plane: Plane, (lo, hi): (f32, f32)) {
+        for y in 0..plane.height {
+            for x in 0..plane.width {
+                let v = ((plane.values[y * plane.width + x] - lo) / (hi - lo)).clamp(0.0, 1.0);
                 let g = (v * 255.0).round() as u8;
                 self.set(x0 + x as i64, y0 + y as i64, [g, g, g]);
             }
@@ -110,6 +101,14 @@ impl Canvas {
         }
         super::write_atomic(path, &bytes)
     }
+}
+
+/// A row-major `height` x `width` image of values, as one tile is drawn from it.
+#[derive(Clone, Copy)]
+pub struct Plane<'a> {
+    pub values: &'a [f32],
+    pub width: usize,
+    pub height: usize,
 }
 
 /// One row of the sample grid: images of equal size, each in [-1, 1].
@@ -141,14 +140,16 @@ pub fn save_grid(path: &Path, titles: &[&str], rows: &[GridRow], size: usize) ->
             let up: Vec<f32> = (0..tile * tile)
                 .map(|k| values[(k / tile / scale) * size + (k % tile) / scale])
                 .collect();
+            let plane = Plane {
+                values: &up,
+                width: tile,
+                height: tile,
+            };
             c.gray_tile(
                 (pad + i * (tile + pad)) as i64,
                 (header + r * (tile + pad)) as i64,
-                &up,
-                tile,
-                tile,
-                -1.0,
-                1.0,
+                plane,
+                (-1.0, 1.0),
             );
         }
     }
@@ -229,7 +230,12 @@ mod tests {
     #[test]
     fn gray_tile_maps_the_range_to_black_and_white() {
         let mut c = Canvas::new(2, 1, [0, 0, 0]);
-        c.gray_tile(0, 0, &[-1.0, 1.0], 2, 1, -1.0, 1.0);
+        let plane = Plane {
+            values: &[-1.0, 1.0],
+            width: 2,
+            height: 1,
+        };
+        c.gray_tile(0, 0, plane, (-1.0, 1.0));
         assert_eq!(c.pixels, vec![[0, 0, 0], [255, 255, 255]]);
     }
 }

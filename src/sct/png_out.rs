@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::engine::error::Result;
-use crate::io::grid::Canvas;
+use crate::io::grid::{Canvas, Plane};
 
 /// CT display window for PNGs (HU): air black, soft tissue mid-grey, bone bright.
 pub const CT_DISPLAY_HU: (f32, f32) = (-1000.0, 1400.0);
@@ -36,7 +36,12 @@ fn fit(values: &[f32], rows: usize, cols: usize, side: usize) -> (Vec<f32>, usiz
 /// One slice in the CT display window, at its own resolution (grey PNG via the RGB canvas).
 pub(crate) fn write_slice_png(path: &Path, hu: &[f32], rows: usize, cols: usize) -> Result<()> {
     let mut c = Canvas::new(cols, rows, [0, 0, 0]);
-    c.gray_tile(0, 0, hu, cols, rows, CT_DISPLAY_HU.0, CT_DISPLAY_HU.1);
+    let plane = Plane {
+        values: hu,
+        width: cols,
+        height: rows,
+    };
+    c.gray_tile(0, 0, plane, CT_DISPLAY_HU);
     c.save_png(path)
 }
 
@@ -63,11 +68,16 @@ pub(crate) fn write_montage(
     c.text(pad as i64, 4, title, FG, 1);
     for k in 0..slices {
         let (img, h, w) = fit(&volume[k * plane..(k + 1) * plane], rows, cols, side);
+        let tile = Plane {
+            values: &img,
+            width: w,
+            height: h,
+        };
         let (x0, y0) = (
             (pad + (k % ncol) * (tw + pad)) as i64,
             (header + (k / ncol) * (th + pad)) as i64,
         );
-        c.gray_tile(x0, y0, &img, w, h, CT_DISPLAY_HU.0, CT_DISPLAY_HU.1);
+        c.gray_tile(x0, y0, tile, CT_DISPLAY_HU);
         c.text(x0 + 2, y0 + 2, &(k + 1).to_string(), [255, 220, 0], 1);
     }
     c.save_png(path)
@@ -164,10 +174,15 @@ pub(crate) fn write_panel(
         let tiles = [row.mri, row.ct, row.sct, &err];
         for (i, values) in tiles.iter().enumerate() {
             let (img, h, w) = fit(values, rows, cols, side);
+            let plane = Plane {
+                values: &img,
+                width: w,
+                height: h,
+            };
             let x0 = (pad + i * (tw + pad)) as i64;
             match i {
-                0 => c.gray_tile(x0, y0, &img, w, h, mri_window.0, mri_window.1),
-                1 | 2 => c.gray_tile(x0, y0, &img, w, h, CT_DISPLAY_HU.0, CT_DISPLAY_HU.1),
+                0 => c.gray_tile(x0, y0, plane, mri_window),
+                1 | 2 => c.gray_tile(x0, y0, plane, CT_DISPLAY_HU),
                 _ => color_tile(
                     &mut c,
                     x0,

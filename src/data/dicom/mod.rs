@@ -1,9 +1,9 @@
 //! DICOM reading: one file -> validated slices in physical units (HU for CT).
 //!
 //! dicom-object parses, dicom-pixeldata decompresses (native, deflate, RLE, JPEG baseline /
-//! extended 8-bit / lossless, JPEG 2000 via openjp2). Everything else is ours, because the
-//! probe (shared/notes/dicom-rs-probe.md) found dicom-pixeldata silently wrong or panicking on
-//! bad input:
+//! extended 8-bit / lossless, JPEG 2000 via openjp2). Everything else is ours, because a
+//! probe of dicom-pixeldata 0.10.1 against pydicom found it silently wrong or panicking on
+//! bad input (tests/data_malformed.rs keeps those cases):
 //! - before dicom-object parses anything, `check_structure` walks the element headers as it
 //!   will and refuses declared lengths past the end of the data, binary values that are not a
 //!   whole number of values (dicom-parser would drift off the structure), nesting deeper than

@@ -1,4 +1,4 @@
-//! burn 0.22.1 peer of `mr2ct bench`: the paper model (../../../../shared/reference-model.md)
+//! burn 0.22.1 peer of `mr2ct bench`: the paper model (src/models/paper_model.md of mr2ct)
 //! and one CycleGAN training iteration as mr2ct's `CycleGan::train_step` (generator step with
 //! the discriminators' gradients discarded, discriminator step, Adam lr 2e-4 betas 0.5/0.999),
 //! on `Device::wgpu(DeviceKind::DefaultDevice).autodiff()`, burn's wgpu backend with its WGSL
