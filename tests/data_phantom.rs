@@ -36,7 +36,7 @@ fn all_files(root: &Path) -> Vec<PathBuf> {
 #[test]
 fn phantom_round_trip_values_geometry_and_alignment() {
     let out = tmp("rt");
-    let opts = PhantomOptions::default();
+    let opts = PhantomOptions::ellipse();
     let t = std::time::Instant::now();
     let s = write_phantom(&out, 3, 11, &opts).unwrap();
     println!("3 subjects in {:?}", t.elapsed());
@@ -160,7 +160,7 @@ fn phantom_round_trip_values_geometry_and_alignment() {
 
 #[test]
 fn phantom_tissues_have_the_documented_values() {
-    let opts = PhantomOptions::default();
+    let opts = PhantomOptions::ellipse();
     for i in 0..3 {
         let s = phantom_subject(5, i, &opts);
         // Means over pixels whose four neighbours have the same label (away from partial
@@ -320,7 +320,7 @@ fn phantom_is_deterministic_for_a_seed() {
         size: 48,
         min_slices: 4,
         max_slices: 6,
-        ..Default::default()
+        ..PhantomOptions::ellipse()
     };
     write_phantom(&a, 2, 99, &opts).unwrap();
     write_phantom(&b, 2, 99, &opts).unwrap();
@@ -369,7 +369,7 @@ fn phantom_refuses_bad_requests_and_existing_output() {
         size: 32,
         min_slices: 3,
         max_slices: 3,
-        ..Default::default()
+        ..PhantomOptions::ellipse()
     };
     assert!(write_phantom(&out, 1, 1, &opts)
         .unwrap_err()
@@ -407,7 +407,7 @@ fn phantom_refuses_bad_requests_and_existing_output() {
 fn phantom_of_ten_subjects_is_fast_and_trains() {
     let out = tmp("ten");
     let t = std::time::Instant::now();
-    let s = write_phantom(&out, 10, 42, &PhantomOptions::default()).unwrap();
+    let s = write_phantom(&out, 10, 42, &PhantomOptions::ellipse()).unwrap();
     let written = t.elapsed();
     assert_eq!((s.train.len(), s.test.len()), (8, 2));
     let t = std::time::Instant::now();

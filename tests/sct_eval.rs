@@ -34,7 +34,7 @@ fn phantom(dir: &Path) -> (PathBuf, Vec<String>) {
         min_slices: 8,
         max_slices: 8,
         test_fraction: 0.6,
-        ..Default::default()
+        ..PhantomOptions::ellipse()
     };
     let s = write_phantom(&dir.join("phantom"), 3, 11, &o).unwrap();
     assert_eq!(s.test.len(), 2);

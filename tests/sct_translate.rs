@@ -102,7 +102,7 @@ fn phantom_mr(dir: &Path) -> PathBuf {
         size: 64,
         min_slices: 6,
         max_slices: 6,
-        ..Default::default()
+        ..mr2ct::data::PhantomOptions::ellipse()
     };
     let s = mr2ct::data::write_phantom(&dir.join("phantom"), 2, 7, &o).unwrap();
     dir.join("phantom/test/mr").join(&s.test[0])
