@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use mr2ct::data::phantom::{write_phantom, PhantomOptions};
+use mr2ct::data::phantom::{write_phantom, MrContrast, PhantomKind, PhantomOptions};
 use mr2ct::Result;
 
 #[derive(clap::Args)]
@@ -17,9 +17,18 @@ pub struct PhantomArgs {
     /// Seed of the randomized anatomy, contrasts and noise (same seed, same files).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Matrix size (rows = columns) of each slice; the field of view stays 240 mm.
-    #[arg(long, default_value_t = 128)]
-    matrix: usize,
+    /// Which head: `anatomical` (skull with diploë, sinuses, mastoid air cells, orbits, brain
+    /// with sulci; 256x256 at 1 mm, skull base to vertex) or `ellipse` (the small, fast head of
+    /// earlier versions; 128x128 over 240 mm).
+    #[arg(long, value_enum, default_value_t = PhantomKind::Anatomical)]
+    kind: PhantomKind,
+    /// MR weighting of the anatomical head (spin echo from per-tissue T1, T2 and PD).
+    #[arg(long, value_enum, default_value_t = MrContrast::T1)]
+    contrast: MrContrast,
+    /// Matrix size (rows = columns) of each slice; the field of view stays that of the kind
+    /// (anatomical 256 mm, ellipse 240 mm) [default: 256 anatomical, 128 ellipse].
+    #[arg(long)]
+    matrix: Option<usize>,
     /// Fraction of subjects held out in test/.
     #[arg(long, default_value_t = 0.2)]
     test_fraction: f64,
@@ -29,11 +38,16 @@ pub struct PhantomArgs {
 }
 
 pub fn phantom(args: &PhantomArgs) -> Result<()> {
+    let base = match args.kind {
+        PhantomKind::Anatomical => PhantomOptions::anatomical(),
+        PhantomKind::Ellipse => PhantomOptions::ellipse(),
+    };
     let opts = PhantomOptions {
-        size: args.matrix,
+        size: args.matrix.unwrap_or(base.size),
+        contrast: args.contrast,
         test_fraction: args.test_fraction,
         force: args.force,
-        ..PhantomOptions::default()
+        ..base
     };
     let t = Instant::now();
     let s = write_phantom(&args.out, args.subjects, args.seed, &opts)?;

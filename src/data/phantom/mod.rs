@@ -41,7 +41,7 @@ pub use anatomy::{brainweb_relaxation, spin_echo_signal, Relaxation};
 pub use write::write_phantom;
 
 /// Which head model a phantom draws.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 pub enum PhantomKind {
     /// The anatomical head (`anatomy`): the model for new callers.
     #[default]
@@ -51,7 +51,7 @@ pub enum PhantomKind {
 }
 
 /// Which weighting the anatomical phantom writes as its MR series.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 pub enum MrContrast {
     /// Spin echo TR 500 ms, TE 15 ms: fat > WM > GM > CSF.
     #[default]
