@@ -1,0 +1,140 @@
+//! Native-resolution sCT: whole-slice inference of a fully convolutional generator, and the
+//! pairing rules of the paired objective.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use common::{gpu, host_values};
+use mr2ct::cyclegan::train::Trainer;
+use mr2ct::cyclegan::TrainConfig;
+use mr2ct::data::phantom::{write_phantom, PhantomOptions};
+use mr2ct::data::prep::PrepRecord;
+use mr2ct::data::{load_paired_set, LoadOptions};
+use mr2ct::io::weights::Precision;
+use mr2ct::sct::SctModel;
+use mr2ct::Tensor;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mr2ct-native-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A small U-Net (5 levels: sizes must be multiples of 32) with 3 context slices, saved as a
+/// weights file that says it works at 1 mm.
+fn small_unet(dir: &Path) -> SctModel {
+    let cfg = TrainConfig {
+        ngf: 2,
+        ndf: 2,
+        unet_downs: 5,
+        context: 1,
+        size: 64,
+        crop: 0,
+        ..TrainConfig::unet_defaults()
+    };
+    let t = Trainer::new(&gpu(), cfg).unwrap();
+    let opts = LoadOptions {
+        spacing: Some(1.0),
+        ..LoadOptions::default()
+    };
+    let prep = PrepRecord::new(64, &opts, Vec::new());
+    let meta = HashMap::from([("prep".to_string(), serde_json::to_string(&prep).unwrap())]);
+    let path = dir.join("unet.safetensors");
+    t.save_weights(&path, &meta, Precision::F32).unwrap();
+    SctModel::load(&gpu(), &path).unwrap()
+}
+
+/// The reflection of index i into 0..n written out case by case (numpy's "reflect"), as the
+/// independent reference for the padding.
+fn mirror(i: isize, n: isize) -> usize {
+    let mut i = i;
+    while i < 0 || i >= n {
+        if i < 0 {
+            i = -i;
+        }
+        if i >= n {
+            i = 2 * (n - 1) - i;
+        }
+    }
+    i as usize
+}
+
+#[test]
+fn whole_slice_inference_equals_the_generator_on_the_slice_padded_by_hand() {
+    let dir = temp_dir("whole");
+    let model = small_unet(&dir);
+    assert_eq!(model.size_multiple(), Some(32));
+    for (rows, cols) in [(37, 50), (64, 64), (20, 70)] {
+        let channels = 3;
+        let planes = host_values(rows as u64 * 1000 + cols as u64, channels * rows * cols);
+        let got = model.generate_whole(&planes, channels, rows, cols).unwrap();
+        // By hand: pad to the next multiples of 32, half before and half after, by reflection.
+        let (pr, pc) = (rows.div_ceil(32) * 32, cols.div_ceil(32) * 32);
+        let (top, left) = ((pr - rows) / 2, (pc - cols) / 2);
+        let mut padded = vec![0f32; channels * pr * pc];
+        for ch in 0..channels {
+            for i in 0..pr {
+                for j in 0..pc {
+                    let (si, sj) = (
+                        mirror(i as isize - top as isize, rows as isize),
+                        mirror(j as isize - left as isize, cols as isize),
+                    );
+                    padded[(ch * pr + i) * pc + j] = planes[(ch * rows + si) * cols + sj];
+                }
+            }
+        }
+        let full = model
+            .generate_unit(&Tensor::from_slice(&gpu(), &padded, &[1, channels, pr, pc]).unwrap())
+            .unwrap();
+        let want: Vec<f32> = (0..rows)
+            .flat_map(|i| full[(top + i) * pc + left..][..cols].to_vec())
+            .collect();
+        assert_eq!(got.len(), rows * cols);
+        assert_eq!(
+            got, want,
+            "{rows}x{cols}: whole-slice output differs from the hand-padded run"
+        );
+    }
+}
+
+#[test]
+fn paired_loading_refuses_subjects_that_do_not_pair() {
+    let dir = temp_dir("pairs");
+    let opts = PhantomOptions {
+        min_slices: 6,
+        max_slices: 6,
+        size: 64,
+        ..PhantomOptions::ellipse()
+    };
+    write_phantom(&dir, 3, 5, &opts).unwrap();
+    let load = LoadOptions::default();
+    let set = load_paired_set(&dir, 64, 1, &load).unwrap();
+    assert_eq!(set.subjects().len(), 2);
+    assert_eq!(set.mr.len(), set.n * 3 * 64 * 64);
+    assert_eq!(set.ct.len(), set.n * 64 * 64);
+
+    // A CT series with a slice missing: the subject is named with the slice counts.
+    let ct_dir = dir.join("train/ct/phantom-001");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&ct_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    std::fs::remove_file(&files[2]).unwrap();
+    let e = load_paired_set(&dir, 64, 0, &load).unwrap_err().to_string();
+    assert!(
+        e.contains("PHANTOM-001") && e.contains("MR has 6 slices, CT 5"),
+        "{e}"
+    );
+
+    // No CT at all for a subject.
+    std::fs::remove_dir_all(&ct_dir).unwrap();
+    let e = load_paired_set(&dir, 64, 0, &load).unwrap_err().to_string();
+    assert!(
+        e.contains("PHANTOM-001") && e.contains("1 MR and 0 CT"),
+        "{e}"
+    );
+}
