@@ -1,33 +1,36 @@
-//! `mr2ct demo`: the whole pipeline on built-in data (phantom, training, translation,
-//! evaluation) in one directory.
+//! `mr2ct demo`: the whole pipeline on built-in data in one directory: a head phantom, the
+//! shipped weights scored on its held-out subjects, a short fine-tuning run, translation of the
+//! held-out MRI to DICOM sCT, and the fine-tuned model scored again.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use mr2ct::cyclegan::train::{Domains, RunOptions, Trainer};
+use super::train::{load_for, validation_for};
+use mr2ct::cyclegan::train::{RunOptions, Trainer};
 use mr2ct::cyclegan::TrainConfig;
 use mr2ct::data::phantom::{write_phantom, PhantomOptions};
-use mr2ct::data::{load_training_set, LoadOptions};
 use mr2ct::io::weights::Precision;
-use mr2ct::sct::eval::EvalOptions;
+use mr2ct::sct::eval::{EvalOptions, EvalReport};
 use mr2ct::sct::translate::TranslateOptions;
 use mr2ct::{Error, Gpu, Result};
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
-    /// Where everything goes: phantom/, run/, sct/, eval/.
+    /// Where everything goes: phantom/, shipped-eval/, run/, sct/, eval/.
     #[arg(long, default_value = "mr2ct-demo")]
     out: PathBuf,
     /// Phantom subjects (split into train and held-out test subjects).
     #[arg(long, default_value_t = 6)]
     subjects: usize,
-    /// Training (fine-tuning) epochs.
+    /// Fine-tuning epochs (0: score the shipped weights only).
     #[arg(long, default_value_t = 1)]
     epochs: usize,
-    /// Shipped weights to start from (weights/paper.safetensors for the paper's model; if the
-    /// file is missing, a small paper model is trained from scratch).
-    #[arg(long, default_value = "weights/resnet.safetensors")]
+    /// Shipped weights to start from: weights/unet.safetensors (paired U-Net at 1 mm, the
+    /// default), weights/resnet.safetensors or weights/paper.safetensors (CycleGANs at 64x64,
+    /// shown on the small ellipse phantom they were trained on). If the file is missing, a
+    /// small paper model is trained from scratch.
+    #[arg(long, default_value = "weights/unet.safetensors")]
     weights: PathBuf,
     /// Replace an existing demo directory.
     #[arg(long)]
@@ -36,134 +39,108 @@ pub struct DemoArgs {
 
 pub fn demo(adapter: Option<&str>, args: &DemoArgs) -> Result<()> {
     let t0 = Instant::now();
-    if args.out.exists()
-        && std::fs::read_dir(&args.out)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(false)
-        && !args.force
-    {
-        return Err(Error::file(
-            &args.out,
-            "exists and is not empty; use --force to replace it or --out for another directory",
-        ));
+    let non_empty = std::fs::read_dir(&args.out).map(|mut d| d.next().is_some()).unwrap_or(false);
+    if non_empty && !args.force {
+        return Err(Error::file(&args.out, "exists and is not empty; use --force to replace it or --out for another directory"));
     }
     if args.force {
-        for sub in ["phantom", "run", "sct", "eval"] {
+        for sub in ["phantom", "shipped-eval", "run", "sct", "eval"] {
             let _ = std::fs::remove_dir_all(args.out.join(sub));
         }
     }
     let gpu = Gpu::new(adapter)?;
+    let start = mr2ct::io::weights::load(&args.weights).ok();
+    let shipped: Option<TrainConfig> = match start.as_ref().and_then(|l| l.metadata.get("config")) {
+        Some(c) => Some(serde_json::from_str(c).map_err(|e| Error::file(&args.weights, format!("bad config: {e}")))?),
+        None => None,
+    };
+    // Models at a physical spacing get the anatomical head; the 64x64 CycleGANs the small
+    // ellipse head they were trained on.
+    let anatomical = shipped.as_ref().is_some_and(|c| c.spacing > 0.0);
+    let phantom = if anatomical { PhantomOptions::anatomical() } else { PhantomOptions::ellipse() };
     println!(
-        "[1/4] adapter {} ({}); writing the head phantom ({} subjects)",
-        gpu.adapter.name, gpu.adapter.backend, args.subjects
+        "[1/5] adapter {} ({}); writing the {} head phantom ({} subjects)",
+        gpu.adapter.name,
+        gpu.adapter.backend,
+        if anatomical { "anatomical" } else { "ellipse" },
+        args.subjects
     );
     let data = args.out.join("phantom");
-    let ph = write_phantom(
-        &data,
-        args.subjects,
-        2026,
-        &PhantomOptions {
-            test_fraction: 0.34,
-            ..PhantomOptions::default()
-        },
-    )?;
-
-    let start = mr2ct::io::weights::load(&args.weights).ok();
-    let cfg = match start.as_ref().and_then(|l| l.metadata.get("config")) {
-        Some(c) => {
-            let mut cfg: TrainConfig = serde_json::from_str(c)
-                .map_err(|e| Error::file(&args.weights, format!("bad config: {e}")))?;
-            cfg.epochs = args.epochs;
-            cfg.learning_rate_g *= 0.5;
-            cfg.learning_rate_d *= 0.5;
-            cfg
-        }
-        None => TrainConfig {
-            ngf: 16,
-            ndf: 16,
-            batch_size: 16,
-            epochs: args.epochs.max(8),
-            ..TrainConfig::default()
-        },
+    let ph = write_phantom(&data, args.subjects, 2026, &PhantomOptions { test_fraction: 0.34, ..phantom })?;
+    let score = |weights: &Path, dir: &str| -> Result<EvalReport> {
+        mr2ct::sct::eval::evaluate(&gpu, weights, &data.join("test/mr"), &data.join("test/ct"), &args.out.join(dir), &EvalOptions::default())
     };
-    let set = load_training_set(&data, cfg.size, &LoadOptions::default())?;
+    let shipped_report = match &start {
+        Some(_) => {
+            let r = score(&args.weights, "shipped-eval")?;
+            println!("[2/5] the shipped weights {} on the {} held-out subject(s):", args.weights.display(), ph.test.len());
+            print!("{r}");
+            Some(r)
+        }
+        None => {
+            println!("[2/5] no shipped weights at {}", args.weights.display());
+            None
+        }
+    };
+
+    let cfg = match &shipped {
+        Some(c) => TrainConfig {
+            epochs: args.epochs,
+            // Fine-tuning: a tenth of the training rate, so one epoch on a few subjects
+            // adapts the model without undoing what it learned.
+            learning_rate_g: c.learning_rate_g * 0.1,
+            learning_rate_d: c.learning_rate_d * 0.1,
+            decay_start_epoch: 0,
+            ..c.clone()
+        },
+        None => TrainConfig { ngf: 16, ndf: 16, batch_size: 16, epochs: args.epochs.max(8), ..TrainConfig::default() },
+    };
     let run = args.out.join("run");
-    let mut trainer = Trainer::new(&gpu, cfg.clone())?;
-    match &start {
-        Some(l) => {
-            mr2ct::io::weights::upload(&args.weights, &l.tensors, &trainer.gan.named())?;
-            println!("[2/4] fine-tuning {} for {} epochs on {} MRI / {} CT slices", args.weights.display(), cfg.epochs, set.n_mr, set.n_ct);
-        }
-        None => println!("[2/4] no shipped weights at {}; training a small paper model from scratch for {} epochs", args.weights.display(), cfg.epochs),
-    }
-    let opts = RunOptions {
-        out_dir: run.clone(),
-        sample_every: cfg.epochs,
-        checkpoint_every: cfg.epochs,
-        progress: true,
-        stop: None,
-    };
-    trainer.run(
-        &Domains {
-            mr: &set.mr,
-            ct: &set.ct,
-            size: set.size,
-        },
-        &opts,
-    )?;
     let weights = run.join("weights.safetensors");
-    let mut meta = HashMap::new();
-    meta.insert(
-        "prep".to_owned(),
-        serde_json::to_string(&set.prep).map_err(|e| Error::Invalid(e.to_string()))?,
-    );
-    trainer.save_weights(&weights, &meta, Precision::F32)?;
+    let mut trainer = Trainer::new(&gpu, cfg.clone())?;
+    if cfg.epochs == 0 {
+        println!("[3/5] no fine-tuning (--epochs 0)");
+    } else {
+        let (set, load) = load_for(&cfg, &data)?;
+        match &start {
+            Some(l) => {
+                mr2ct::io::weights::upload(&args.weights, &l.tensors, &trainer.gan.named())?;
+                println!("[3/5] fine-tuning {} for {} epoch(s)", args.weights.display(), cfg.epochs);
+            }
+            None => println!("[3/5] training a small paper model from scratch for {} epochs", cfg.epochs),
+        }
+        let meta = HashMap::from([("prep".to_owned(), serde_json::to_string(&set.prep).map_err(|e| Error::Invalid(e.to_string()))?)]);
+        trainer.validation = validation_for(&cfg, &data, &load, cfg.epochs, &meta)?;
+        let opts = RunOptions { out_dir: run.clone(), sample_every: cfg.epochs, checkpoint_every: cfg.epochs, progress: true, stop: None };
+        trainer.run(&set.domains(), &opts)?;
+        trainer.save_weights(&weights, &meta, Precision::F32)?;
+    }
+    let translated = if cfg.epochs == 0 { args.weights.clone() } else { weights.clone() };
 
-    println!(
-        "[3/4] translating the {} held-out subject(s) to DICOM sCT",
-        ph.test.len()
-    );
+    println!("[4/5] translating the {} held-out subject(s) to DICOM sCT", ph.test.len());
     let mut series = Vec::new();
     for subject in &ph.test {
         let out = args.out.join("sct").join(subject);
-        let s = mr2ct::sct::translate::translate(
-            &gpu,
-            &weights,
-            &data.join("test/mr").join(subject),
-            &out,
-            &TranslateOptions::default(),
-        )?;
-        println!(
-            "  {subject}: {} slices, HU {:.0}..{:.0}",
-            s.slices, s.hu_min, s.hu_max
-        );
+        let s = mr2ct::sct::translate::translate(&gpu, &translated, &data.join("test/mr").join(subject), &out, &TranslateOptions::default())?;
+        println!("  {subject}: {} slices, HU {:.0}..{:.0}", s.slices, s.hu_min, s.hu_max);
         series.push(out);
     }
-    println!("[4/4] evaluating against the real CT");
-    let eval_dir = args.out.join("eval");
-    let r = mr2ct::sct::eval::evaluate(
-        &gpu,
-        &weights,
-        &data.join("test/mr"),
-        &data.join("test/ct"),
-        &eval_dir,
-        &EvalOptions::default(),
-    )?;
+    println!("[5/5] evaluating {} against the real CT", translated.display());
+    let r = score(&translated, "eval")?;
     print!("{r}");
-    let last = trainer.history.len();
     println!("\ndone in {:.0} s. Outputs:", t0.elapsed().as_secs_f64());
-    println!(
-        "  sample grid   {}",
-        run.join(format!("samples_epoch{last:04}.png")).display()
-    );
-    println!("  loss plot     {}", run.join("loss_curves.png").display());
-    println!("  losses        {}", run.join("losses.csv").display());
-    println!(
-        "  metrics       {}",
-        eval_dir.join("metrics.json").display()
-    );
+    if let Some(s) = &shipped_report {
+        println!("  shipped weights  MAE {:.1} HU, PSNR {:.2} dB, SSIM {:.3} ({})", s.mae_hu.mean, s.psnr_db.mean, s.ssim.mean, s.metrics_json.display());
+    }
+    if cfg.epochs > 0 {
+        let last = trainer.history.len();
+        println!("  sample grid      {}", run.join(format!("samples_epoch{last:04}.png")).display());
+        println!("  loss plot        {}", run.join("loss_curves.png").display());
+        println!("  losses           {}", run.join("losses.csv").display());
+    }
+    println!("  metrics          {}", r.metrics_json.display());
     for s in &series {
-        println!("  sCT series    {}", s.display());
+        println!("  sCT series       {}", s.display());
     }
     Ok(())
 }

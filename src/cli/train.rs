@@ -145,11 +145,72 @@ pub struct TrainArgs {
 }
 
 /// Training images of either objective, normalized, with their preprocessing record.
-struct Loaded {
-    mr: Vec<f32>,
-    ct: Vec<f32>,
-    size: usize,
-    prep: PrepRecord,
+pub struct Loaded {
+    pub mr: Vec<f32>,
+    pub ct: Vec<f32>,
+    pub size: usize,
+    pub prep: PrepRecord,
+}
+
+impl Loaded {
+    pub fn domains(&self) -> Domains<'_> {
+        Domains { mr: &self.mr, ct: &self.ct, size: self.size }
+    }
+}
+
+/// The training data `cfg` needs from `dir` (pairs for the paired objective), prepared at its
+/// spacing, with what was read printed; also the load options used.
+pub fn load_for(cfg: &TrainConfig, dir: &Path) -> Result<(Loaded, LoadOptions)> {
+    let t_load = Instant::now();
+    let load = LoadOptions { spacing: cfg.load_spacing(), ..LoadOptions::default() };
+    let data = match cfg.objective {
+        Objective::Paired => {
+            let set = load_paired_set(dir, cfg.size, cfg.context, &load)?;
+            eprintln!("{}", set.summary.to_string().trim_end());
+            eprintln!(
+                "data: {} registered MRI/CT slice pairs of {} subjects at {}x{} ({:.1} s)",
+                set.n,
+                set.subjects().len(),
+                set.size,
+                set.size,
+                t_load.elapsed().as_secs_f64()
+            );
+            Loaded { mr: set.mr, ct: set.ct, size: set.size, prep: set.prep }
+        }
+        Objective::Cyclegan => {
+            let set = load_training_set(dir, cfg.size, &load)?;
+            eprintln!("{}", set.summary.to_string().trim_end());
+            eprintln!(
+                "data: {} MRI and {} CT slices at {}x{} ({:.1} s)",
+                set.n_mr,
+                set.n_ct,
+                set.size,
+                set.size,
+                t_load.elapsed().as_secs_f64()
+            );
+            Loaded { mr: set.mr, ct: set.ct, size: set.size, prep: set.prep }
+        }
+    };
+    Ok((data, load))
+}
+
+/// Held-out pairs of `dir` (its test/ split) for validation while training, when the
+/// objective is paired and `every` > 0.
+pub fn validation_for(cfg: &TrainConfig, dir: &Path, load: &LoadOptions, every: usize, weights_meta: &HashMap<String, String>) -> Result<Option<Validation>> {
+    if cfg.objective != Objective::Paired || every == 0 {
+        return Ok(None);
+    }
+    let Some(test) = validation_dir(dir) else {
+        eprintln!("validation: none ({} has no test/ split of held-out subjects)", dir.display());
+        return Ok(None);
+    };
+    let held = load_paired_set(&test, cfg.size, cfg.context, &LoadOptions { use_train_subdir: false, ..load.clone() })?;
+    eprintln!("validation: {} held-out slice pairs of {} subjects in {}, every {every} epoch(s)", held.n, held.subjects().len(), test.display());
+    Ok(Some(Validation {
+        held_out: HeldOut { mr: held.mr, ct: held.ct, channels: held.channels, size: held.size },
+        every,
+        weights_meta: weights_meta.clone(),
+    }))
 }
 
 /// Defaults of the model family, then the config file, then the flags.
@@ -225,49 +286,7 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
     if checkpoint.exists() && !args.resume && !args.force {
         return Err(Error::file(&args.out, "already holds a run (checkpoint.safetensors); use --resume to continue it or --force to start over"));
     }
-    let t_load = Instant::now();
-    let load = LoadOptions {
-        spacing: cfg.load_spacing(),
-        ..LoadOptions::default()
-    };
-    let data = match cfg.objective {
-        Objective::Paired => {
-            let set = load_paired_set(&args.data, cfg.size, cfg.context, &load)?;
-            eprintln!("{}", set.summary.to_string().trim_end());
-            eprintln!(
-                "data: {} registered MRI/CT slice pairs of {} subjects at {}x{} ({:.1} s)",
-                set.n,
-                set.subjects().len(),
-                set.size,
-                set.size,
-                t_load.elapsed().as_secs_f64()
-            );
-            Loaded {
-                mr: set.mr,
-                ct: set.ct,
-                size: set.size,
-                prep: set.prep,
-            }
-        }
-        Objective::Cyclegan => {
-            let set = load_training_set(&args.data, cfg.size, &load)?;
-            eprintln!("{}", set.summary.to_string().trim_end());
-            eprintln!(
-                "data: {} MRI and {} CT slices at {}x{} ({:.1} s)",
-                set.n_mr,
-                set.n_ct,
-                set.size,
-                set.size,
-                t_load.elapsed().as_secs_f64()
-            );
-            Loaded {
-                mr: set.mr,
-                ct: set.ct,
-                size: set.size,
-                prep: set.prep,
-            }
-        }
-    };
+    let (data, load) = load_for(&cfg, &args.data)?;
     let gpu = Gpu::new(adapter)?;
     eprintln!(
         "adapter: {} ({}, {} {})",
@@ -313,42 +332,7 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
         serde_json::to_string(&data.prep).map_err(|e| Error::Invalid(e.to_string()))?,
     );
     weights_meta.insert("adapter".to_owned(), gpu.adapter.name.clone());
-    if cfg.objective == Objective::Paired && args.val_every > 0 {
-        match validation_dir(&args.data) {
-            Some(dir) => {
-                let held = load_paired_set(
-                    &dir,
-                    cfg.size,
-                    cfg.context,
-                    &LoadOptions {
-                        use_train_subdir: false,
-                        ..load.clone()
-                    },
-                )?;
-                eprintln!(
-                    "validation: {} held-out slice pairs of {} subjects in {}, every {} epoch(s)",
-                    held.n,
-                    held.subjects().len(),
-                    dir.display(),
-                    args.val_every
-                );
-                trainer.validation = Some(Validation {
-                    held_out: HeldOut {
-                        mr: held.mr,
-                        ct: held.ct,
-                        channels: held.channels,
-                        size: held.size,
-                    },
-                    every: args.val_every,
-                    weights_meta: weights_meta.clone(),
-                });
-            }
-            None => eprintln!(
-                "validation: none ({} has no test/ split of held-out subjects)",
-                args.data.display()
-            ),
-        }
-    }
+    trainer.validation = validation_for(&cfg, &args.data, &load, args.val_every, &weights_meta)?;
     let opts = RunOptions {
         out_dir: args.out.clone(),
         sample_every: args.sample_every,
@@ -357,14 +341,7 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
         stop: Some(stop),
     };
     let t = Instant::now();
-    if let RunEnd::Interrupted { epoch, step } = trainer.run(
-        &Domains {
-            mr: &data.mr,
-            ct: &data.ct,
-            size: data.size,
-        },
-        &opts,
-    )? {
+    if let RunEnd::Interrupted { epoch, step } = trainer.run(&data.domains(), &opts)? {
         println!("interrupted in epoch {epoch} after step {step}; checkpoint written to {}; continue with --resume", args.out.join("checkpoint.safetensors").display());
         std::process::exit(130);
     }
