@@ -46,5 +46,7 @@ shaders! {
     REDUCE = "reduce",
     LOSS = "loss",
     ADAM = "adam",
+    RMSPROP = "rmsprop",
+    CLIP = "clip",
     CONCAT = "concat",
 }

@@ -11,9 +11,9 @@
 //! uniform block a shader binds that [`ALL`] does not cover.
 //!
 //! Forgetting is not possible: the macro that declares a block also lists it in its module's
-//! `UNIFORMS`, `ops::UNIFORMS` takes every op module's list (a module without one does not
-//! compile), [`all`] chains those with the blocks of `kernels` and `optim`, and a block a
-//! shader binds that is not declared this way fails the test.
+//! `UNIFORMS`, `ops::UNIFORMS` and `optim::UNIFORMS` take every op and optimizer module's
+//! list (a module without one does not compile), [`all`] chains those with the blocks of
+//! `kernels`, and a block a shader binds that is not declared this way fails the test.
 
 use crate::engine::shaders::Shader;
 
@@ -86,12 +86,10 @@ pub(crate) use uniform_blocks;
 
 /// Every uniform block of the engine's kernels.
 pub fn all() -> impl Iterator<Item = &'static UniformLayout> {
-    [
-        crate::engine::kernels::UNIFORMS,
-        crate::engine::optim::UNIFORMS,
-    ]
-    .into_iter()
-    .chain(crate::engine::ops::UNIFORMS.iter().copied())
-    .flatten()
-    .copied()
+    [crate::engine::kernels::UNIFORMS]
+        .into_iter()
+        .chain(crate::engine::optim::UNIFORMS.iter().copied())
+        .chain(crate::engine::ops::UNIFORMS.iter().copied())
+        .flatten()
+        .copied()
 }

@@ -4,6 +4,7 @@
 use crate::engine::autograd::Gradients;
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::{grid_1d, Kernel};
+use crate::engine::optim::decimal_f64;
 use crate::engine::shaders::ADAM;
 use crate::engine::tensor::Tensor;
 use crate::engine::uniforms::uniform_blocks;
@@ -19,13 +20,6 @@ uniform_blocks! {
         bc2_sqrt: f32,
         eps: f32,
     }
-}
-
-/// The f64 a user meant by an f32 hyperparameter: 0.999f32 is 0.99900001287 as an f64,
-/// which would put 1 - beta2^t off by 1.3e-5 relative from PyTorch's (Python float) value;
-/// its shortest decimal form, "0.999", parses back to PyTorch's f64.
-fn decimal_f64(x: f32) -> f64 {
-    x.to_string().parse().unwrap_or(x as f64)
 }
 
 pub struct Adam {
