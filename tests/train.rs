@@ -55,15 +55,34 @@ fn losses(t: &Trainer) -> Vec<[f32; 10]> {
 
 #[test]
 fn resume_continues_exactly_like_an_uninterrupted_run() {
-    for model in [ModelKind::Paper, ModelKind::Resnet] {
+    // The paper's and the ResNet CycleGAN, the paired U-Net on random crops with 3 context
+    // slices, and the ResNet as a WGAN (RMSprop state, clipped critic).
+    let unet = TrainConfig {
+        crop: 32,
+        context: 1,
+        size: 64,
+        spacing: 0.0,
+        ..tiny_config(ModelKind::Unet)
+    };
+    let wgan = tiny_config(ModelKind::Resnet).with_wgan();
+    let cases = [
+        ("paper", tiny_config(ModelKind::Paper)),
+        ("resnet", tiny_config(ModelKind::Resnet)),
+        ("unet", unet),
+        ("wgan", wgan),
+    ];
+    for (model, cfg) in cases {
         let g = gpu();
-        let (mr, ct) = tiny_domains(6, 64);
+        let (mut mr, ct) = tiny_domains(6, 64);
+        if cfg.context > 0 {
+            mr = tiny_domains(6 * cfg.input_channels(), 64).0;
+        }
         let data = Domains {
             mr: &mr,
             ct: &ct,
             size: 64,
         };
-        let full_dir = run_dir(&format!("full-{model:?}"));
+        let full_dir = run_dir(&format!("full-{model}"));
         let opts = |d: &std::path::Path| RunOptions {
             out_dir: d.to_path_buf(),
             sample_every: 0,
@@ -71,15 +90,15 @@ fn resume_continues_exactly_like_an_uninterrupted_run() {
             progress: false,
             stop: None,
         };
-        let mut full = Trainer::new(&g, tiny_config(model)).unwrap();
+        let mut full = Trainer::new(&g, cfg.clone()).unwrap();
         full.run(&data, &opts(&full_dir)).unwrap();
 
-        let part_dir = run_dir(&format!("part-{model:?}"));
+        let part_dir = run_dir(&format!("part-{model}"));
         let mut first = Trainer::new(
             &g,
             TrainConfig {
                 epochs: 2,
-                ..tiny_config(model)
+                ..cfg.clone()
             },
         )
         .unwrap();
@@ -92,7 +111,7 @@ fn resume_continues_exactly_like_an_uninterrupted_run() {
         assert_eq!(
             losses(&full),
             losses(&resumed),
-            "{model:?}: resumed losses differ"
+            "{model}: resumed losses differ"
         );
         for (a, b) in full.gan.named().iter().zip(resumed.gan.named()) {
             assert_eq!(
@@ -283,4 +302,44 @@ fn config_round_trips_and_rejects_bad_values() {
     {
         approx::assert_relative_eq!(*got, want, max_relative = 1e-6);
     }
+}
+
+/// WGAN: after a training step every critic weight lies in [-c, c], and the critic was
+/// trained (its weights moved) with RMSprop.
+#[test]
+fn wgan_critics_are_clipped_after_every_update() {
+    let g = gpu();
+    let cfg = TrainConfig {
+        wgan_clip: 0.005,
+        ..tiny_config(ModelKind::Resnet).with_wgan()
+    };
+    assert_eq!(
+        (cfg.discriminator_iterations, cfg.learning_rate_d),
+        (5, 5e-5)
+    );
+    let mut gan = mr2ct::cyclegan::CycleGan::new(&g, cfg, mr2ct::cyclegan::Init::Normal).unwrap();
+    let before: Vec<Vec<f32>> = gan
+        .opt_d
+        .params()
+        .iter()
+        .map(|p| p.to_vec().unwrap())
+        .collect();
+    // N(0, 0.02) initial weights: many start outside [-0.005, 0.005].
+    assert!(before.iter().flatten().any(|v| v.abs() > 0.005));
+    let (mr, ct) = tiny_domains(2, 64);
+    let a = Tensor::from_slice(&g, &mr, &[2, 1, 64, 64]).unwrap();
+    let b = Tensor::from_slice(&g, &ct, &[2, 1, 64, 64]).unwrap();
+    let l = gan.train_step(&a, &b).unwrap();
+    assert!(l.da.is_finite() && l.db.is_finite() && l.g.is_finite());
+    let after: Vec<Vec<f32>> = gan
+        .opt_d
+        .params()
+        .iter()
+        .map(|p| p.to_vec().unwrap())
+        .collect();
+    assert!(
+        after.iter().flatten().all(|v| v.abs() <= 0.005),
+        "a critic weight lies outside [-c, c]"
+    );
+    assert_ne!(before, after);
 }

@@ -39,9 +39,14 @@ pub struct DemoArgs {
 
 pub fn demo(adapter: Option<&str>, args: &DemoArgs) -> Result<()> {
     let t0 = Instant::now();
-    let non_empty = std::fs::read_dir(&args.out).map(|mut d| d.next().is_some()).unwrap_or(false);
+    let non_empty = std::fs::read_dir(&args.out)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
     if non_empty && !args.force {
-        return Err(Error::file(&args.out, "exists and is not empty; use --force to replace it or --out for another directory"));
+        return Err(Error::file(
+            &args.out,
+            "exists and is not empty; use --force to replace it or --out for another directory",
+        ));
     }
     if args.force {
         for sub in ["phantom", "shipped-eval", "run", "sct", "eval"] {
@@ -51,13 +56,20 @@ pub fn demo(adapter: Option<&str>, args: &DemoArgs) -> Result<()> {
     let gpu = Gpu::new(adapter)?;
     let start = mr2ct::io::weights::load(&args.weights).ok();
     let shipped: Option<TrainConfig> = match start.as_ref().and_then(|l| l.metadata.get("config")) {
-        Some(c) => Some(serde_json::from_str(c).map_err(|e| Error::file(&args.weights, format!("bad config: {e}")))?),
+        Some(c) => Some(
+            serde_json::from_str(c)
+                .map_err(|e| Error::file(&args.weights, format!("bad config: {e}")))?,
+        ),
         None => None,
     };
     // Models at a physical spacing get the anatomical head; the 64x64 CycleGANs the small
     // ellipse head they were trained on.
     let anatomical = shipped.as_ref().is_some_and(|c| c.spacing > 0.0);
-    let phantom = if anatomical { PhantomOptions::anatomical() } else { PhantomOptions::ellipse() };
+    let phantom = if anatomical {
+        PhantomOptions::anatomical()
+    } else {
+        PhantomOptions::ellipse()
+    };
     println!(
         "[1/5] adapter {} ({}); writing the {} head phantom ({} subjects)",
         gpu.adapter.name,
@@ -66,14 +78,33 @@ pub fn demo(adapter: Option<&str>, args: &DemoArgs) -> Result<()> {
         args.subjects
     );
     let data = args.out.join("phantom");
-    let ph = write_phantom(&data, args.subjects, 2026, &PhantomOptions { test_fraction: 0.34, ..phantom })?;
+    let ph = write_phantom(
+        &data,
+        args.subjects,
+        2026,
+        &PhantomOptions {
+            test_fraction: 0.34,
+            ..phantom
+        },
+    )?;
     let score = |weights: &Path, dir: &str| -> Result<EvalReport> {
-        mr2ct::sct::eval::evaluate(&gpu, weights, &data.join("test/mr"), &data.join("test/ct"), &args.out.join(dir), &EvalOptions::default())
+        mr2ct::sct::eval::evaluate(
+            &gpu,
+            weights,
+            &data.join("test/mr"),
+            &data.join("test/ct"),
+            &args.out.join(dir),
+            &EvalOptions::default(),
+        )
     };
     let shipped_report = match &start {
         Some(_) => {
             let r = score(&args.weights, "shipped-eval")?;
-            println!("[2/5] the shipped weights {} on the {} held-out subject(s):", args.weights.display(), ph.test.len());
+            println!(
+                "[2/5] the shipped weights {} on the {} held-out subject(s):",
+                args.weights.display(),
+                ph.test.len()
+            );
             print!("{r}");
             Some(r)
         }
@@ -93,7 +124,13 @@ pub fn demo(adapter: Option<&str>, args: &DemoArgs) -> Result<()> {
             decay_start_epoch: 0,
             ..c.clone()
         },
-        None => TrainConfig { ngf: 16, ndf: 16, batch_size: 16, epochs: args.epochs.max(8), ..TrainConfig::default() },
+        None => TrainConfig {
+            ngf: 16,
+            ndf: 16,
+            batch_size: 16,
+            epochs: args.epochs.max(8),
+            ..TrainConfig::default()
+        },
     };
     let run = args.out.join("run");
     let weights = run.join("weights.safetensors");
@@ -105,37 +142,84 @@ pub fn demo(adapter: Option<&str>, args: &DemoArgs) -> Result<()> {
         match &start {
             Some(l) => {
                 mr2ct::io::weights::upload(&args.weights, &l.tensors, &trainer.gan.named())?;
-                println!("[3/5] fine-tuning {} for {} epoch(s)", args.weights.display(), cfg.epochs);
+                println!(
+                    "[3/5] fine-tuning {} for {} epoch(s)",
+                    args.weights.display(),
+                    cfg.epochs
+                );
             }
-            None => println!("[3/5] training a small paper model from scratch for {} epochs", cfg.epochs),
+            None => println!(
+                "[3/5] training a small paper model from scratch for {} epochs",
+                cfg.epochs
+            ),
         }
-        let meta = HashMap::from([("prep".to_owned(), serde_json::to_string(&set.prep).map_err(|e| Error::Invalid(e.to_string()))?)]);
+        let meta = HashMap::from([(
+            "prep".to_owned(),
+            serde_json::to_string(&set.prep).map_err(|e| Error::Invalid(e.to_string()))?,
+        )]);
         trainer.validation = validation_for(&cfg, &data, &load, cfg.epochs, &meta)?;
-        let opts = RunOptions { out_dir: run.clone(), sample_every: cfg.epochs, checkpoint_every: cfg.epochs, progress: true, stop: None };
+        let opts = RunOptions {
+            out_dir: run.clone(),
+            sample_every: cfg.epochs,
+            checkpoint_every: cfg.epochs,
+            progress: true,
+            stop: None,
+        };
         trainer.run(&set.domains(), &opts)?;
         trainer.save_weights(&weights, &meta, Precision::F32)?;
     }
-    let translated = if cfg.epochs == 0 { args.weights.clone() } else { weights.clone() };
+    let translated = if cfg.epochs == 0 {
+        args.weights.clone()
+    } else {
+        weights.clone()
+    };
 
-    println!("[4/5] translating the {} held-out subject(s) to DICOM sCT", ph.test.len());
+    println!(
+        "[4/5] translating the {} held-out subject(s) to DICOM sCT",
+        ph.test.len()
+    );
     let mut series = Vec::new();
     for subject in &ph.test {
         let out = args.out.join("sct").join(subject);
-        let s = mr2ct::sct::translate::translate(&gpu, &translated, &data.join("test/mr").join(subject), &out, &TranslateOptions::default())?;
-        println!("  {subject}: {} slices, HU {:.0}..{:.0}", s.slices, s.hu_min, s.hu_max);
+        let s = mr2ct::sct::translate::translate(
+            &gpu,
+            &translated,
+            &data.join("test/mr").join(subject),
+            &out,
+            &TranslateOptions::default(),
+        )?;
+        println!(
+            "  {subject}: {} slices, HU {:.0}..{:.0}",
+            s.slices, s.hu_min, s.hu_max
+        );
         series.push(out);
     }
-    println!("[5/5] evaluating {} against the real CT", translated.display());
+    println!(
+        "[5/5] evaluating {} against the real CT",
+        translated.display()
+    );
     let r = score(&translated, "eval")?;
     print!("{r}");
     println!("\ndone in {:.0} s. Outputs:", t0.elapsed().as_secs_f64());
     if let Some(s) = &shipped_report {
-        println!("  shipped weights  MAE {:.1} HU, PSNR {:.2} dB, SSIM {:.3} ({})", s.mae_hu.mean, s.psnr_db.mean, s.ssim.mean, s.metrics_json.display());
+        println!(
+            "  shipped weights  MAE {:.1} HU, PSNR {:.2} dB, SSIM {:.3} ({})",
+            s.mae_hu.mean,
+            s.psnr_db.mean,
+            s.ssim.mean,
+            s.metrics_json.display()
+        );
     }
     if cfg.epochs > 0 {
         let last = trainer.history.len();
-        println!("  sample grid      {}", run.join(format!("samples_epoch{last:04}.png")).display());
-        println!("  loss plot        {}", run.join("loss_curves.png").display());
+        println!(
+            "  sample grid      {}",
+            run.join(format!("samples_epoch{last:04}.png")).display()
+        );
+        println!(
+            "  loss plot        {}",
+            run.join("loss_curves.png").display()
+        );
         println!("  losses           {}", run.join("losses.csv").display());
     }
     println!("  metrics          {}", r.metrics_json.display());

@@ -127,9 +127,14 @@ pub struct TrainArgs {
     /// Identity-loss weight relative to the cycle weights [default: 0 paper, 0.5 resnet].
     #[arg(long)]
     identity_weight: Option<f32>,
-    /// Adversarial loss [default: bce paper, lsgan resnet].
+    /// Adversarial loss [default: bce paper, lsgan resnet and unet]. `wgan` (the paper's
+    /// future work) also sets RMSprop at 5e-5 for both groups, 5 critic steps per generator
+    /// step and weight clipping at 0.01 unless those are given.
     #[arg(long, value_enum)]
     gan_loss: Option<GanLoss>,
+    /// WGAN weight clipping bound c [default: 0.01].
+    #[arg(long)]
+    wgan_clip: Option<f32>,
     /// Write a sample grid every N epochs (and after the last).
     #[arg(long, default_value_t = 1)]
     sample_every: usize,
@@ -154,7 +159,11 @@ pub struct Loaded {
 
 impl Loaded {
     pub fn domains(&self) -> Domains<'_> {
-        Domains { mr: &self.mr, ct: &self.ct, size: self.size }
+        Domains {
+            mr: &self.mr,
+            ct: &self.ct,
+            size: self.size,
+        }
     }
 }
 
@@ -162,7 +171,10 @@ impl Loaded {
 /// spacing, with what was read printed; also the load options used.
 pub fn load_for(cfg: &TrainConfig, dir: &Path) -> Result<(Loaded, LoadOptions)> {
     let t_load = Instant::now();
-    let load = LoadOptions { spacing: cfg.load_spacing(), ..LoadOptions::default() };
+    let load = LoadOptions {
+        spacing: cfg.load_spacing(),
+        ..LoadOptions::default()
+    };
     let data = match cfg.objective {
         Objective::Paired => {
             let set = load_paired_set(dir, cfg.size, cfg.context, &load)?;
@@ -175,7 +187,12 @@ pub fn load_for(cfg: &TrainConfig, dir: &Path) -> Result<(Loaded, LoadOptions)> 
                 set.size,
                 t_load.elapsed().as_secs_f64()
             );
-            Loaded { mr: set.mr, ct: set.ct, size: set.size, prep: set.prep }
+            Loaded {
+                mr: set.mr,
+                ct: set.ct,
+                size: set.size,
+                prep: set.prep,
+            }
         }
         Objective::Cyclegan => {
             let set = load_training_set(dir, cfg.size, &load)?;
@@ -188,7 +205,12 @@ pub fn load_for(cfg: &TrainConfig, dir: &Path) -> Result<(Loaded, LoadOptions)> 
                 set.size,
                 t_load.elapsed().as_secs_f64()
             );
-            Loaded { mr: set.mr, ct: set.ct, size: set.size, prep: set.prep }
+            Loaded {
+                mr: set.mr,
+                ct: set.ct,
+                size: set.size,
+                prep: set.prep,
+            }
         }
     };
     Ok((data, load))
@@ -196,18 +218,45 @@ pub fn load_for(cfg: &TrainConfig, dir: &Path) -> Result<(Loaded, LoadOptions)> 
 
 /// Held-out pairs of `dir` (its test/ split) for validation while training, when the
 /// objective is paired and `every` > 0.
-pub fn validation_for(cfg: &TrainConfig, dir: &Path, load: &LoadOptions, every: usize, weights_meta: &HashMap<String, String>) -> Result<Option<Validation>> {
+pub fn validation_for(
+    cfg: &TrainConfig,
+    dir: &Path,
+    load: &LoadOptions,
+    every: usize,
+    weights_meta: &HashMap<String, String>,
+) -> Result<Option<Validation>> {
     if cfg.objective != Objective::Paired || every == 0 {
         return Ok(None);
     }
     let Some(test) = validation_dir(dir) else {
-        eprintln!("validation: none ({} has no test/ split of held-out subjects)", dir.display());
+        eprintln!(
+            "validation: none ({} has no test/ split of held-out subjects)",
+            dir.display()
+        );
         return Ok(None);
     };
-    let held = load_paired_set(&test, cfg.size, cfg.context, &LoadOptions { use_train_subdir: false, ..load.clone() })?;
-    eprintln!("validation: {} held-out slice pairs of {} subjects in {}, every {every} epoch(s)", held.n, held.subjects().len(), test.display());
+    let held = load_paired_set(
+        &test,
+        cfg.size,
+        cfg.context,
+        &LoadOptions {
+            use_train_subdir: false,
+            ..load.clone()
+        },
+    )?;
+    eprintln!(
+        "validation: {} held-out slice pairs of {} subjects in {}, every {every} epoch(s)",
+        held.n,
+        held.subjects().len(),
+        test.display()
+    );
     Ok(Some(Validation {
-        held_out: HeldOut { mr: held.mr, ct: held.ct, channels: held.channels, size: held.size },
+        held_out: HeldOut {
+            mr: held.mr,
+            ct: held.ct,
+            channels: held.channels,
+            size: held.size,
+        },
         every,
         weights_meta: weights_meta.clone(),
     }))
@@ -231,7 +280,10 @@ fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
         .and_then(|v| v.get("model"))
         .and_then(|m| serde_json::from_value::<ModelKind>(m.clone()).ok());
     let model = args.model.or(file_model).unwrap_or(ModelKind::Paper);
-    let base = TrainConfig::defaults_for(model);
+    let mut base = TrainConfig::defaults_for(model);
+    if args.gan_loss == Some(GanLoss::Wgan) {
+        base = base.with_wgan();
+    }
     let mut cfg = match file {
         None => base,
         Some(v) => {
@@ -274,7 +326,8 @@ fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
         seed,
         decay_start_epoch,
         identity_weight,
-        gan_loss
+        gan_loss,
+        wgan_clip
     );
     cfg.validate().map_err(Error::Invalid)?;
     Ok(cfg)

@@ -56,21 +56,12 @@ impl Trainer {
             ),
             None => None,
         };
-        for (opt, prefix) in [(&mut t.gan.opt_g, "adam_g"), (&mut t.gan.opt_d, "adam_d")] {
-            let n = opt.params().len();
-            let get = |kind: &str, i: usize| -> Result<Vec<f32>> {
-                loaded
-                    .tensors
-                    .get(&format!("{prefix}/{kind}/{i}"))
-                    .map(|(_, v)| v.clone())
-                    .ok_or_else(|| {
-                        Error::file(&path, format!("checkpoint lacks {prefix}/{kind}/{i}"))
-                    })
-            };
-            let m = (0..n).map(|i| get("m", i)).collect::<Result<Vec<_>>>()?;
-            let v = (0..n).map(|i| get("v", i)).collect::<Result<Vec<_>>>()?;
-            opt.load_state(parse(&format!("{prefix}_step"))?, &m, &v)?;
-        }
+        t.gan
+            .opt_g
+            .load("g", &loaded.tensors, &loaded.metadata, &path)?;
+        t.gan
+            .opt_d
+            .load("d", &loaded.tensors, &loaded.metadata, &path)?;
         for (pool, prefix) in [(&mut t.gan.pool_a, "pool_a"), (&mut t.gan.pool_b, "pool_b")] {
             let mut images = Vec::new();
             while let Some((shape, v)) = loaded.tensors.get(&format!("{prefix}/{}", images.len())) {
@@ -86,13 +77,8 @@ impl Trainer {
     pub(super) fn save_checkpoint(&self, dir: &Path) -> Result<()> {
         let mut tensors = weights::download(&self.gan.named())?;
         let mut meta = HashMap::new();
-        for (opt, prefix) in [(&self.gan.opt_g, "adam_g"), (&self.gan.opt_d, "adam_d")] {
-            for (i, (m, v)) in opt.state().iter().enumerate() {
-                tensors.insert(format!("{prefix}/m/{i}"), (m.shape().to_vec(), m.to_vec()?));
-                tensors.insert(format!("{prefix}/v/{i}"), (v.shape().to_vec(), v.to_vec()?));
-            }
-            meta.insert(format!("{prefix}_step"), opt.step.to_string());
-        }
+        self.gan.opt_g.save("g", &mut tensors, &mut meta)?;
+        self.gan.opt_d.save("d", &mut tensors, &mut meta)?;
         for (pool, prefix) in [(&self.gan.pool_a, "pool_a"), (&self.gan.pool_b, "pool_b")] {
             for (i, img) in pool.images().iter().enumerate() {
                 tensors.insert(

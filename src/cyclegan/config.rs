@@ -14,6 +14,11 @@ pub enum GanLoss {
     Bce,
     /// Least squares (LSGAN).
     Lsgan,
+    /// Wasserstein GAN (Arjovsky et al. 2017): a critic without sigmoid, weights clipped to
+    /// [-wgan_clip, wgan_clip], RMSprop for both network groups, several critic steps per
+    /// generator step (`discriminator_iterations`). WGAN-GP's gradient penalty would need
+    /// gradients of gradients, which the engine does not compute.
+    Wgan,
 }
 
 /// What the generator learns from.
@@ -80,6 +85,8 @@ pub struct TrainConfig {
     /// Identity-loss weight, relative to the cycle weights (0 = off; 0.5 in CycleGAN).
     pub identity_weight: f32,
     pub gan_loss: GanLoss,
+    /// WGAN: the critic's weights are clipped to [-wgan_clip, wgan_clip] after every update.
+    pub wgan_clip: f32,
 }
 
 impl Default for TrainConfig {
@@ -112,6 +119,7 @@ impl Default for TrainConfig {
             decay_start_epoch: 0,
             identity_weight: 0.0,
             gan_loss: GanLoss::Bce,
+            wgan_clip: 0.01,
         }
     }
 }
@@ -172,6 +180,19 @@ impl TrainConfig {
             spacing: 1.0,
             crop: 128,
             ..Self::default()
+        }
+    }
+
+    /// The WGAN paper's settings on top of `self`: RMSprop at 5e-5 for both groups and five
+    /// critic steps per generator step (Arjovsky et al. 2017, Algorithm 1).
+    pub fn with_wgan(self) -> Self {
+        TrainConfig {
+            gan_loss: GanLoss::Wgan,
+            learning_rate_g: 5e-5,
+            learning_rate_d: 5e-5,
+            discriminator_iterations: 5,
+            wgan_clip: 0.01,
+            ..self
         }
     }
 

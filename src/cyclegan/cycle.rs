@@ -112,6 +112,7 @@ impl CycleGan {
         )?;
         let grads = backward(&add(&da, &db)?)?;
         self.opt_d.step(&grads)?;
+        self.constrain_critics()?;
         Ok((da.detach(), db.detach()))
     }
 

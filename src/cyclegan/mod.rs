@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod config;
 mod cycle;
 pub mod losses;
+pub mod optimizer;
 mod paired;
 pub mod pool;
 mod report;
@@ -20,13 +21,16 @@ use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
 use crate::engine::nn::init::Rng;
 use crate::engine::nn::{init_deterministic, init_normal, Named, Pass};
+use crate::engine::ops::elementwise::scale;
 use crate::engine::ops::loss;
+use crate::engine::ops::reduce::mean;
 use crate::engine::ops::reduce::stack_scalars;
-use crate::engine::optim::Adam;
+use crate::engine::optim::{clip_weights, Adam, RmsProp};
 use crate::engine::tensor::Tensor;
 use crate::models::{self, Network};
 pub use config::{GanLoss, ModelKind, Objective, TrainConfig};
 pub use losses::{EpochLosses, Losses, StepLosses};
+use optimizer::Optimizer;
 use pool::ImagePool;
 
 /// The networks besides G_AB, by objective.
@@ -45,8 +49,8 @@ pub struct CycleGan {
     pub cfg: TrainConfig,
     pub g_ab: Network,
     pub critics: Critics,
-    pub opt_g: Adam,
-    pub opt_d: Adam,
+    pub opt_g: Optimizer,
+    pub opt_d: Optimizer,
     pub pool_a: ImagePool,
     pub pool_b: ImagePool,
     pub rng: Rng,
@@ -81,20 +85,9 @@ impl CycleGan {
             },
         };
         let mut gan = CycleGan {
-            opt_g: Adam::new(
-                Vec::new(),
-                cfg.learning_rate_g,
-                cfg.beta_1,
-                cfg.beta_2,
-                1e-8,
-            )?,
-            opt_d: Adam::new(
-                Vec::new(),
-                cfg.learning_rate_d,
-                cfg.beta_1,
-                cfg.beta_2,
-                1e-8,
-            )?,
+            // Replaced below, once the networks' parameters are known.
+            opt_g: Optimizer::Adam(Adam::new(Vec::new(), 0.0, 0.5, 0.999, 1e-8)?),
+            opt_d: Optimizer::Adam(Adam::new(Vec::new(), 0.0, 0.5, 0.999, 1e-8)?),
             pool_a: ImagePool::new(cfg.synthetic_pool_size),
             pool_b: ImagePool::new(cfg.synthetic_pool_size),
             rng: Rng::new(cfg.seed),
@@ -124,8 +117,16 @@ impl CycleGan {
             params.extend(trainable);
         }
         let cfg = &gan.cfg;
-        gan.opt_g = Adam::new(g_params, cfg.learning_rate_g, cfg.beta_1, cfg.beta_2, 1e-8)?;
-        gan.opt_d = Adam::new(d_params, cfg.learning_rate_d, cfg.beta_1, cfg.beta_2, 1e-8)?;
+        let optimizer = |params: Vec<Tensor>, lr: f32| -> Result<Optimizer> {
+            Ok(match cfg.gan_loss {
+                GanLoss::Wgan => Optimizer::RmsProp(RmsProp::new(params, lr)?),
+                GanLoss::Bce | GanLoss::Lsgan => {
+                    Optimizer::Adam(Adam::new(params, lr, cfg.beta_1, cfg.beta_2, 1e-8)?)
+                }
+            })
+        };
+        gan.opt_g = optimizer(g_params, cfg.learning_rate_g)?;
+        gan.opt_d = optimizer(d_params, cfg.learning_rate_d)?;
         Ok(gan)
     }
 
@@ -149,19 +150,32 @@ impl CycleGan {
             .collect()
     }
 
+    /// The loss that pushes `logits` towards "real" (or "fake"). WGAN: the critic's raw score
+    /// (no sigmoid), -mean for real and +mean for fake, so critic and generator losses are the
+    /// two sides of the Wasserstein estimate.
     fn adversarial(&self, logits: &Tensor, real: bool) -> Result<Tensor> {
         let target = if real { 1.0 } else { 0.0 };
         match self.cfg.gan_loss {
             GanLoss::Bce => loss::bce_with_logits_const(logits, target),
             GanLoss::Lsgan => loss::mse_const(logits, target),
+            GanLoss::Wgan => scale(&mean(logits)?, if real { -1.0 } else { 1.0 }),
         }
+    }
+
+    /// After a discriminator update: WGAN keeps its critic Lipschitz by clipping every weight
+    /// to [-c, c] (Arjovsky et al. 2017, Algorithm 1).
+    fn constrain_critics(&self) -> Result<()> {
+        if self.cfg.gan_loss == GanLoss::Wgan {
+            clip_weights(self.opt_d.params(), self.cfg.wgan_clip)?;
+        }
+        Ok(())
     }
 
     /// Sets both optimizers' learning rates for `epoch` (linear decay schedule).
     pub fn set_epoch(&mut self, epoch: usize) {
         let f = self.cfg.lr_factor(epoch);
-        self.opt_g.lr = self.cfg.learning_rate_g * f;
-        self.opt_d.lr = self.cfg.learning_rate_d * f;
+        self.opt_g.set_lr(self.cfg.learning_rate_g * f);
+        self.opt_d.set_lr(self.cfg.learning_rate_d * f);
     }
 
     /// One training iteration on a batch of MRI `a` ([N, C, S, S], C = 2K+1 slices with 2.5D

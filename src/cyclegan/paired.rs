@@ -48,6 +48,8 @@ impl CycleGan {
             let d_loss = scale(&add(&real, &fake)?, 0.5)?;
             let grads = backward(&d_loss)?;
             self.opt_d.step(&grads)?;
+            self.constrain_critics()?;
+            self.constrain_critics()?;
             losses.db = d_loss.detach();
         }
         Ok(losses)
