@@ -178,7 +178,7 @@ fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
     Ok(cfg)
 }
 
-pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
+pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<super::Outcome> {
     let cfg = build_config(args)?;
     let checkpoint = args.out.join("checkpoint.safetensors");
     if checkpoint.exists() && !args.resume && !args.force {
@@ -219,6 +219,13 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
     };
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Error::file(&args.out, format!("cannot create: {e}")))?;
+    // The data report: what was used and every file skipped, with its reason.
+    mr2ct::io::write_atomic(
+        &args.out.join("data_report.json"),
+        serde_json::to_string_pretty(&set.summary)
+            .map_err(|e| Error::Invalid(e.to_string()))?
+            .as_bytes(),
+    )?;
     let record = serde_json::json!({ "train": &trainer.gan.cfg, "prep": &set.prep, "data": args.data, "adapter": gpu.adapter.name });
     mr2ct::io::write_atomic(
         &args.out.join("config.json"),
@@ -284,8 +291,15 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
         last[4],
         last[8]
     );
-    println!("run directory {}: losses.csv, loss_curves.png, samples_epoch*.png, checkpoint.safetensors, weights.safetensors", args.out.display());
-    Ok(())
+    println!("run directory {}: losses.csv, loss_curves.png, samples_epoch*.png, checkpoint.safetensors, weights.safetensors, data_report.json", args.out.display());
+    if !set.summary.skipped.is_empty() {
+        eprintln!(
+            "mr2ct: {} input file(s) skipped (listed above and in {})",
+            set.summary.skipped.len(),
+            args.out.join("data_report.json").display()
+        );
+    }
+    Ok(super::Outcome::from_skipped(set.summary.skipped.len()))
 }
 
 #[derive(clap::Args)]

@@ -52,8 +52,8 @@ pub use prep::{
     prepare_volume, BackgroundRule, Batcher, CtScaling, MrScaling, MrVolumeScaling, PrepRecord,
     PreparedVolume,
 };
-pub use scan::{for_each_volume, load_volume, scan_volumes};
-pub use series::volumes_from_dicom;
+pub use scan::{for_each_volume, load_volume, load_volume_reported, scan_volumes};
+pub use series::{find_series_gaps, volumes_from_dicom, SeriesGaps};
 pub use summary::{LoadSummary, SkipKind, Skipped};
 pub use training_set::{load_training_set, TrainingSet, MAX_SIZE, MIN_SIZE};
 pub use volume::{
