@@ -49,12 +49,6 @@ pub fn translate(adapter: Option<&str>, args: &TranslateArgs) -> Result<Outcome>
     for k in &s.skipped {
         eprintln!("mr2ct: skipped input {k}");
     }
-    if let Some(g) = &s.gaps {
-        eprintln!(
-            "mr2ct: written despite a gap in the series: {}",
-            g.describe()
-        );
-    }
     Ok(Outcome::from_skipped(s.skipped.len()))
 }
 

@@ -145,14 +145,12 @@ impl fmt::Display for TranslateSummary {
             "  {} voxel(s) outside the MRI's body outline set to air ({AIR_HU} HU)",
             self.air_voxels
         )?;
-        if let Some(g) = &self.gaps {
-            writeln!(f, "  written despite a gap in the source: {}", g.describe())?;
-        }
         if !self.skipped.is_empty() {
-            writeln!(f, "  {} input file(s) skipped:", self.skipped.len())?;
-            for s in &self.skipped {
-                writeln!(f, "    {s}")?;
-            }
+            writeln!(
+                f,
+                "  {} input file(s) skipped (each with its reason in {MANIFEST})",
+                self.skipped.len()
+            )?;
         }
         for w in &self.warnings {
             writeln!(f, "  warning: {w}")?;
@@ -268,9 +266,6 @@ pub fn translate(
         opts.format,
         gap_note.as_deref(),
     )?;
-    for s in &loaded.skipped {
-        summary.warnings.push(format!("skipped input {s}"));
-    }
     if let Some(n) = &gap_note {
         summary.warnings.push(n.clone());
     }
@@ -308,7 +303,7 @@ pub fn translate(
         "input_files_used": loaded.files_used,
         "skipped": summary.skipped,
         "gaps": summary.gaps,
-        "warnings": summary.warnings,
+        "warnings": summary.warnings.iter().cloned().chain(summary.skipped.iter().map(|s| format!("skipped input {s}"))).collect::<Vec<_>>(),
     });
     let text =
         serde_json::to_string_pretty(&manifest).map_err(|e| Error::Invalid(e.to_string()))?;

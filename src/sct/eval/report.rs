@@ -32,6 +32,9 @@ impl fmt::Display for EvalReport {
                 s.slices,
                 s.mask_voxels
             )?;
+            for w in &s.warnings {
+                writeln!(f, "  warning: {w}")?;
+            }
         }
         writeln!(
             f,
