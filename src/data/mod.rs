@@ -29,8 +29,8 @@
 //!
 //! Files: `volume` (the [`Volume`] and slice types), `options` ([`LoadOptions`]), `summary`
 //! (skip reasons and the [`LoadSummary`]), `scan` (directory walk, [`for_each_volume`],
-//! [`load_volume`]), `series` (DICOM files into ordered volumes, and where a series has gaps), `training_set`
-//! ([`load_training_set`]); the readers ([`dicom`], [`nifti`]), the preprocessing ([`prep`]) and
+//! [`load_volume`]), `series` (DICOM files into ordered volumes; [`find_series_gaps`]),
+//! `training_set` ([`load_training_set`]); the readers ([`dicom`], [`nifti`]), the preprocessing ([`prep`]) and
 //! the phantom ([`phantom`]) are public modules of their own. The items of the private files
 //! are re-exported here, so every path stays `crate::data::X`.
 
