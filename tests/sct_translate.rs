@@ -18,6 +18,8 @@ use mr2ct::data::{load_volume, LoadOptions, Modality};
 use mr2ct::engine::nn::{Module, Pass};
 use mr2ct::io::weights::{self, Precision};
 use mr2ct::models::PaperGenerator;
+use mr2ct::sct::translate::air::{mr_body_mask, AirRule};
+use mr2ct::sct::translate::synthesize_volume;
 use mr2ct::sct::{restore_slice, translate, OutputFormat, SctModel, TranslateOptions, MANIFEST};
 
 fn data(p: &str) -> PathBuf {
@@ -112,7 +114,7 @@ fn opts(format: OutputFormat) -> TranslateOptions {
     TranslateOptions {
         format,
         batch_size: 4,
-        force: false,
+        ..TranslateOptions::default()
     }
 }
 
@@ -521,17 +523,38 @@ fn a_generator_with_known_output_gives_those_hu_in_every_format() {
     let w = constant_weights(&dir, u);
     let gpu = common::gpu();
     let src = phantom_mr(&dir);
+    // Inside the MRI's body outline the generator's value; outside, air.
+    let vol = load_volume(
+        &src,
+        &LoadOptions {
+            force_modality: Some(Modality::Mr),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let body = mr_body_mask(
+        &vol.values().collect::<Vec<_>>(),
+        [vol.len(), vol.rows(), vol.cols()],
+        vol.slices[0].geometry.pixel_spacing,
+        &AirRule::default(),
+    );
+    assert!(body.iter().any(|b| *b) && body.iter().any(|b| !*b));
+    let expected: Vec<f32> = body
+        .iter()
+        .map(|&b| if b { want } else { -1024.0 })
+        .collect();
+    let plane = vol.rows() * vol.cols();
     // DICOM.
     let out = dir.join("dcm");
     translate(&gpu, &w, &src, &out, &opts(OutputFormat::Dicom)).unwrap();
-    for f in dcm_files(&out) {
-        let hu: Vec<f32> = open_file(&f)
+    for (k, f) in dcm_files(&out).iter().enumerate() {
+        let hu: Vec<f32> = open_file(f)
             .unwrap()
             .decode_pixel_data()
             .unwrap()
             .to_vec()
             .unwrap();
-        assert!(hu.iter().all(|h| *h == want), "{f:?}");
+        assert!(hu == expected[k * plane..(k + 1) * plane], "{f:?}");
     }
     // NIfTI: values, dimensions and the affine read back by the project's NIfTI reader.
     let out = dir.join("nii");
@@ -542,16 +565,13 @@ fn a_generator_with_known_output_gives_those_hu_in_every_format() {
     assert_eq!(img.dims, [64, 64, 6]);
     assert_eq!(img.datatype, 4);
     assert_eq!(img.affine_source, mr2ct::data::nifti::AffineSource::Sform);
-    assert!(img.data.iter().all(|h| *h == want));
     let back = img.to_volume(Modality::Ct).unwrap();
-    let vol = load_volume(
-        &src,
-        &LoadOptions {
-            force_modality: Some(Modality::Mr),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    for (k, a) in back.slices.iter().enumerate() {
+        assert!(
+            a.pixels == expected[k * plane..(k + 1) * plane],
+            "slice {k}"
+        );
+    }
     for (a, b) in back.slices.iter().zip(&vol.slices) {
         let (ga, gb) = (&a.geometry, &b.geometry);
         for d in 0..3 {
@@ -619,10 +639,7 @@ fn nifti_input_and_png_output() {
     // NIfTI out of a NIfTI in: read back, the slices have the source's geometry and exactly
     // the synthetic CT's pixels in the same layout (a flipped axis would mirror them).
     let lw = lively_weights(&dir);
-    let sct = SctModel::load(&gpu, &lw)
-        .unwrap()
-        .synthesize(&vol, 8)
-        .unwrap();
+    let sct = synthesize_volume(&SctModel::load(&gpu, &lw).unwrap(), &vol, 8).unwrap();
     let out = dir.join("nii");
     translate(&gpu, &lw, &src, &out, &opts(OutputFormat::Nifti)).unwrap();
     let back = mr2ct::data::nifti::read_nifti(&out.join("sct.nii.gz"), &LoadOptions::default())

@@ -17,6 +17,25 @@ pub use translate_eval::{eval, translate, EvalArgs, TranslateArgs};
 
 use mr2ct::Result;
 
+/// How a command that reads input files ended, for the exit status (main.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every input file was used.
+    Clean,
+    /// The output was written, but input files were skipped (each named on stderr).
+    SkippedInputs,
+}
+
+impl Outcome {
+    pub fn from_skipped(n: usize) -> Outcome {
+        if n == 0 {
+            Outcome::Clean
+        } else {
+            Outcome::SkippedInputs
+        }
+    }
+}
+
 pub fn devices() -> Result<()> {
     let adapters = mr2ct::engine::gpu::list_adapters();
     if adapters.is_empty() {

@@ -11,7 +11,7 @@ use mr2ct::cyclegan::train::{Domains, RunEnd, RunOptions, Trainer};
 use mr2ct::cyclegan::validation::{HeldOut, Validation};
 use mr2ct::cyclegan::{GanLoss, ModelKind, Objective, TrainConfig};
 use mr2ct::data::paired::validation_dir;
-use mr2ct::data::{load_paired_set, load_training_set, LoadOptions, PrepRecord};
+use mr2ct::data::{load_paired_set, load_training_set, LoadOptions, LoadSummary, PrepRecord};
 use mr2ct::io::weights::Precision;
 use mr2ct::{Error, Gpu, Result};
 
@@ -155,6 +155,8 @@ pub struct Loaded {
     pub ct: Vec<f32>,
     pub size: usize,
     pub prep: PrepRecord,
+    /// What was read and every file skipped, with its reason.
+    pub summary: LoadSummary,
 }
 
 impl Loaded {
@@ -192,6 +194,7 @@ pub fn load_for(cfg: &TrainConfig, dir: &Path) -> Result<(Loaded, LoadOptions)> 
                 ct: set.ct,
                 size: set.size,
                 prep: set.prep,
+                summary: set.summary,
             }
         }
         Objective::Cyclegan => {
@@ -210,6 +213,7 @@ pub fn load_for(cfg: &TrainConfig, dir: &Path) -> Result<(Loaded, LoadOptions)> 
                 ct: set.ct,
                 size: set.size,
                 prep: set.prep,
+                summary: set.summary,
             }
         }
     };
@@ -333,7 +337,7 @@ fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
     Ok(cfg)
 }
 
-pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
+pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<super::Outcome> {
     let cfg = build_config(args)?;
     let checkpoint = args.out.join("checkpoint.safetensors");
     if checkpoint.exists() && !args.resume && !args.force {
@@ -363,6 +367,13 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
     };
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Error::file(&args.out, format!("cannot create: {e}")))?;
+    // The data report: what was used and every file skipped, with its reason.
+    mr2ct::io::write_atomic(
+        &args.out.join("data_report.json"),
+        serde_json::to_string_pretty(&data.summary)
+            .map_err(|e| Error::Invalid(e.to_string()))?
+            .as_bytes(),
+    )?;
     let record = serde_json::json!({ "train": trainer.config(), "prep": &data.prep, "data": args.data, "adapter": gpu.adapter.name });
     mr2ct::io::write_atomic(
         &args.out.join("config.json"),
@@ -420,8 +431,15 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<()> {
         last.reconstruction_loss(),
         last.ab_l1
     );
-    println!("run directory {}: losses.csv, loss_curves.png, samples_epoch*.png, checkpoint.safetensors, weights.safetensors", args.out.display());
-    Ok(())
+    println!("run directory {}: losses.csv, loss_curves.png, samples_epoch*.png, checkpoint.safetensors, weights.safetensors, data_report.json", args.out.display());
+    if !data.summary.skipped.is_empty() {
+        eprintln!(
+            "mr2ct: {} input file(s) skipped (listed above and in {})",
+            data.summary.skipped.len(),
+            args.out.join("data_report.json").display()
+        );
+    }
+    Ok(super::Outcome::from_skipped(data.summary.skipped.len()))
 }
 
 #[derive(clap::Args)]

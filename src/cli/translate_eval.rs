@@ -6,6 +6,8 @@ use mr2ct::sct::eval::EvalOptions;
 use mr2ct::sct::translate::{OutputFormat, TranslateOptions};
 use mr2ct::{Gpu, Result};
 
+use super::Outcome;
+
 #[derive(clap::Args)]
 pub struct TranslateArgs {
     /// Weights file written by `mr2ct train` (it says which model and size it is).
@@ -26,19 +28,28 @@ pub struct TranslateArgs {
     /// Replace an existing output directory written by an earlier translate.
     #[arg(long)]
     force: bool,
+    /// Write the sCT even when the MRI series has a gap (a file of the series that cannot be
+    /// read, or unevenly spaced slices); the gap is recorded in sct.json and in every DICOM
+    /// file's ImageComments. Without it such a series is refused (exit status 1).
+    #[arg(long)]
+    allow_gaps: bool,
 }
 
-pub fn translate(adapter: Option<&str>, args: &TranslateArgs) -> Result<()> {
+pub fn translate(adapter: Option<&str>, args: &TranslateArgs) -> Result<Outcome> {
     let gpu = Gpu::new(adapter)?;
     let opts = TranslateOptions {
         format: args.format,
         batch_size: args.batch_size,
         force: args.force,
+        allow_gaps: args.allow_gaps,
     };
     let s =
         mr2ct::sct::translate::translate(&gpu, &args.weights, &args.input, &args.output, &opts)?;
     print!("{s}");
-    Ok(())
+    for k in &s.skipped {
+        eprintln!("mr2ct: skipped input {k}");
+    }
+    Ok(Outcome::from_skipped(s.skipped.len()))
 }
 
 #[derive(clap::Args)]
@@ -63,7 +74,7 @@ pub struct EvalArgs {
     force: bool,
 }
 
-pub fn eval(adapter: Option<&str>, args: &EvalArgs) -> Result<()> {
+pub fn eval(adapter: Option<&str>, args: &EvalArgs) -> Result<Outcome> {
     let gpu = Gpu::new(adapter)?;
     let opts = EvalOptions {
         batch_size: args.batch_size,
@@ -72,5 +83,8 @@ pub fn eval(adapter: Option<&str>, args: &EvalArgs) -> Result<()> {
     };
     let r = mr2ct::sct::eval::evaluate(&gpu, &args.weights, &args.mri, &args.ct, &args.out, &opts)?;
     print!("{r}");
-    Ok(())
+    for k in &r.skipped {
+        eprintln!("mr2ct: skipped input {k}");
+    }
+    Ok(Outcome::from_skipped(r.skipped.len()))
 }

@@ -29,8 +29,8 @@
 //!
 //! Files: `volume` (the [`Volume`] and slice types), `options` ([`LoadOptions`]), `summary`
 //! (skip reasons and the [`LoadSummary`]), `scan` (directory walk, [`for_each_volume`],
-//! [`load_volume`]), `series` (DICOM files into ordered volumes), `training_set`
-//! ([`load_training_set`]); the readers ([`dicom`], [`nifti`]), the preprocessing ([`prep`]) and
+//! [`load_volume`]), `series` (DICOM files into ordered volumes; [`find_series_gaps`]),
+//! `training_set` ([`load_training_set`]); the readers ([`dicom`], [`nifti`]), the preprocessing ([`prep`]) and
 //! the phantom ([`phantom`]) are public modules of their own. The items of the private files
 //! are re-exported here, so every path stays `crate::data::X`.
 
@@ -54,8 +54,8 @@ pub use prep::{
     prepare_volume, BackgroundRule, Batcher, CtScaling, MrScaling, MrVolumeScaling, PrepRecord,
     PreparedVolume,
 };
-pub use scan::{for_each_volume, load_volume, scan_volumes};
-pub use series::volumes_from_dicom;
+pub use scan::{for_each_volume, load_volume, load_volume_reported, scan_volumes};
+pub use series::{find_series_gaps, volumes_from_dicom, SeriesGaps};
 pub use summary::{LoadSummary, SkipKind, Skipped};
 pub use training_set::{load_training_set, TrainingSet, MAX_SIZE, MIN_SIZE};
 pub use volume::{

@@ -235,10 +235,31 @@ pub fn load_volume(path: &Path, opts: &LoadOptions) -> Result<Volume> {
             .pop()
             .ok_or_else(|| Error::file(path, "no usable image"));
     }
+    load_series_dir(path, opts).map(|(v, _)| v)
+}
+
+/// [`load_volume`] with the summary of the load: for a directory, every file it skipped and
+/// why (a single file is used whole or is an error).
+pub fn load_volume_reported(path: &Path, opts: &LoadOptions) -> Result<(Volume, LoadSummary)> {
+    if path.is_dir() {
+        return load_series_dir(path, opts);
+    }
+    let v = load_volume(path, opts)?;
+    let summary = LoadSummary {
+        root: path.to_path_buf(),
+        files_seen: 1,
+        files_used: 1,
+        ..Default::default()
+    };
+    Ok((v, summary))
+}
+
+/// The one series under the directory `path`, with the summary of its load.
+fn load_series_dir(path: &Path, opts: &LoadOptions) -> Result<(Volume, LoadSummary)> {
     let (mut vols, summary) = scan_volumes(path, opts)?;
     match vols.len() {
         0 => Err(Error::file(path, no_usable_reason(&summary))),
-        1 => Ok(vols.pop().expect("one volume")),
+        1 => Ok((vols.pop().expect("one volume"), summary)),
         n => Err(Error::file(
             path,
             format!(
@@ -263,11 +284,13 @@ fn no_usable_reason(summary: &LoadSummary) -> String {
     }
     let mut r = format!("no usable image among {} file(s)", summary.files_seen);
     if !summary.skipped.is_empty() {
-        r.push_str(&format!(" (skipped: {}", summary.skip_counts_text()));
-        if let Some(first) = summary.skipped.first() {
-            r.push_str(&format!("; e.g. {first}"));
-        }
-        r.push(')');
+        // Every skipped file is named: the user has nothing else to go on.
+        let each: Vec<String> = summary.skipped.iter().map(|s| s.to_string()).collect();
+        r.push_str(&format!(
+            " (skipped: {}: {})",
+            summary.skip_counts_text(),
+            each.join("; ")
+        ));
     }
     r
 }

@@ -68,7 +68,7 @@ impl fmt::Display for Skipped {
     }
 }
 
-/// What a load used and skipped. `Display` prints a few lines; `skipped` has every file.
+/// What a load used and skipped. `Display` names every skipped file with its reason.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoadSummary {
     pub root: PathBuf,
@@ -129,18 +129,9 @@ impl fmt::Display for LoadSummary {
                 self.skipped.len(),
                 self.skip_counts_text()
             )?;
-            // One example of each kind (at most 6 lines); `skipped` has them all.
-            let mut shown = 0;
-            for kind in self.skip_counts().keys() {
-                if let Some(s) = self.skipped.iter().find(|s| s.kind == *kind) {
-                    if shown < 6 {
-                        writeln!(f, "    {s}")?;
-                        shown += 1;
-                    }
-                }
-            }
-            if self.skipped.len() > shown {
-                writeln!(f, "    ... and {} more", self.skipped.len() - shown)?;
+            // Every file, so that nothing is dropped without its name being printed.
+            for s in &self.skipped {
+                writeln!(f, "    {s}")?;
             }
         }
         if !self.warnings.is_empty() {

@@ -12,6 +12,12 @@
 //! InstanceNumber 1..n in slice order, and a SourceImageSequence pointing at the MR image each
 //! slice came from (when the source was DICOM).
 //!
+//! Marked as synthetic the standard ways (PS3.3 General Image and SOP Common modules): Synthetic
+//! Data (0008,001C) YES, and a Contributing Equipment Sequence (0018,A001) item whose Purpose of
+//! Reference is (109100, DCM, "Synthesizing Equipment"), Manufacturer mr2ct and Software
+//! Versions the crate version; SoftwareVersions is also set at the top level. When translate
+//! was told to write a source series with a gap, every file's ImageComments says so.
+//!
 //! Laterality (type 2C) and ImageLaterality are copied when the source has them; without
 //! them, Laterality is left out when BodyPartExamined is known and written empty ("unknown")
 //! when it is not (dciodvfy then warns that empty means unknown, which it is).
@@ -32,49 +38,14 @@ use super::{dicom_now, new_uid, SctModel, SyntheticCt};
 use crate::data::{SliceGeometry, Volume, VolumeFormat};
 use crate::engine::error::{Error, Result};
 
+mod values;
+use values::{ds, limit, put, strs};
+
 /// What was written.
 pub(crate) struct DicomSeries {
     pub files: Vec<PathBuf>,
     pub series_instance_uid: String,
     pub warnings: Vec<String>,
-}
-
-fn put(o: &mut InMemDicomObject, tag: Tag, vr: VR, v: impl Into<PrimitiveValue>) {
-    o.put(DataElement::new(tag, vr, v.into()));
-}
-
-fn strs<S: AsRef<str>>(v: &[S]) -> PrimitiveValue {
-    PrimitiveValue::Strs(C::from_vec(
-        v.iter().map(|s| s.as_ref().to_string()).collect(),
-    ))
-}
-
-/// A decimal string of at most 16 characters that parses back to `v` whenever such a string
-/// exists (the shortest round-trip form, else scientific, else fewer digits).
-pub(crate) fn ds(v: f64) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    let plain = format!("{v}");
-    if plain.len() <= 16 {
-        return plain;
-    }
-    let sci = format!("{v:e}");
-    if sci.len() <= 16 {
-        return sci;
-    }
-    for prec in (1..16).rev() {
-        let s = format!("{v:.prec$e}");
-        if s.len() <= 16 {
-            return s;
-        }
-    }
-    format!("{v:.0e}")
-}
-
-/// Truncates to at most `max` characters (DICOM value length limits).
-fn limit(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
 }
 
 /// Laterality and ImageLaterality of the source's first DICOM file (None when absent, empty,
@@ -141,11 +112,55 @@ fn slice_geometry(
     (ipp, iop, ps, thickness)
 }
 
+/// The crate version, written as Software Versions.
+const SOFTWARE_VERSION: &str = concat!("mr2ct ", env!("CARGO_PKG_VERSION"));
+
+/// The Contributing Equipment Sequence item that names mr2ct as the synthesizing equipment.
+fn synthesizing_equipment(date: &str, time: &str, description: &str) -> InMemDicomObject {
+    let mut purpose = InMemDicomObject::new_empty();
+    put(&mut purpose, tags::CODE_VALUE, VR::SH, "109100");
+    put(&mut purpose, tags::CODING_SCHEME_DESIGNATOR, VR::SH, "DCM");
+    put(
+        &mut purpose,
+        tags::CODE_MEANING,
+        VR::LO,
+        "Synthesizing Equipment",
+    );
+    let mut item = InMemDicomObject::new_empty();
+    put(&mut item, tags::MANUFACTURER, VR::LO, "mr2ct");
+    put(
+        &mut item,
+        tags::MANUFACTURER_MODEL_NAME,
+        VR::LO,
+        "mr2ct synthetic CT",
+    );
+    put(&mut item, tags::SOFTWARE_VERSIONS, VR::LO, SOFTWARE_VERSION);
+    put(
+        &mut item,
+        tags::CONTRIBUTION_DATE_TIME,
+        VR::DT,
+        format!("{date}{time}+0000"),
+    );
+    put(
+        &mut item,
+        tags::CONTRIBUTION_DESCRIPTION,
+        VR::ST,
+        description,
+    );
+    item.put(DataElement::new(
+        tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
+        VR::SQ,
+        DataSetSequence::new(vec![purpose], Length::UNDEFINED),
+    ));
+    item
+}
+
 pub(crate) fn write_series(
     dir: &Path,
     v: &Volume,
     sct: &SyntheticCt,
     model: &SctModel,
+    image_comments: Option<&str>,
 ) -> Result<DicomSeries> {
     let info = &v.info;
     let series_uid = new_uid();
@@ -192,6 +207,8 @@ pub(crate) fn write_series(
         ),
         1024,
     );
+    let contributing = synthesizing_equipment(&date, &time, &derivation);
+    let image_comments = image_comments.map(|c| limit(c, 10240));
     let digits = sct.slices.to_string().len().max(4);
     let normal = v.slices.first().and_then(|s| s.geometry.normal());
     let plane = sct.rows * sct.cols;
@@ -213,6 +230,16 @@ pub(crate) fn write_series(
         put(&mut o, tags::INSTANCE_CREATION_TIME, VR::TM, time.as_str());
         put(&mut o, tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE);
         put(&mut o, tags::SOP_INSTANCE_UID, VR::UI, sop.as_str());
+        put(&mut o, tags::SYNTHETIC_DATA, VR::CS, "YES");
+        o.put(DataElement::new(
+            tags::CONTRIBUTING_EQUIPMENT_SEQUENCE,
+            VR::SQ,
+            DataSetSequence::new(vec![contributing.clone()], Length::UNDEFINED),
+        ));
+        put(&mut o, tags::SOFTWARE_VERSIONS, VR::LO, SOFTWARE_VERSION);
+        if let Some(c) = &image_comments {
+            put(&mut o, tags::IMAGE_COMMENTS, VR::LT, c.as_str());
+        }
         put(&mut o, tags::STUDY_DATE, VR::DA, study_date.as_str());
         put(&mut o, tags::SERIES_DATE, VR::DA, date.as_str());
         put(&mut o, tags::CONTENT_DATE, VR::DA, date.as_str());
@@ -462,34 +489,4 @@ pub(crate) fn write_series(
         series_instance_uid: series_uid,
         warnings,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ds;
-
-    #[test]
-    fn ds_round_trips_within_16_characters() {
-        for v in [
-            -83.9063,
-            -661.82658862211,
-            -6.5255017698948,
-            0.3125,
-            1e-12,
-            -1.234567890123456e-7,
-            123456789012.5,
-            1.0 / 3.0,
-            0.0,
-            -0.0,
-        ] {
-            let s = ds(v);
-            assert!(s.len() <= 16, "{v}: {s}");
-            let back: f64 = s.parse().unwrap();
-            if format!("{v}").len() <= 16 {
-                assert_eq!(back, v, "{s}");
-            } else {
-                assert!((back - v).abs() <= v.abs() * 1e-9, "{v}: {s}");
-            }
-        }
-    }
 }

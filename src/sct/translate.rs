@@ -7,7 +7,16 @@
 //! holds the manifest `sct.json` of an earlier run (so a mistyped path is never deleted).
 //! Contents: DICOM: CT0001.dcm ... (one per input slice, in slice order); NIfTI: sct.nii.gz;
 //! PNG: slice_0001.png ... (CT window [-1000, 1400] HU) and montage.png; always sct.json (what
-//! was made from what, with which weights).
+//! was made from what, with which weights, and every input file that was skipped and why).
+//!
+//! Nothing is dropped silently: every file of the input that is not used is named in the
+//! summary and in sct.json. A series with a gap (a file of the series that cannot be used, or
+//! slice positions that are not evenly spaced, see [`find_series_gaps`]) is refused, because
+//! a synthetic CT with a slice missing looks whole to a planning system; with `allow_gaps` it
+//! is written and the gap is recorded in sct.json and in every DICOM file's ImageComments.
+//!
+//! Air stays air: outside the body outline of the MRI (module [`air`]) the synthetic CT is
+//! set to -1024 HU, so that empty slices and the background never come out as tissue.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -17,9 +26,18 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::{dicom_out, nifti_out, png_out, SctModel, StagedDir, SyntheticCt};
-use crate::data::{load_volume, LoadOptions, Modality, Volume};
+use crate::data::{
+    find_series_gaps, load_volume, load_volume_reported, LoadOptions, LoadSummary, Modality,
+    SeriesGaps, Skipped, Volume,
+};
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
+
+// The module is declared here rather than in sct/mod.rs so that translate owns its call
+// site; its path is src/sct/air.rs.
+#[path = "air.rs"]
+pub mod air;
+use air::AIR_HU;
 
 /// The manifest every translate output directory holds.
 pub const MANIFEST: &str = "sct.json";
@@ -52,6 +70,9 @@ pub struct TranslateOptions {
     pub batch_size: usize,
     /// Replace an existing output directory (one that is empty or holds an earlier sct.json).
     pub force: bool,
+    /// Write a series that has a gap (recorded in sct.json and ImageComments) instead of
+    /// refusing it.
+    pub allow_gaps: bool,
 }
 
 impl Default for TranslateOptions {
@@ -60,6 +81,7 @@ impl Default for TranslateOptions {
             format: OutputFormat::Dicom,
             batch_size: 16,
             force: false,
+            allow_gaps: false,
         }
     }
 }
@@ -86,6 +108,12 @@ pub struct TranslateSummary {
     pub batches: usize,
     pub seconds: f64,
     pub warnings: Vec<String>,
+    /// Every input file that was not used, with the reason.
+    pub skipped: Vec<Skipped>,
+    /// The gap of the source series, when it had one and `allow_gaps` wrote it anyway.
+    pub gaps: Option<SeriesGaps>,
+    /// Voxels outside the MRI's body mask, set to air.
+    pub air_voxels: usize,
 }
 
 impl fmt::Display for TranslateSummary {
@@ -112,6 +140,18 @@ impl fmt::Display for TranslateSummary {
         if let Some(u) = &self.series_instance_uid {
             writeln!(f, "  SeriesInstanceUID {u}")?;
         }
+        writeln!(
+            f,
+            "  {} voxel(s) outside the MRI's body outline set to air ({AIR_HU} HU)",
+            self.air_voxels
+        )?;
+        if !self.skipped.is_empty() {
+            writeln!(
+                f,
+                "  {} input file(s) skipped (each with its reason in {MANIFEST})",
+                self.skipped.len()
+            )?;
+        }
         for w in &self.warnings {
             writeln!(f, "  warning: {w}")?;
         }
@@ -119,15 +159,64 @@ impl fmt::Display for TranslateSummary {
     }
 }
 
+fn mri_options() -> LoadOptions {
+    LoadOptions {
+        force_modality: Some(Modality::Mr),
+        ..Default::default()
+    }
+}
+
 /// Loads the MRI to translate: any DICOM file tagged MR (or untagged/OT) or a NIfTI file.
 pub fn load_mri(input: &Path) -> Result<Volume> {
-    load_volume(
-        input,
-        &LoadOptions {
-            force_modality: Some(Modality::Mr),
-            ..Default::default()
-        },
-    )
+    load_volume(input, &mri_options())
+}
+
+/// [`load_mri`] with what the load skipped and the gaps of the series it found.
+pub fn load_mri_checked(input: &Path) -> Result<(Volume, LoadSummary, SeriesGaps)> {
+    let opts = mri_options();
+    let (vol, summary) = load_volume_reported(input, &opts)?;
+    let gaps = find_series_gaps(&vol, &summary.skipped, &opts);
+    Ok((vol, summary, gaps))
+}
+
+/// The synthetic CT of `vol` as translate writes it: the generator's output with air outside
+/// the MRI's body outline.
+pub fn synthesize_volume(model: &SctModel, vol: &Volume, batch_size: usize) -> Result<SyntheticCt> {
+    let mut sct = model.synthesize(vol, batch_size)?;
+    air_outside_body(vol, &mut sct)?;
+    Ok(sct)
+}
+
+/// Sets `sct` to air outside the body mask of the MRI `vol` it was made from (module
+/// [`air`]), slice by slice; returns the number of voxels outside.
+pub fn air_outside_body(vol: &Volume, sct: &mut SyntheticCt) -> Result<usize> {
+    let dims = [vol.len(), vol.rows(), vol.cols()];
+    if [sct.slices, sct.rows, sct.cols] != dims {
+        return Err(Error::shape(
+            "air_outside_body",
+            format!(
+                "synthetic CT is {}x{}x{}, the MRI {}x{}x{}",
+                sct.slices, sct.rows, sct.cols, dims[0], dims[1], dims[2]
+            ),
+        ));
+    }
+    let mr: Vec<f32> = vol.values().collect();
+    let spacing = vol.slices.first().and_then(|s| s.geometry.pixel_spacing);
+    let mask = air::mr_body_mask(&mr, dims, spacing, &air::AirRule::default());
+    let plane = dims[1] * dims[2];
+    for (hu, body) in sct.hu.chunks_mut(plane).zip(mask.chunks(plane)) {
+        air::air_outside(hu, body);
+    }
+    Ok(mask.iter().filter(|b| !**b).count())
+}
+
+/// Files the load skipped that are not part of the gap, as `path: reason`.
+fn others_skipped(skipped: &[Skipped], gaps: &SeriesGaps) -> Vec<String> {
+    skipped
+        .iter()
+        .filter(|s| !gaps.files.iter().any(|g| g.path == s.path))
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// Translates `input` with the generator in `weights` and writes the result to `output`
@@ -145,9 +234,44 @@ pub fn translate(
     }
     let staged = StagedDir::new(output, opts.force, MANIFEST)?;
     let model = SctModel::load(gpu, weights)?;
-    let vol = load_mri(input)?;
-    let sct = model.synthesize(&vol, opts.batch_size)?;
-    let mut summary = write_outputs(&staged.staging, &vol, &sct, &model, opts.format)?;
+    let (vol, loaded, gaps) = load_mri_checked(input)?;
+    if !gaps.is_empty() && !opts.allow_gaps {
+        let others = others_skipped(&loaded.skipped, &gaps);
+        let also = if others.is_empty() {
+            String::new()
+        } else {
+            format!("; also skipped (not of this series): {}", others.join("; "))
+        };
+        return Err(Error::file(
+            input,
+            format!(
+                "the series has a gap, so no synthetic CT was written (--allow-gaps writes it and records the gap): {}{also}",
+                gaps.describe()
+            ),
+        ));
+    }
+    let mut sct = model.synthesize(&vol, opts.batch_size)?;
+    let air_voxels = air_outside_body(&vol, &mut sct)?;
+    let gap_note = (!gaps.is_empty()).then(|| {
+        format!(
+            "WRITTEN FROM A SOURCE SERIES WITH A GAP: {}",
+            gaps.describe()
+        )
+    });
+    let mut summary = write_outputs(
+        &staged.staging,
+        &vol,
+        &sct,
+        &model,
+        opts.format,
+        gap_note.as_deref(),
+    )?;
+    if let Some(n) = &gap_note {
+        summary.warnings.push(n.clone());
+    }
+    summary.skipped = loaded.skipped;
+    summary.gaps = (!gaps.is_empty()).then_some(gaps);
+    summary.air_voxels = air_voxels;
     // Paths as they will be after the move.
     summary.files = summary
         .files
@@ -170,8 +294,16 @@ pub fn translate(
         "cols": summary.cols,
         "series_instance_uid": summary.series_instance_uid,
         "hu": {"min": summary.hu_min, "max": summary.hu_max, "mean": summary.hu_mean},
+        "air": {
+            "rule": "outside the MRI's body outline (threshold at 10 % of the robust range, specks dropped, holes filled, dilated 3 mm; constant slices all outside) set to -1024 HU",
+            "voxels": summary.air_voxels,
+        },
         "files": summary.files.iter().filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect::<Vec<_>>(),
-        "warnings": summary.warnings,
+        "input_files_seen": loaded.files_seen,
+        "input_files_used": loaded.files_used,
+        "skipped": summary.skipped,
+        "gaps": summary.gaps,
+        "warnings": summary.warnings.iter().cloned().chain(summary.skipped.iter().map(|s| format!("skipped input {s}"))).collect::<Vec<_>>(),
     });
     let text =
         serde_json::to_string_pretty(&manifest).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -189,20 +321,26 @@ pub(crate) fn write_outputs(
     sct: &SyntheticCt,
     model: &SctModel,
     format: OutputFormat,
+    gap_note: Option<&str>,
 ) -> Result<TranslateSummary> {
     let mut warnings: Vec<String> = vol.warnings.clone();
     let mut files = Vec::new();
     let mut series_instance_uid = None;
     match format {
         OutputFormat::Dicom => {
-            let s = dicom_out::write_series(dir, vol, sct, model)?;
+            let s = dicom_out::write_series(dir, vol, sct, model, gap_note)?;
             files = s.files;
             series_instance_uid = Some(s.series_instance_uid);
             warnings.extend(s.warnings);
         }
         OutputFormat::Nifti => {
             let path = dir.join("sct.nii.gz");
-            let desc = format!("mr2ct synthetic CT (HU) {}", model.weights_name());
+            let gap = if gap_note.is_some() {
+                " GAP IN SOURCE"
+            } else {
+                ""
+            };
+            let desc = format!("mr2ct synthetic CT (HU){gap} {}", model.weights_name());
             if let Some(w) = nifti_out::write_nifti(&path, vol, sct.rows, sct.cols, &sct.hu, &desc)?
             {
                 warnings.push(w);
@@ -225,8 +363,13 @@ pub(crate) fn write_outputs(
                 sct.cols,
                 sct.slices,
                 &format!(
-                    "SYNTHETIC CT, {} SLICES, WINDOW {lo:.0} TO {hi:.0} HU",
-                    sct.slices
+                    "SYNTHETIC CT, {} SLICES, WINDOW {lo:.0} TO {hi:.0} HU{}",
+                    sct.slices,
+                    if gap_note.is_some() {
+                        ", GAP IN SOURCE"
+                    } else {
+                        ""
+                    }
                 ),
             )?;
             files.push(path);
@@ -255,5 +398,8 @@ pub(crate) fn write_outputs(
         batches: sct.batches,
         seconds: 0.0,
         warnings,
+        skipped: Vec::new(),
+        gaps: None,
+        air_voxels: 0,
     })
 }

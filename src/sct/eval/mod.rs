@@ -22,7 +22,12 @@
 //!   the mask; computed in 3-D when the volume has at least 7 slices (and rows and columns),
 //!   else in 2-D per slice and averaged over the mask voxels of all slices (i.e. each slice's
 //!   SSIM weighted by its mask voxels);
+//! - background HU: the mean sCT outside the mask (air should come out as air: about -1024);
+//!   null when the mask covers the whole volume;
 //! - over subjects: the mean and the sample standard deviation (n - 1; 0 for one subject).
+//!
+//! The synthetic CT is the one translate writes (air outside the MRI's body outline). Every
+//! input file the loads skip is named in the report and in metrics.json.
 //!
 //! Output: OUT/metrics.json, and OUT/panel_<subject>.png per subject: rows at 25, 50 and 75 %
 //! of the slices that hold body, columns MRI, real CT, synthetic CT (window -1000..1400 HU)
@@ -41,7 +46,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::{sanitize_name, SctModel};
-use crate::data::{load_volume, LoadOptions, Modality, Volume};
+use crate::data::{find_series_gaps, load_volume_reported, LoadOptions, Modality, Skipped, Volume};
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
 
@@ -132,6 +137,8 @@ pub struct SubjectMetrics {
     pub cols: usize,
     pub mask_voxels: usize,
     pub scores: Scores,
+    /// Mean sCT HU outside the body mask; NaN when the mask covers everything.
+    pub background_hu: f64,
     pub panel: Option<PathBuf>,
     pub warnings: Vec<String>,
 }
@@ -168,7 +175,11 @@ pub struct EvalReport {
     pub mae_hu: Stat,
     pub psnr_db: Stat,
     pub ssim: Stat,
+    /// Over the subjects that have background.
+    pub background_hu: Stat,
     pub metrics_json: PathBuf,
+    /// Every input file the loads skipped, with the reason.
+    pub skipped: Vec<Skipped>,
     /// Subject folders with no namesake on the other side ("mr/<name>" or "ct/<name>").
     pub unmatched: Vec<String>,
     /// What produced the synthetic CTs (the weights file and model).
@@ -197,7 +208,7 @@ pub fn evaluate(
         model.fingerprint
     );
     evaluate_with(mri, ct, out, opts, &source, |mr, _ct| {
-        Ok(model.synthesize(mr, opts.batch_size)?.hu)
+        Ok(crate::sct::translate::synthesize_volume(&model, mr, opts.batch_size)?.hu)
     })
 }
 
@@ -228,6 +239,7 @@ pub fn evaluate_with(
     std::fs::create_dir_all(out)
         .map_err(|e| Error::file(out, format!("cannot create directory: {e}")))?;
     let mut subjects = Vec::new();
+    let mut skipped = Vec::new();
     let mut panel_names = std::collections::BTreeSet::new();
     for SubjectPair {
         name,
@@ -235,20 +247,39 @@ pub fn evaluate_with(
         ct: ct_path,
     } in pairs
     {
-        let mr = load_volume(
+        let (mr, mr_load) = load_volume_reported(
             &mr_path,
             &LoadOptions {
                 force_modality: Some(Modality::Mr),
                 ..Default::default()
             },
         )?;
-        let ctv = load_volume(
+        let (ctv, ct_load) = load_volume_reported(
             &ct_path,
             &LoadOptions {
                 force_modality: Some(Modality::Ct),
                 ..Default::default()
             },
         )?;
+        let mut warnings = Vec::new();
+        for (v, load, modality) in [
+            (&mr, &mr_load, Modality::Mr),
+            (&ctv, &ct_load, Modality::Ct),
+        ] {
+            let gaps = find_series_gaps(
+                v,
+                &load.skipped,
+                &LoadOptions {
+                    force_modality: Some(modality),
+                    ..Default::default()
+                },
+            );
+            if !gaps.is_empty() {
+                warnings.push(format!("{} has a gap: {}", v.label(), gaps.describe()));
+            }
+        }
+        skipped.extend(mr_load.skipped);
+        skipped.extend(ct_load.skipped);
         let dims = [ctv.len(), ctv.rows(), ctv.cols()];
         if [mr.len(), mr.rows(), mr.cols()] != dims {
             return Err(Error::Invalid(format!(
@@ -263,7 +294,6 @@ pub fn evaluate_with(
                 dims[2]
             )));
         }
-        let mut warnings = Vec::new();
         let worst = mr
             .slices
             .iter()
@@ -302,6 +332,12 @@ pub fn evaluate_with(
             ));
         }
         let scores = score_volume(&sct, &ct_hu, dims, &mask)?;
+        let (sum, n) = sct
+            .iter()
+            .zip(&mask)
+            .filter(|(_, m)| !**m)
+            .fold((0f64, 0usize), |(s, n), (h, _)| (s + *h as f64, n + 1));
+        let background_hu = if n > 0 { sum / n as f64 } else { f64::NAN };
         let panel = if opts.panels {
             let mut file = format!("panel_{}.png", sanitize_name(&name));
             let mut i = 2;
@@ -331,6 +367,7 @@ pub fn evaluate_with(
             cols: dims[2],
             mask_voxels,
             scores,
+            background_hu,
             panel,
             warnings,
         });
@@ -341,11 +378,19 @@ pub fn evaluate_with(
         mae_hu: Stat::of(&col(&|s| s.mae_hu)),
         psnr_db: Stat::of(&col(&|s| s.psnr_db)),
         ssim: Stat::of(&col(&|s| s.ssim)),
+        background_hu: Stat::of(
+            &subjects
+                .iter()
+                .map(|s| s.background_hu)
+                .filter(|v| v.is_finite())
+                .collect::<Vec<_>>(),
+        ),
         metrics_json: out.join("metrics.json"),
         unmatched,
         source: source.to_string(),
         seconds: started.elapsed().as_secs_f64(),
         subjects,
+        skipped,
     };
     write_metrics_json(&report, mri, ct, opts)?;
     Ok(report)

@@ -23,14 +23,18 @@ impl fmt::Display for EvalReport {
         for s in &self.subjects {
             writeln!(
                 f,
-                "{}: MAE {} HU, PSNR {} dB, SSIM {} ({} slices, {} body voxels)",
+                "{}: MAE {} HU, PSNR {} dB, SSIM {}, background {} HU ({} slices, {} body voxels)",
                 s.subject,
                 fmt_num(s.scores.mae_hu, 1),
                 fmt_num(s.scores.psnr_db, 2),
                 fmt_num(s.scores.ssim, 4),
+                fmt_num(s.background_hu, 1),
                 s.slices,
                 s.mask_voxels
             )?;
+            for w in &s.warnings {
+                writeln!(f, "  warning: {w}")?;
+            }
         }
         writeln!(
             f,
@@ -43,7 +47,19 @@ impl fmt::Display for EvalReport {
             fmt_num(self.ssim.mean, 4),
             fmt_num(self.ssim.sd, 4)
         )?;
+        writeln!(
+            f,
+            "background (sCT outside the body mask): {} +- {} HU",
+            fmt_num(self.background_hu.mean, 1),
+            fmt_num(self.background_hu.sd, 1)
+        )?;
         writeln!(f, "metrics: {}", self.metrics_json.display())?;
+        if !self.skipped.is_empty() {
+            writeln!(f, "{} input file(s) skipped:", self.skipped.len())?;
+            for s in &self.skipped {
+                writeln!(f, "  {s}")?;
+            }
+        }
         if !self.unmatched.is_empty() {
             writeln!(
                 f,
@@ -81,6 +97,7 @@ pub(super) fn write_metrics_json(
                 "psnr_db": num(s.scores.psnr_db),
                 "ssim": num(s.scores.ssim),
                 "ssim_mode": s.scores.ssim_mode,
+                "background_hu": num(s.background_hu),
                 "mask_voxels": s.mask_voxels,
                 "slices": s.slices,
                 "rows": s.rows,
@@ -101,13 +118,16 @@ pub(super) fn write_metrics_json(
         "mae_hu": stat(&r.mae_hu),
         "psnr_db": stat(&r.psnr_db),
         "ssim": stat(&r.ssim),
+        "background_hu": stat(&r.background_hu),
         "subjects": per,
         "unmatched": r.unmatched,
+        "skipped": r.skipped,
         "definitions": {
             "mask": opts.mask.describe(),
             "mae_hu": "mean |sCT - CT| over the mask, both clipped to [-1024, 3000] HU",
             "psnr_db": "10 log10(4024^2 / MSE) over the mask after clipping to [-1024, 3000] HU; null when infinite (identical images)",
             "ssim": "scikit-image structural_similarity (7-wide uniform window, K1 0.01, K2 0.03, data range 4024) of the clipped images with outside-mask voxels set to -1024 HU, averaged over the mask; 3-D when the volume has >= 7 slices, else 2-D per slice averaged over the mask voxels",
+            "background_hu": "mean sCT HU outside the mask (air is -1024); null when the mask covers the volume",
             "sd": "sample standard deviation over subjects (n - 1); 0 for one subject",
         },
         "seconds": r.seconds,
