@@ -29,6 +29,7 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+pub use super::metaimage_header::ElementType;
 use super::metaimage_header::{corrupt, parse_header, unsupported, ParsedHeader};
 use super::nifti::{AffineSource, NiftiImage};
 use super::{Fail, LoadOptions, Modality, SkipKind, Skipped, Volume, VolumeFormat};
@@ -36,79 +37,6 @@ use crate::engine::error::Result;
 
 /// Largest text header accepted (real headers are well under 2 KiB).
 pub const MAX_HEADER_BYTES: usize = 1 << 20;
-
-/// The voxel types of MetaImage files this crate reads and writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ElementType {
-    UChar,
-    Char,
-    UShort,
-    Short,
-    UInt,
-    Int,
-    Long,
-    ULong,
-    LongLong,
-    ULongLong,
-    Float,
-    Double,
-}
-
-impl ElementType {
-    pub const ALL: [ElementType; 12] = [
-        ElementType::UChar,
-        ElementType::Char,
-        ElementType::UShort,
-        ElementType::Short,
-        ElementType::UInt,
-        ElementType::Int,
-        ElementType::Long,
-        ElementType::ULong,
-        ElementType::LongLong,
-        ElementType::ULongLong,
-        ElementType::Float,
-        ElementType::Double,
-    ];
-
-    /// The `ElementType` header value.
-    pub fn tag(self) -> &'static str {
-        match self {
-            ElementType::UChar => "MET_UCHAR",
-            ElementType::Char => "MET_CHAR",
-            ElementType::UShort => "MET_USHORT",
-            ElementType::Short => "MET_SHORT",
-            ElementType::UInt => "MET_UINT",
-            ElementType::Int => "MET_INT",
-            ElementType::Long => "MET_LONG",
-            ElementType::ULong => "MET_ULONG",
-            ElementType::LongLong => "MET_LONG_LONG",
-            ElementType::ULongLong => "MET_ULONG_LONG",
-            ElementType::Float => "MET_FLOAT",
-            ElementType::Double => "MET_DOUBLE",
-        }
-    }
-
-    pub fn from_tag(s: &str) -> Option<ElementType> {
-        let s = s.trim();
-        ElementType::ALL
-            .into_iter()
-            .find(|t| t.tag().eq_ignore_ascii_case(s))
-    }
-
-    /// Bytes per voxel.
-    pub fn bytes(self) -> usize {
-        match self {
-            ElementType::UChar | ElementType::Char => 1,
-            ElementType::UShort | ElementType::Short => 2,
-            ElementType::UInt
-            | ElementType::Int
-            | ElementType::Long
-            | ElementType::ULong
-            | ElementType::Float => 4,
-            ElementType::LongLong | ElementType::ULongLong | ElementType::Double => 8,
-        }
-    }
-}
 
 /// A decoded MetaImage (first volume only), geometry in LPS millimetres.
 #[derive(Clone, Debug)]
