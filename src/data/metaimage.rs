@@ -75,8 +75,8 @@ impl MetaImage {
     pub fn lps_affine(&self) -> [[f64; 4]; 3] {
         let mut m = [[0.0; 4]; 3];
         for (r, row) in m.iter_mut().enumerate() {
-            for c in 0..3 {
-                row[c] = self.axes[c][r] * self.spacing[c];
+            for (c, x) in row.iter_mut().take(3).enumerate() {
+                *x = self.axes[c][r] * self.spacing[c];
             }
             row[3] = self.origin[r];
         }
