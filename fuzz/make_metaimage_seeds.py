@@ -2,7 +2,7 @@
 """Writes small synthetic MetaImage seeds for the metaimage_read fuzz target into
 seeds/metaimage_read/: several element types, both byte orders, zlib, 2-D and 4-D, an oblique
 TransformMatrix, CRLF line ends. Standard library only; deterministic. The SimpleITK-written
-fixtures of tests/data/metaimage/*.mha are good seeds too (see README.md)."""
+fixtures of tests/fixtures/metaimage/*.mha are good seeds too (see README.md)."""
 import os, struct, zlib
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seeds", "metaimage_read")

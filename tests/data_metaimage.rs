@@ -1,5 +1,5 @@
 //! MetaImage (.mha, .mhd + data file): reading against SimpleITK's reading of the same files
-//! (tests/data/metaimage, made by tests/fixtures/make_metaimage_fixtures.py), write/read round
+//! (tests/fixtures/metaimage, made by tests/fixtures/make_metaimage_fixtures.py), write/read round
 //! trips, byte order, the directory scan, and one-line errors naming the file for malformed
 //! input.
 
@@ -14,7 +14,7 @@ use mr2ct::data::{
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/metaimage")
+        .join("tests/fixtures/metaimage")
         .join(name)
 }
 
