@@ -1,14 +1,15 @@
 //! Finding the images under a directory and turning them into volumes: the recursive walk,
-//! the modality rule for NIfTI files, the two-pass streaming scan (headers group DICOM files
-//! into series, then each series is decoded), and the single-volume loader used by translate
-//! and eval.
+//! the modality rule for NIfTI and MetaImage files, the two-pass streaming scan (headers group
+//! DICOM files into series, then each series is decoded), and the single-volume loader used by
+//! translate and eval.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use super::metaimage::{is_metaimage_name, read_metaimage_inner};
 use super::series::group_series;
 use super::{
-    dicom, io_reason, nifti, LoadOptions, LoadSummary, Modality, SkipKind, Skipped, Volume,
+    dicom, io_reason, nifti, Fail, LoadOptions, LoadSummary, Modality, SkipKind, Skipped, Volume,
 };
 use crate::engine::error::{Error, Result};
 
@@ -18,6 +19,42 @@ fn is_nifti_name(p: &Path) -> bool {
         .map(|n| n.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
     name.ends_with(".nii") || name.ends_with(".nii.gz")
+}
+
+/// NIfTI and MetaImage files: one file (plus a MetaImage data file) is one volume.
+pub(crate) fn is_grid_image_name(p: &Path) -> bool {
+    is_nifti_name(p) || is_metaimage_name(p)
+}
+
+/// The file name without its image extension, lower case (`mr.nii.gz` -> `mr`).
+pub(crate) fn image_stem(p: &Path) -> String {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    for ext in [".nii.gz", ".nii", ".mha", ".mhd"] {
+        if let Some(stem) = name.strip_suffix(ext) {
+            return stem.to_string();
+        }
+    }
+    name
+}
+
+/// Reads a NIfTI or MetaImage file (by its name) as one volume of `modality`; the volume's
+/// MetaImage data file, if any, comes back too.
+pub(crate) fn read_grid_volume(
+    file: &Path,
+    modality: Modality,
+    opts: &LoadOptions,
+) -> std::result::Result<(Volume, Option<PathBuf>), Fail> {
+    if is_metaimage_name(file) {
+        let img = read_metaimage_inner(file, opts)?;
+        let data_file = img.data_file.clone();
+        Ok((img.into_volume(modality)?, data_file))
+    } else {
+        let v = nifti::read_nifti_inner(file, opts).and_then(|img| img.into_volume(modality))?;
+        Ok((v, None))
+    }
 }
 
 /// Every regular file under `dir`, sorted, recursing into folders. Unreadable subfolders go to
@@ -87,9 +124,15 @@ fn walk(dir: &Path, skipped: &mut Vec<Skipped>) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The modality a NIfTI file gets from the nearest enclosing folder named mr/mri/ct, looking
-/// at the folders from the file up to and including `root`.
+/// The modality a NIfTI or MetaImage file gets from its own name when that is exactly `mr` or
+/// `ct` plus the extension (the SynthRAD naming), else from the nearest enclosing folder named
+/// mr/mri/ct, looking at the folders from the file up to and including `root`.
 fn nifti_folder_modality(file: &Path, root: &Path) -> Option<Modality> {
+    match image_stem(file).as_str() {
+        "mr" => return Some(Modality::Mr),
+        "ct" => return Some(Modality::Ct),
+        _ => {}
+    }
     let mut cur = file.parent();
     while let Some(d) = cur {
         if let Some(m) = d
@@ -121,9 +164,9 @@ pub fn scan_volumes(dir: &Path, opts: &LoadOptions) -> Result<(Vec<Volume>, Load
 
 /// Streams the volumes under `dir` to `f`, one at a time, so memory holds one decoded series
 /// (plus whatever `f` keeps). Two passes: file headers (up to the pixel data) group DICOM files
-/// into series; then each series is decoded, ordered and handed over. NIfTI files come first,
-/// in path order, then DICOM series in (modality, SeriesInstanceUID) order. An error from `f`
-/// stops the walk.
+/// into series; then each series is decoded, ordered and handed over. NIfTI and MetaImage files
+/// come first, in path order, then DICOM series in (modality, SeriesInstanceUID) order. An
+/// error from `f` stops the walk.
 pub fn for_each_volume(
     dir: &Path,
     opts: &LoadOptions,
@@ -148,31 +191,48 @@ pub fn for_each_volume(
         }
         f(v, summary)
     };
-    for file in &files {
-        if is_nifti_name(file) {
-            let modality = opts
-                .force_modality
-                .or_else(|| nifti_folder_modality(file, dir));
-            let Some(modality) = modality else {
-                summary.skipped.push(Skipped {
-                    path: file.clone(),
-                    kind: SkipKind::NoModality,
-                    reason: "NIfTI file with no modality: put it under a folder named mr/ or ct/, or force the modality".into(),
-                });
-                continue;
-            };
-            match nifti::read_nifti_inner(file, opts).and_then(|img| img.into_volume(modality)) {
-                Ok(v) => {
-                    summary.files_used += 1;
-                    summary.warnings.extend(
-                        v.warnings
-                            .iter()
-                            .map(|w| format!("{}: {w}", file.display())),
-                    );
-                    hand_over(v, &mut summary)?;
-                }
-                Err(fail) => summary.skipped.push(fail.into_skipped(file)),
+    // NIfTI and MetaImage files first, in path order; the data files of .mhd headers are
+    // theirs, not candidates for the DICOM pass.
+    let mut claimed = BTreeSet::new();
+    for file in files.iter().filter(|f| is_grid_image_name(f)) {
+        if file
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("mhd"))
+        {
+            claimed.insert(file.with_extension("raw"));
+            claimed.insert(file.with_extension("zraw"));
+        }
+        let modality = opts
+            .force_modality
+            .or_else(|| nifti_folder_modality(file, dir));
+        let Some(modality) = modality else {
+            summary.skipped.push(Skipped {
+                path: file.clone(),
+                kind: SkipKind::NoModality,
+                reason: format!("{} file with no modality: put it under a folder named mr/ or ct/, or force the modality", format_name(file)),
+            });
+            continue;
+        };
+        match read_grid_volume(file, modality, opts) {
+            Ok((v, data_file)) => {
+                // A data file inside the tree is used too.
+                let in_tree = data_file
+                    .as_ref()
+                    .is_some_and(|d| files.binary_search(d).is_ok());
+                summary.files_used += 1 + usize::from(in_tree);
+                claimed.extend(data_file);
+                summary.warnings.extend(
+                    v.warnings
+                        .iter()
+                        .map(|w| format!("{}: {w}", file.display())),
+                );
+                hand_over(v, &mut summary)?;
             }
+            Err(fail) => summary.skipped.push(fail.into_skipped(file)),
+        }
+    }
+    for file in &files {
+        if is_grid_image_name(file) || claimed.contains(file) {
             continue;
         }
         match dicom::header_key(file, accept, opts) {
@@ -212,16 +272,16 @@ pub fn load_volume(path: &Path, opts: &LoadOptions) -> Result<Volume> {
     let meta =
         std::fs::metadata(path).map_err(|e| Error::file(path, io_reason("cannot open", &e)))?;
     if meta.is_file() {
-        if is_nifti_name(path) {
+        if is_grid_image_name(path) {
             // Any enclosing folder named mr/ or ct/ counts here (the nearest wins).
             let modality = opts
                 .force_modality
                 .or_else(|| nifti_folder_modality(path, Path::new("/")))
                 .ok_or_else(|| {
-                    Error::file(path, "NIfTI file with no modality: force the modality (MR or CT) or put it under a folder named mr/ or ct/")
+                    Error::file(path, format!("{} file with no modality: force the modality (MR or CT) or put it under a folder named mr/ or ct/", format_name(path)))
                 })?;
-            return nifti::read_nifti_inner(path, opts)
-                .and_then(|img| img.into_volume(modality))
+            return read_grid_volume(path, modality, opts)
+                .map(|(v, _)| v)
                 .map_err(|f| f.into_error(path));
         }
         let accept = match opts.force_modality {
@@ -275,6 +335,15 @@ fn load_series_dir(path: &Path, opts: &LoadOptions) -> Result<(Volume, LoadSumma
                     .join(", ")
             ),
         )),
+    }
+}
+
+/// "NIfTI" or "MetaImage", for messages.
+fn format_name(p: &Path) -> &'static str {
+    if is_metaimage_name(p) {
+        "MetaImage"
+    } else {
+        "NIfTI"
     }
 }
 

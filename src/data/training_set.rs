@@ -1,10 +1,12 @@
 //! The trainer's view of the data: every usable slice of both domains under one directory,
-//! prepared to the model size, with what is needed to invert the preprocessing.
+//! prepared to the model size, with what is needed to invert the preprocessing. A SynthRAD
+//! tree is read as registered pairs with body masks (`synthrad_pairs.rs`).
 
 use std::path::{Path, PathBuf};
 
 use super::{
-    for_each_volume, prep, LoadOptions, LoadSummary, Modality, MrVolumeScaling, PrepRecord,
+    for_each_volume, prep, scan_synthrad, LoadOptions, LoadSummary, Modality, MrVolumeScaling,
+    PrepRecord,
 };
 use crate::engine::error::{Error, Result};
 
@@ -27,6 +29,25 @@ pub struct TrainingSet {
     pub ct_origin: Vec<(usize, usize)>,
     /// The CT volumes' sources, in the order `ct_origin` refers to.
     pub ct_sources: Vec<PathBuf>,
+    /// True when MR and CT were loaded as registered pairs (a SynthRAD tree): image i of `mr`
+    /// and image i of `ct` are the same slice of the same subject (`n_mr == n_ct`).
+    pub paired: bool,
+    /// Body masks of the pairs, [n_ct, 1, size, size] flattened, 1 inside the body and 0
+    /// outside; present when the data are paired and every pair had a mask.
+    pub mask: Option<Vec<f32>>,
+}
+
+/// What the loaders collect before the checks that make a [`TrainingSet`].
+#[derive(Default)]
+pub(super) struct Collected {
+    pub mr: Vec<f32>,
+    pub ct: Vec<f32>,
+    pub mr_origin: Vec<(usize, usize)>,
+    pub ct_origin: Vec<(usize, usize)>,
+    pub ct_sources: Vec<PathBuf>,
+    pub mr_volumes: Vec<MrVolumeScaling>,
+    pub paired: bool,
+    pub mask: Option<Vec<f32>>,
 }
 
 /// Smallest and largest model sizes accepted (64 is the paper's; 128 and 256 are the others
@@ -35,8 +56,10 @@ pub const MIN_SIZE: usize = 16;
 pub const MAX_SIZE: usize = 1024;
 
 /// The trainer's entry point: finds MR and CT under `dir` (see the module docs), prepares every
-/// slice to `size` x `size` and returns both domains. Errors (one line naming the path) when the
-/// directory is missing, unreadable or empty, or when no usable MR or no usable CT is left.
+/// slice to `size` x `size` and returns both domains. A SynthRAD tree (see
+/// [`super::synthrad`]) gives registered pairs with masks; its unusable patient folders and
+/// files are skip lines. Errors (one line naming the path) when the directory is missing,
+/// unreadable or empty, or when no usable MR or no usable CT is left.
 pub fn load_training_set(dir: &Path, size: usize, opts: &LoadOptions) -> Result<TrainingSet> {
     if !(MIN_SIZE..=MAX_SIZE).contains(&size) {
         return Err(Error::Invalid(format!(
@@ -55,15 +78,14 @@ pub fn load_training_set(dir: &Path, size: usize, opts: &LoadOptions) -> Result<
             root = t;
         }
     }
+    if let Some(scan) = scan_synthrad(&root)? {
+        let (c, summary) = super::synthrad_pairs::load_pairs(&root, &scan, size, opts)?;
+        return finish(&root, c, summary, note, size, opts);
+    }
     let plane = size * size;
-    let mut mr = Vec::new();
-    let mut ct = Vec::new();
-    let mut mr_origin = Vec::new();
-    let mut ct_origin = Vec::new();
-    let mut ct_sources = Vec::new();
-    let mut mr_volumes = Vec::new();
+    let mut c = Collected::default();
     // One volume at a time: decoded, prepared, dropped; only the S x S slices are kept.
-    let mut summary = for_each_volume(&root, opts, |v, summary| {
+    let summary = for_each_volume(&root, opts, |v, summary| {
         // A volume that cannot be scaled (constant MR) is skipped, not fatal.
         let p = match prep::prepare_volume_inner(&v, size, opts) {
             Ok(p) => p,
@@ -74,30 +96,52 @@ pub fn load_training_set(dir: &Path, size: usize, opts: &LoadOptions) -> Result<
         };
         match v.modality {
             Modality::Mr => {
-                let vi = mr_volumes.len();
-                mr_volumes.push(MrVolumeScaling {
+                let vi = c.mr_volumes.len();
+                c.mr_volumes.push(MrVolumeScaling {
                     source: v.source.display().to_string(),
                     series_instance_uid: v.info.series_instance_uid.clone(),
                     scaling: p.mr_scaling.clone().expect("MR volumes get a scaling"),
                 });
                 summary.mr_background_dropped += p.dropped;
                 for (i, &si) in p.kept.iter().enumerate() {
-                    mr.extend_from_slice(&p.images[i * plane..(i + 1) * plane]);
-                    mr_origin.push((vi, si));
+                    c.mr.extend_from_slice(&p.images[i * plane..(i + 1) * plane]);
+                    c.mr_origin.push((vi, si));
                 }
             }
             Modality::Ct => {
-                let vi = ct_sources.len();
-                ct_sources.push(v.source.clone());
+                let vi = c.ct_sources.len();
+                c.ct_sources.push(v.source.clone());
                 summary.ct_background_dropped += p.dropped;
                 for (i, &si) in p.kept.iter().enumerate() {
-                    ct.extend_from_slice(&p.images[i * plane..(i + 1) * plane]);
-                    ct_origin.push((vi, si));
+                    c.ct.extend_from_slice(&p.images[i * plane..(i + 1) * plane]);
+                    c.ct_origin.push((vi, si));
                 }
             }
         }
         Ok(())
     })?;
+    finish(&root, c, summary, note, size, opts)
+}
+
+/// The checks and counts shared by both loaders: fails when no usable MR or CT is left.
+fn finish(
+    root: &Path,
+    c: Collected,
+    mut summary: LoadSummary,
+    note: Option<String>,
+    size: usize,
+    opts: &LoadOptions,
+) -> Result<TrainingSet> {
+    let Collected {
+        mr,
+        ct,
+        mr_origin,
+        ct_origin,
+        ct_sources,
+        mr_volumes,
+        paired,
+        mask,
+    } = c;
     if let Some(n) = note {
         summary.notes.push(n);
     }
@@ -122,7 +166,7 @@ pub fn load_training_set(dir: &Path, size: usize, opts: &LoadOptions) -> Result<
             reason.push_str(&format!("; skipped: {}", summary.skip_counts_text()));
             reason.push_str(&format!("; e.g. {}", summary.skipped[0]));
         }
-        return Err(Error::file(&root, reason));
+        return Err(Error::file(root, reason));
     }
     let prep = PrepRecord::new(size, opts, mr_volumes);
     Ok(TrainingSet {
@@ -136,5 +180,7 @@ pub fn load_training_set(dir: &Path, size: usize, opts: &LoadOptions) -> Result<
         mr_origin,
         ct_origin,
         ct_sources,
+        paired,
+        mask,
     })
 }

@@ -28,7 +28,8 @@ impl Modality {
             _ => None,
         }
     }
-    /// Folder names that give a NIfTI file its modality.
+    /// Folder names (and SynthRAD file stems, `mr` and `ct`) that give a NIfTI or MetaImage
+    /// file its modality.
     pub fn from_folder_name(s: &str) -> Option<Modality> {
         match s.to_ascii_lowercase().as_str() {
             "mr" | "mri" => Some(Modality::Mr),
@@ -131,6 +132,8 @@ pub struct Slice {
 pub enum VolumeFormat {
     Dicom,
     Nifti,
+    /// MetaImage (.mha, or .mhd with a data file).
+    MetaImage,
 }
 
 /// How the slices of a volume were put in order.
@@ -144,13 +147,14 @@ pub enum SliceOrder {
     FileOrder,
 }
 
-/// A series (DICOM, grouped by SeriesInstanceUID) or a NIfTI volume, cut into ordered slices
-/// that all have the same size.
+/// A series (DICOM, grouped by SeriesInstanceUID) or a NIfTI or MetaImage volume, cut into
+/// ordered slices that all have the same size.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Volume {
     pub modality: Modality,
     pub format: VolumeFormat,
-    /// The series directory (DICOM: the folder holding the first file) or the NIfTI file.
+    /// The series directory (DICOM: the folder holding the first file) or the NIfTI or
+    /// MetaImage (header) file.
     pub source: PathBuf,
     pub info: SeriesInfo,
     pub slices: Vec<Slice>,
