@@ -460,12 +460,8 @@ fn anatomical_phantom_is_deterministic_and_written_voxel_aligned() {
         assert_eq!(ct.slices[k].geometry, mr.slices[k].geometry);
     }
     assert!((ct.slice_spacing().unwrap() - subj.slice_thickness).abs() < 1e-5);
-    let o = dicom_object::open_file(
-        &fa.iter()
-            .find(|f| f.to_str().unwrap().contains("/mr/"))
-            .unwrap(),
-    )
-    .unwrap();
+    let first_mr = fa.iter().find(|f| f.to_str().unwrap().contains("/mr/"));
+    let o = dicom_object::open_file(first_mr.unwrap()).unwrap();
     let tag = |t| o.element(t).unwrap().to_str().unwrap().trim().to_string();
     assert_eq!(tag(dicom_dictionary_std::tags::REPETITION_TIME), "4000");
     assert_eq!(tag(dicom_dictionary_std::tags::ECHO_TIME), "100");
