@@ -49,6 +49,8 @@ pub enum OutputFormat {
     Dicom,
     /// One gzipped NIfTI-1 volume (int16 HU).
     Nifti,
+    /// One zlib-compressed MetaImage volume (.mha, int16 HU, LPS geometry).
+    Mha,
     /// One PNG per slice in a CT window, plus a montage.
     Png,
 }
@@ -58,6 +60,7 @@ impl fmt::Display for OutputFormat {
         f.write_str(match self {
             OutputFormat::Dicom => "dicom",
             OutputFormat::Nifti => "nifti",
+            OutputFormat::Mha => "mha",
             OutputFormat::Png => "png",
         })
     }
@@ -345,6 +348,13 @@ pub(crate) fn write_outputs(
             {
                 warnings.push(w);
             }
+            files.push(path);
+        }
+        OutputFormat::Mha => {
+            let path = dir.join("sct.mha");
+            let (grid, warning) = crate::data::VoxelGrid::of_volume(vol)?;
+            warnings.extend(warning);
+            crate::data::write_metaimage(&path, &grid, &sct.hu, crate::data::ElementType::Short, true)?;
             files.push(path);
         }
         OutputFormat::Png => {
