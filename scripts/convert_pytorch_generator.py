@@ -24,7 +24,8 @@ reads.
 
 Refused, with the reason: batch-norm models (mr2ct's generators use instance norm without
 affine parameters, so the convolutions carry biases and there are no running statistics to
-fold in), RGB models (output_nc 3: mr2ct makes one gray CT slice), even input_nc, and any
+fold in), RGB models (output_nc 3: mr2ct makes one gray CT slice), even input_nc, input_nc
+above 1 without --spacing (mr2ct runs context models on whole slices only), and any
 checkpoint whose tensors do not match the architecture exactly.
 """
 
@@ -266,6 +267,10 @@ def convert(args):
     if cin % 2 == 0:
         raise Refused("%s: input_nc is %d: mr2ct feeds 1 MR slice or 2K+1 neighbouring slices "
                       "(2.5D context K)" % (args.checkpoint, cin))
+    if cin > 1 and args.spacing is None:
+        raise Refused("%s: input_nc %d (2.5D context): mr2ct runs context models on whole slices "
+                      "at a pixel spacing; state the one used in training with --spacing MM"
+                      % (args.checkpoint, cin))
     if args.netG is not None:
         want_kind, want_depth = NETG_SHAPES[args.netG]
         if (want_kind, want_depth) != (kind, depth):

@@ -38,8 +38,8 @@ fn assert_matches_pytorch(model: &SctModel, case: &str) {
         "{case}: output differs from PyTorch's by up to {d:e}"
     );
     // The stored output is not trivially flat (tanh saturated or all zero).
-    let spread = want.iter().fold(f32::MIN, |a, &b| a.max(b))
-        - want.iter().fold(f32::MAX, |a, &b| a.min(b));
+    let spread =
+        want.iter().fold(f32::MIN, |a, &b| a.max(b)) - want.iter().fold(f32::MAX, |a, &b| a.min(b));
     assert!(spread > 0.05, "{case}: reference output spread {spread}");
 }
 
