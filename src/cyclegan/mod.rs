@@ -12,6 +12,7 @@ pub mod optimizer;
 mod paired;
 pub mod pool;
 mod report;
+mod report_html;
 pub mod train;
 pub mod validation;
 

@@ -311,7 +311,7 @@ impl Trainer {
     }
 
     /// losses.csv and the loss curves after every epoch; the sample grid every
-    /// `sample_every` epochs and after the last.
+    /// `sample_every` epochs and after the last; then report.html, which shows them all.
     fn write_epoch_reports(&self, data: &Domains, opts: &RunOptions, last: bool) -> Result<()> {
         self.write_csv(&opts.out_dir.join("losses.csv"))?;
         self.write_loss_plot(&opts.out_dir.join("loss_curves.png"))?;
@@ -334,7 +334,7 @@ impl Trainer {
                 &ct,
             )?;
         }
-        Ok(())
+        self.write_html_report(&opts.out_dir, data)
     }
 }
 
