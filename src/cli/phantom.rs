@@ -4,7 +4,15 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use mr2ct::data::phantom::{write_phantom, MrContrast, PhantomKind, PhantomOptions};
+use mr2ct::data::{write_synthrad_phantom, SynthradLayout};
 use mr2ct::Result;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Layout {
+    Dicom,
+    Synthrad2023,
+    Synthrad2025,
+}
 
 #[derive(clap::Args)]
 pub struct PhantomArgs {
@@ -32,6 +40,11 @@ pub struct PhantomArgs {
     /// Fraction of subjects held out in test/.
     #[arg(long, default_value_t = 0.2)]
     test_fraction: f64,
+    /// Folder layout: `dicom` (DIR/{train,test}/{mr,ct}/<subject>/*.dcm), `synthrad2023`
+    /// (DIR/{train,test}/Task1/brain/<subject>/{mr,ct,mask}.nii.gz) or `synthrad2025` (the
+    /// same with .mha).
+    #[arg(long, value_enum, default_value_t = Layout::Dicom)]
+    layout: Layout,
     /// Replace existing DIR/train and DIR/test.
     #[arg(long)]
     force: bool,
@@ -50,9 +63,25 @@ pub fn phantom(args: &PhantomArgs) -> Result<()> {
         ..base
     };
     let t = Instant::now();
-    let s = write_phantom(&args.out, args.subjects, args.seed, &opts)?;
+    let s = match args.layout {
+        Layout::Dicom => write_phantom(&args.out, args.subjects, args.seed, &opts)?,
+        Layout::Synthrad2023 => write_synthrad_phantom(
+            &args.out,
+            args.subjects,
+            args.seed,
+            &opts,
+            SynthradLayout::Nifti2023,
+        )?,
+        Layout::Synthrad2025 => write_synthrad_phantom(
+            &args.out,
+            args.subjects,
+            args.seed,
+            &opts,
+            SynthradLayout::Mha2025,
+        )?,
+    };
     println!(
-        "phantom: {} subjects ({} train, {} test), {} DICOM files in {} ({:.1} s)",
+        "phantom: {} subjects ({} train, {} test), {} files in {} ({:.1} s)",
         args.subjects,
         s.train.len(),
         s.test.len(),

@@ -135,6 +135,23 @@ pub fn load_paired_set(
         }
         Ok(())
     })?;
+    // A SynthRAD tree holds a body mask beside each pair; the pairs are what this loader reads,
+    // so the masks are noted, not reported as unusable files.
+    if super::scan_synthrad(&root)?.is_some() {
+        let before = summary.skipped.len();
+        summary.skipped.retain(|s| {
+            !s.path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("mask."))
+        });
+        let masks = before - summary.skipped.len();
+        if masks > 0 {
+            summary.notes.push(format!(
+                "SynthRAD layout: {masks} body mask(s) (mask.*) not used for training"
+            ));
+        }
+    }
     let plane = size * size;
     let channels = 2 * context + 1;
     let (mut mr, mut ct, mut origin, mut scalings) =

@@ -354,7 +354,13 @@ pub(crate) fn write_outputs(
             let path = dir.join("sct.mha");
             let (grid, warning) = crate::data::VoxelGrid::of_volume(vol)?;
             warnings.extend(warning);
-            crate::data::write_metaimage(&path, &grid, &sct.hu, crate::data::ElementType::Short, true)?;
+            crate::data::write_metaimage(
+                &path,
+                &grid,
+                &sct.hu,
+                crate::data::ElementType::Short,
+                true,
+            )?;
             files.push(path);
         }
         OutputFormat::Png => {
