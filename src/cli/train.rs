@@ -445,8 +445,11 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<super::Outcome> 
 #[derive(clap::Args)]
 pub struct ExportArgs {
     /// Run directory holding checkpoint.safetensors (and config.json from `mr2ct train`).
-    #[arg(long)]
-    run: PathBuf,
+    #[arg(long, required_unless_present = "from")]
+    run: Option<PathBuf>,
+    /// A weights file (e.g. a run's best.safetensors) to store again, instead of a checkpoint.
+    #[arg(long, conflicts_with = "run")]
+    from: Option<PathBuf>,
     /// Weights file to write.
     #[arg(long)]
     out: PathBuf,
@@ -456,10 +459,39 @@ pub struct ExportArgs {
 }
 
 pub fn export(adapter: Option<&str>, args: &ExportArgs) -> Result<()> {
+    let precision = if args.f16 {
+        Precision::F16
+    } else {
+        Precision::F32
+    };
+    let run = match (&args.run, &args.from) {
+        (_, Some(from)) => {
+            let loaded = mr2ct::io::weights::load(from)?;
+            if !loaded.metadata.contains_key("config") {
+                return Err(Error::file(
+                    from,
+                    "is not an mr2ct weights file (no \"config\" metadata)",
+                ));
+            }
+            mr2ct::io::weights::save(&args.out, &loaded.tensors, &loaded.metadata, precision)?;
+            println!(
+                "{}: the weights of {} stored as {precision:?}",
+                args.out.display(),
+                from.display()
+            );
+            return Ok(());
+        }
+        (Some(run), None) => run,
+        (None, None) => {
+            return Err(Error::Invalid(
+                "export needs --run DIR or --from FILE".into(),
+            ))
+        }
+    };
     let gpu = Gpu::new(adapter)?;
-    let t = Trainer::resume(&gpu, &args.run)?;
+    let t = Trainer::resume(&gpu, run)?;
     let mut meta = HashMap::new();
-    let cfg_path = args.run.join("config.json");
+    let cfg_path = run.join("config.json");
     if let Ok(text) = std::fs::read_to_string(&cfg_path) {
         let v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::file(&cfg_path, format!("not valid JSON: {e}")))?;
@@ -471,21 +503,13 @@ pub fn export(adapter: Option<&str>, args: &ExportArgs) -> Result<()> {
         "epochs_trained".to_owned(),
         format!("{} (+{} steps)", t.epoch, t.step),
     );
-    t.save_weights(
-        &args.out,
-        &meta,
-        if args.f16 {
-            Precision::F16
-        } else {
-            Precision::F32
-        },
-    )?;
+    t.save_weights(&args.out, &meta, precision)?;
     println!(
         "{}: weights after {} epochs (+{} steps) of {}",
         args.out.display(),
         t.epoch,
         t.step,
-        args.run.display()
+        run.display()
     );
     Ok(())
 }
