@@ -18,7 +18,7 @@ use mr2ct::data::{load_volume, LoadOptions, Modality};
 use mr2ct::engine::nn::{Module, Pass};
 use mr2ct::io::weights::{self, Precision};
 use mr2ct::models::PaperGenerator;
-use mr2ct::sct::translate::air::{mr_body_mask, AirRule};
+use mr2ct::sct::air::{mr_body_mask, AirRule};
 use mr2ct::sct::translate::synthesize_volume;
 use mr2ct::sct::{restore_slice, translate, OutputFormat, SctModel, TranslateOptions, MANIFEST};
 

@@ -18,7 +18,7 @@
 //!
 //! A slice that is constant (all zero included) is all air, whatever its level.
 
-use std::collections::VecDeque;
+use super::mask::{fill_holes, label_components};
 
 /// Parameters of [`mr_body_mask`].
 #[derive(Clone, Debug, PartialEq)]
@@ -130,100 +130,13 @@ fn percentile(values: &[f32], p: f32) -> f32 {
 
 /// Clears the 3-D components (6-connectivity) smaller than `fraction` of the largest.
 fn drop_small_components(mask: &mut [bool], dims: [usize; 3], fraction: f64) {
-    let [slices, rows, cols] = dims;
-    let plane = rows * cols;
-    let mut label = vec![0u32; mask.len()];
-    let mut sizes = vec![0usize]; // label 0 = background
-    let mut queue = VecDeque::new();
-    for start in 0..mask.len() {
-        if !mask[start] || label[start] != 0 {
-            continue;
-        }
-        let id = sizes.len() as u32;
-        let mut size = 0;
-        label[start] = id;
-        queue.push_back(start);
-        while let Some(i) = queue.pop_front() {
-            size += 1;
-            let (k, r, c) = (i / plane, (i % plane) / cols, i % cols);
-            let mut visit = |j: usize| {
-                if mask[j] && label[j] == 0 {
-                    label[j] = id;
-                    queue.push_back(j);
-                }
-            };
-            if k > 0 {
-                visit(i - plane);
-            }
-            if k + 1 < slices {
-                visit(i + plane);
-            }
-            if r > 0 {
-                visit(i - cols);
-            }
-            if r + 1 < rows {
-                visit(i + cols);
-            }
-            if c > 0 {
-                visit(i - 1);
-            }
-            if c + 1 < cols {
-                visit(i + 1);
-            }
-        }
-        sizes.push(size);
-    }
+    let (label, sizes) = label_components(mask, dims);
     let largest = sizes.iter().copied().max().unwrap_or(0);
     let keep_from = (largest as f64 * fraction).ceil() as usize;
     for (m, &l) in mask.iter_mut().zip(&label) {
         if *m && sizes[l as usize] < keep_from {
             *m = false;
         }
-    }
-}
-
-/// Fills the background of one slice that is not 4-connected to its border.
-fn fill_holes(m: &mut [bool], rows: usize, cols: usize) {
-    let mut outside = vec![false; m.len()];
-    let mut queue = VecDeque::new();
-    let seed = |i: usize, outside: &mut Vec<bool>, queue: &mut VecDeque<usize>| {
-        if !m[i] && !outside[i] {
-            outside[i] = true;
-            queue.push_back(i);
-        }
-    };
-    for c in 0..cols {
-        seed(c, &mut outside, &mut queue);
-        seed((rows - 1) * cols + c, &mut outside, &mut queue);
-    }
-    for r in 0..rows {
-        seed(r * cols, &mut outside, &mut queue);
-        seed(r * cols + cols - 1, &mut outside, &mut queue);
-    }
-    while let Some(i) = queue.pop_front() {
-        let (r, c) = (i / cols, i % cols);
-        let mut near = Vec::with_capacity(4);
-        if r > 0 {
-            near.push(i - cols);
-        }
-        if r + 1 < rows {
-            near.push(i + cols);
-        }
-        if c > 0 {
-            near.push(i - 1);
-        }
-        if c + 1 < cols {
-            near.push(i + 1);
-        }
-        for j in near {
-            if !m[j] && !outside[j] {
-                outside[j] = true;
-                queue.push_back(j);
-            }
-        }
-    }
-    for (v, o) in m.iter_mut().zip(outside) {
-        *v = !o;
     }
 }
 

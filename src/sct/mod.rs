@@ -20,8 +20,10 @@
 //! `G_AB.*` tensors are loaded; a file of another model or width is refused with an error
 //! naming the file, the first tensor that does not fit and what the config claimed.
 
+pub mod air;
 mod dicom_out;
 pub mod eval;
+pub mod mask;
 mod nifti_out;
 mod png_out;
 pub mod translate;

@@ -33,11 +33,7 @@ use crate::data::{
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
 
-// The module is declared here rather than in sct/mod.rs so that translate owns its call
-// site; its path is src/sct/air.rs.
-#[path = "air.rs"]
-pub mod air;
-use air::AIR_HU;
+use super::air::{self, AIR_HU};
 
 /// The manifest every translate output directory holds.
 pub const MANIFEST: &str = "sct.json";

@@ -4,99 +4,25 @@
 use super::{MaskRule, Scores, SsimMode};
 use crate::engine::error::Result;
 use crate::metrics::{self, Vol};
+use crate::sct::mask::{fill_holes, label_components};
 
 /// Body mask of a CT volume in HU, [depth, height, width] (module docs).
 pub fn body_mask(ct_hu: &[f32], dims: [usize; 3], rule: &MaskRule) -> Vec<bool> {
-    let [d, h, w] = dims;
+    let [_, h, w] = dims;
     let plane = h * w;
     let mut m: Vec<bool> = ct_hu.iter().map(|&v| v > rule.threshold_hu).collect();
     if rule.fill_holes {
-        for z in 0..d {
-            let s = &mut m[z * plane..(z + 1) * plane];
-            // Background reachable from the border through non-body pixels.
-            let mut outside = vec![false; plane];
-            let mut stack: Vec<usize> = Vec::new();
-            for y in 0..h {
-                for x in 0..w {
-                    if (y == 0 || x == 0 || y + 1 == h || x + 1 == w) && !s[y * w + x] {
-                        outside[y * w + x] = true;
-                        stack.push(y * w + x);
-                    }
-                }
-            }
-            while let Some(i) = stack.pop() {
-                let (y, x) = (i / w, i % w);
-                let mut visit = |j: usize| {
-                    if !s[j] && !outside[j] {
-                        outside[j] = true;
-                        stack.push(j);
-                    }
-                };
-                if y > 0 {
-                    visit(i - w);
-                }
-                if y + 1 < h {
-                    visit(i + w);
-                }
-                if x > 0 {
-                    visit(i - 1);
-                }
-                if x + 1 < w {
-                    visit(i + 1);
-                }
-            }
-            for (v, o) in s.iter_mut().zip(&outside) {
-                *v = !o;
-            }
+        for slice in m.chunks_mut(plane) {
+            fill_holes(slice, h, w);
         }
     }
     if rule.largest_component {
-        let mut label = vec![0u32; m.len()];
-        let mut best = (0u32, 0usize);
-        let mut next = 0u32;
-        let mut stack = Vec::new();
-        for start in 0..m.len() {
-            if !m[start] || label[start] != 0 {
-                continue;
-            }
-            next += 1;
-            label[start] = next;
-            stack.push(start);
-            let mut count = 0usize;
-            while let Some(i) = stack.pop() {
-                count += 1;
-                let (z, y, x) = (i / plane, (i / w) % h, i % w);
-                let mut visit = |j: usize| {
-                    if m[j] && label[j] == 0 {
-                        label[j] = next;
-                        stack.push(j);
-                    }
-                };
-                if z > 0 {
-                    visit(i - plane);
-                }
-                if z + 1 < d {
-                    visit(i + plane);
-                }
-                if y > 0 {
-                    visit(i - w);
-                }
-                if y + 1 < h {
-                    visit(i + w);
-                }
-                if x > 0 {
-                    visit(i - 1);
-                }
-                if x + 1 < w {
-                    visit(i + 1);
-                }
-            }
-            if count > best.1 {
-                best = (next, count);
-            }
-        }
+        let (label, sizes) = label_components(&m, dims);
+        // The first of the largest components in memory order.
+        let best = (1..sizes.len()).fold(0, |best, l| if sizes[l] > sizes[best] { l } else { best })
+            as u32;
         for (v, l) in m.iter_mut().zip(&label) {
-            *v = *l != 0 && *l == best.0;
+            *v = *l != 0 && *l == best;
         }
     }
     m
