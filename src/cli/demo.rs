@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::train::{load_for, validation_for};
+use super::data::{load_for, validation_for};
 use mr2ct::cyclegan::train::{RunOptions, Trainer};
 use mr2ct::cyclegan::TrainConfig;
 use mr2ct::data::phantom::{write_phantom, PhantomOptions};

@@ -2,6 +2,7 @@
 //! per command family; main.rs holds the command table.
 
 mod bench;
+mod data;
 mod demo;
 mod phantom;
 mod smoke;

@@ -7,11 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use mr2ct::cyclegan::train::{Domains, RunEnd, RunOptions, Trainer};
-use mr2ct::cyclegan::validation::{HeldOut, Validation};
+use super::data::{load_for, validation_for};
+use mr2ct::cyclegan::train::{RunEnd, RunOptions, Trainer};
 use mr2ct::cyclegan::{GanLoss, ModelKind, Objective, TrainConfig};
-use mr2ct::data::paired::validation_dir;
-use mr2ct::data::{load_paired_set, load_training_set, LoadOptions, LoadSummary, PrepRecord};
 use mr2ct::io::weights::Precision;
 use mr2ct::{Error, Gpu, Result};
 
@@ -147,123 +145,6 @@ pub struct TrainArgs {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
-}
-
-/// Training images of either objective, normalized, with their preprocessing record.
-pub struct Loaded {
-    pub mr: Vec<f32>,
-    pub ct: Vec<f32>,
-    pub size: usize,
-    pub prep: PrepRecord,
-    /// What was read and every file skipped, with its reason.
-    pub summary: LoadSummary,
-}
-
-impl Loaded {
-    pub fn domains(&self) -> Domains<'_> {
-        Domains {
-            mr: &self.mr,
-            ct: &self.ct,
-            size: self.size,
-        }
-    }
-}
-
-/// The training data `cfg` needs from `dir` (pairs for the paired objective), prepared at its
-/// spacing, with what was read printed; also the load options used.
-pub fn load_for(cfg: &TrainConfig, dir: &Path) -> Result<(Loaded, LoadOptions)> {
-    let t_load = Instant::now();
-    let load = LoadOptions {
-        spacing: cfg.load_spacing(),
-        ..LoadOptions::default()
-    };
-    let data = match cfg.objective {
-        Objective::Paired => {
-            let set = load_paired_set(dir, cfg.size, cfg.context, &load)?;
-            eprintln!("{}", set.summary.to_string().trim_end());
-            eprintln!(
-                "data: {} registered MRI/CT slice pairs of {} subjects at {}x{} ({:.1} s)",
-                set.n,
-                set.subjects().len(),
-                set.size,
-                set.size,
-                t_load.elapsed().as_secs_f64()
-            );
-            Loaded {
-                mr: set.mr,
-                ct: set.ct,
-                size: set.size,
-                prep: set.prep,
-                summary: set.summary,
-            }
-        }
-        Objective::Cyclegan => {
-            let set = load_training_set(dir, cfg.size, &load)?;
-            eprintln!("{}", set.summary.to_string().trim_end());
-            eprintln!(
-                "data: {} MRI and {} CT slices at {}x{} ({:.1} s)",
-                set.n_mr,
-                set.n_ct,
-                set.size,
-                set.size,
-                t_load.elapsed().as_secs_f64()
-            );
-            Loaded {
-                mr: set.mr,
-                ct: set.ct,
-                size: set.size,
-                prep: set.prep,
-                summary: set.summary,
-            }
-        }
-    };
-    Ok((data, load))
-}
-
-/// Held-out pairs of `dir` (its test/ split) for validation while training, when the
-/// objective is paired and `every` > 0.
-pub fn validation_for(
-    cfg: &TrainConfig,
-    dir: &Path,
-    load: &LoadOptions,
-    every: usize,
-    weights_meta: &HashMap<String, String>,
-) -> Result<Option<Validation>> {
-    if cfg.objective != Objective::Paired || every == 0 {
-        return Ok(None);
-    }
-    let Some(test) = validation_dir(dir) else {
-        eprintln!(
-            "validation: none ({} has no test/ split of held-out subjects)",
-            dir.display()
-        );
-        return Ok(None);
-    };
-    let held = load_paired_set(
-        &test,
-        cfg.size,
-        cfg.context,
-        &LoadOptions {
-            use_train_subdir: false,
-            ..load.clone()
-        },
-    )?;
-    eprintln!(
-        "validation: {} held-out slice pairs of {} subjects in {}, every {every} epoch(s)",
-        held.n,
-        held.subjects().len(),
-        test.display()
-    );
-    Ok(Some(Validation {
-        held_out: HeldOut {
-            mr: held.mr,
-            ct: held.ct,
-            channels: held.channels,
-            size: held.size,
-        },
-        every,
-        weights_meta: weights_meta.clone(),
-    }))
 }
 
 /// Defaults of the model family, then the config file, then the flags.

@@ -1,0 +1,330 @@
+//! A generator loaded from a weights file ([`SctModel`]) and its application to a whole MRI
+//! volume: the fixed-size path of the paper's model (every slice stretched to its matrix) and
+//! the fully convolutional path (whole slices at the model's pixel spacing).
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use super::restore_slice;
+use crate::cyclegan::{ModelKind, TrainConfig};
+use crate::data::prep::{self, resample, CtScaling, PrepRecord};
+use crate::data::{LoadOptions, Modality, Volume};
+use crate::engine::error::{Error, Result};
+use crate::engine::gpu::Gpu;
+use crate::engine::nn::Pass;
+use crate::engine::tensor::Tensor;
+use crate::io::weights;
+use crate::models::{self, Network};
+
+/// A generator loaded from a weights file, ready to translate MRI volumes.
+pub struct SctModel {
+    pub weights: PathBuf,
+    pub cfg: TrainConfig,
+    /// The preprocessing record, when the trainer stored one in the metadata (`prep`).
+    pub prep: Option<PrepRecord>,
+    pub ct: CtScaling,
+    pub mr_percentiles: (f32, f32),
+    /// FNV-1a 64 of the weights file's bytes (hex), to tell weights files apart.
+    pub fingerprint: String,
+    generator: Network,
+    gpu: Rc<Gpu>,
+}
+
+/// A synthetic CT volume in integer HU, slice after slice, row-major, in the input's matrix.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyntheticCt {
+    pub rows: usize,
+    pub cols: usize,
+    pub slices: usize,
+    pub hu: Vec<f32>,
+    /// Generator calls (batches) it took.
+    pub batches: usize,
+}
+
+impl SyntheticCt {
+    pub fn slice(&self, k: usize) -> &[f32] {
+        let plane = self.rows * self.cols;
+        &self.hu[k * plane..(k + 1) * plane]
+    }
+}
+
+impl SctModel {
+    /// Reads a weights file written by `Trainer::save_weights` (or a checkpoint): builds the
+    /// generator its `config` metadata describes and loads `G_AB.*` into it.
+    pub fn load(gpu: &Rc<Gpu>, path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::file(path, format!("cannot read weights: {e}")))?;
+        let fingerprint = format!("{:016x}", crate::engine::nn::init::fnv1a64_bytes(&bytes));
+        drop(bytes);
+        let loaded = weights::load(path)?;
+        let cfg_text = loaded.metadata.get("config").ok_or_else(|| {
+            Error::file(path, "not an mr2ct weights file: its metadata has no \"config\" (which model and size the weights belong to)")
+        })?;
+        let cfg: TrainConfig = serde_json::from_str(cfg_text)
+            .map_err(|e| Error::file(path, format!("unreadable \"config\" metadata: {e}")))?;
+        cfg.validate()
+            .map_err(|e| Error::file(path, format!("invalid \"config\" metadata: {e}")))?;
+        let prep: Option<PrepRecord> = match loaded.metadata.get("prep") {
+            Some(p) => Some(
+                serde_json::from_str(p)
+                    .map_err(|e| Error::file(path, format!("unreadable \"prep\" metadata: {e}")))?,
+            ),
+            None => None,
+        };
+        if let Some(p) = &prep {
+            if p.size != cfg.size {
+                return Err(Error::file(
+                    path,
+                    format!(
+                        "\"prep\" metadata says size {} but \"config\" says {}",
+                        p.size, cfg.size
+                    ),
+                ));
+            }
+        }
+        let generator = models::generator(gpu, &cfg.architecture())?;
+        let tensors = loaded.tensors;
+        let named = generator.named_tensors("G_AB");
+        weights::upload(path, &tensors, &named).map_err(|e| match e {
+            Error::File { path, reason } => Error::File {
+                path,
+                reason: format!("{reason} (its config describes {})", describe(&cfg)),
+            },
+            other => other,
+        })?;
+        let (ct, mr_percentiles) = match &prep {
+            Some(p) => (p.ct.clone(), p.mr_percentiles),
+            None => (CtScaling::default(), LoadOptions::default().mr_percentiles),
+        };
+        Ok(SctModel {
+            weights: path.to_path_buf(),
+            cfg,
+            prep,
+            ct,
+            mr_percentiles,
+            fingerprint,
+            generator,
+            gpu: gpu.clone(),
+        })
+    }
+
+    /// "paper model, 64x64, ngf 64" and the like.
+    pub fn describe(&self) -> String {
+        describe(&self.cfg)
+    }
+
+    /// The weights file's name (no directories), for descriptions.
+    pub fn weights_name(&self) -> String {
+        self.weights
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.weights.display().to_string())
+    }
+
+    /// MRI volume -> synthetic CT in the volume's own matrix (module docs).
+    pub fn synthesize(&self, v: &Volume, batch_size: usize) -> Result<SyntheticCt> {
+        if let (Some(mm), Some(_)) = (
+            self.prep.as_ref().and_then(|p| p.spacing),
+            self.size_multiple(),
+        ) {
+            if v.modality == Modality::Mr && !v.is_empty() {
+                return self.synthesize_whole_slices(v, mm);
+            }
+        }
+        if batch_size == 0 {
+            return Err(Error::Invalid("batch size must be at least 1".into()));
+        }
+        if v.is_empty() {
+            return Err(Error::file(&v.source, "the volume has no slices"));
+        }
+        if v.modality != Modality::Mr {
+            return Err(Error::file(
+                &v.source,
+                format!("is a {} volume; translate needs an MRI", v.modality),
+            ));
+        }
+        let size = self.cfg.size;
+        let opts = LoadOptions {
+            mr_percentiles: self.mr_percentiles,
+            // Every slice is translated: nothing counts as background here.
+            background: prep::BackgroundRule {
+                min_foreground_fraction: 0.0,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let p = prep::prepare_volume(v, size, &opts)?;
+        if p.kept.len() != v.len() {
+            return Err(Error::Invalid(format!(
+                "{}: {} of {} slices prepared",
+                v.source.display(),
+                p.kept.len(),
+                v.len()
+            )));
+        }
+        let (rows, cols) = (v.rows(), v.cols());
+        let plane = size * size;
+        let mut hu = Vec::with_capacity(v.len() * rows * cols);
+        let mut batches = 0;
+        for chunk in p.images.chunks(batch_size * plane) {
+            let n = chunk.len() / plane;
+            let x = Tensor::from_slice(&self.gpu, chunk, &[n, 1, size, size])?;
+            let y = self.generate_unit(&x)?;
+            batches += 1;
+            if let Some(bad) = y.iter().find(|u| !u.is_finite()) {
+                return Err(Error::NonFinite(format!(
+                    "the generator of {} produced {bad} on {}",
+                    self.weights.display(),
+                    v.source.display()
+                )));
+            }
+            for img in y.chunks(plane) {
+                hu.extend(restore_slice(img, size, rows, cols, &self.ct));
+            }
+        }
+        Ok(SyntheticCt {
+            rows,
+            cols,
+            slices: v.len(),
+            hu,
+            batches,
+        })
+    }
+
+    /// Height and width a fully convolutional generator needs multiples of (4 for the ResNet:
+    /// two halvings; 2^levels for the U-Net); None for the paper's fixed-size model.
+    pub fn size_multiple(&self) -> Option<usize> {
+        match self.cfg.model {
+            ModelKind::Paper => None,
+            ModelKind::Resnet => Some(4),
+            ModelKind::Unet => Some(1 << self.cfg.unet_downs),
+        }
+    }
+
+    /// The fully convolutional path: every slice resampled to the model's pixel spacing and
+    /// translated whole (no fixed matrix, no stretching), then resampled back onto the source
+    /// matrix. With 2.5D context the neighbouring slices (repeated at the volume's ends) are
+    /// the extra channels, as in training.
+    fn synthesize_whole_slices(&self, v: &Volume, mm: f64) -> Result<SyntheticCt> {
+        let mut values: Vec<f32> = v.values().collect();
+        let (lo, hi) = self.mr_percentiles;
+        let scaling = prep::MrScaling::from_values(&mut values, lo, hi)
+            .map_err(|e| Error::file(&v.source, e))?;
+        drop(values);
+        let slices: Vec<prep::Resampled> = v
+            .slices
+            .iter()
+            .map(|s| prep::slice_at_spacing(s, mm, |x| scaling.to_unit(x)))
+            .collect();
+        let (r, c) = (slices[0].rows, slices[0].cols);
+        let (rows, cols) = (v.rows(), v.cols());
+        let context = self.cfg.context as isize;
+        let last = v.len() as isize - 1;
+        let mut hu = Vec::with_capacity(v.len() * rows * cols);
+        for k in 0..v.len() as isize {
+            let stack: Vec<f32> = (-context..=context)
+                .flat_map(|d| {
+                    slices[(k + d).clamp(0, last) as usize]
+                        .pixels
+                        .iter()
+                        .copied()
+                })
+                .collect();
+            let y = self.generate_whole(&stack, 2 * context as usize + 1, r, c)?;
+            if let Some(bad) = y.iter().find(|u| !u.is_finite()) {
+                return Err(Error::NonFinite(format!(
+                    "the generator of {} produced {bad} on {}",
+                    self.weights.display(),
+                    v.source.display()
+                )));
+            }
+            hu.extend(
+                resample(&y, r, c, rows, cols)
+                    .into_iter()
+                    .map(|u| self.ct.to_hu(u).round()),
+            );
+        }
+        Ok(SyntheticCt {
+            rows,
+            cols,
+            slices: v.len(),
+            hu,
+            batches: v.len(),
+        })
+    }
+
+    /// G_AB on one stack of `channels` normalized MR planes of any `rows` x `cols`: reflected
+    /// out to the next multiple of the generator's downsampling factor (half before, half
+    /// after), run in eval mode, and cropped back to `rows` x `cols`. Values in [-1, 1].
+    pub fn generate_whole(
+        &self,
+        planes: &[f32],
+        channels: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>> {
+        let m = self.size_multiple().ok_or_else(|| {
+            Error::Invalid(format!(
+                "{} has a fixed input size; it cannot translate whole slices",
+                self.describe()
+            ))
+        })?;
+        if planes.len() != channels * rows * cols || rows == 0 || cols == 0 {
+            return Err(Error::shape(
+                "generate_whole",
+                format!(
+                    "{} values for {channels} planes of {rows}x{cols}",
+                    planes.len()
+                ),
+            ));
+        }
+        let (pr, pc) = (rows.div_ceil(m) * m, cols.div_ceil(m) * m);
+        let (top, left) = ((pr - rows) / 2, (pc - cols) / 2);
+        let mut padded = Vec::with_capacity(channels * pr * pc);
+        for ch in 0..channels {
+            let plane = &planes[ch * rows * cols..][..rows * cols];
+            for i in 0..pr {
+                let src = reflect(i as isize - top as isize, rows) * cols;
+                padded.extend(
+                    (0..pc).map(|j| plane[src + reflect(j as isize - left as isize, cols)]),
+                );
+            }
+        }
+        let x = Tensor::from_slice(&self.gpu, &padded, &[1, channels, pr, pc])?;
+        let y = self.generate_unit(&x)?;
+        Ok((0..rows)
+            .flat_map(|i| y[(top + i) * pc + left..][..cols].to_vec())
+            .collect())
+    }
+
+    /// G_AB on a batch [N, 1, S, S] of normalized MRI: eval mode, no graph. Values in [-1, 1].
+    pub fn generate_unit(&self, x: &Tensor) -> Result<Vec<f32>> {
+        let y = crate::no_grad(|| self.generator.forward(x, Pass::EVAL))?;
+        y.to_vec()
+    }
+}
+
+/// Index `i` of a line of `n` samples mirrored at its ends without repeating the edge sample
+/// (numpy's and PyTorch's "reflect"), for any `i`: the pattern repeats every 2(n - 1).
+pub fn reflect(i: isize, n: usize) -> usize {
+    if n == 1 {
+        return 0;
+    }
+    let period = 2 * (n as isize - 1);
+    let j = i.rem_euclid(period);
+    (if j < n as isize { j } else { period - j }) as usize
+}
+
+fn describe(cfg: &TrainConfig) -> String {
+    match cfg.model {
+        ModelKind::Paper => format!("paper model, {0}x{0}, ngf {1}", cfg.size, cfg.ngf),
+        ModelKind::Resnet => format!(
+            "resnet model, {0}x{0}, ngf {1}, {2} blocks",
+            cfg.size, cfg.ngf, cfg.n_blocks
+        ),
+        ModelKind::Unet => format!(
+            "unet model, {0}x{0}, ngf {1}, {2} levels",
+            cfg.size, cfg.ngf, cfg.unet_downs
+        ),
+    }
+}
