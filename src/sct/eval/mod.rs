@@ -139,6 +139,9 @@ pub struct SubjectMetrics {
     pub scores: Scores,
     /// Mean sCT HU outside the body mask; NaN when the mask covers everything.
     pub background_hu: f64,
+    /// Mean |HU step| between neighbouring slices inside the body: of the sCT and of the real
+    /// CT (NaN for a single slice). A 2-D model that flickers along z exceeds the real CT's.
+    pub slice_step_hu: (f64, f64),
     pub panel: Option<PathBuf>,
     pub warnings: Vec<String>,
 }
@@ -338,6 +341,11 @@ pub fn evaluate_with(
             .filter(|(_, m)| !**m)
             .fold((0f64, 0usize), |(s, n), (h, _)| (s + *h as f64, n + 1));
         let background_hu = if n > 0 { sum / n as f64 } else { f64::NAN };
+        let step = |v: &[f32]| {
+            crate::metrics::slice_consistency(&crate::metrics::Vol { data: v, dims }, &mask)
+                .unwrap_or(f64::NAN)
+        };
+        let slice_step_hu = (step(&sct), step(&ct_hu));
         let panel = if opts.panels {
             let mut file = format!("panel_{}.png", sanitize_name(&name));
             let mut i = 2;
@@ -368,6 +376,7 @@ pub fn evaluate_with(
             mask_voxels,
             scores,
             background_hu,
+            slice_step_hu,
             panel,
             warnings,
         });

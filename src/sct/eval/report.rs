@@ -23,12 +23,14 @@ impl fmt::Display for EvalReport {
         for s in &self.subjects {
             writeln!(
                 f,
-                "{}: MAE {} HU, PSNR {} dB, SSIM {}, background {} HU ({} slices, {} body voxels)",
+                "{}: MAE {} HU, PSNR {} dB, SSIM {}, background {} HU, slice-to-slice step {} HU (real CT {}) ({} slices, {} body voxels)",
                 s.subject,
                 fmt_num(s.scores.mae_hu, 1),
                 fmt_num(s.scores.psnr_db, 2),
                 fmt_num(s.scores.ssim, 4),
                 fmt_num(s.background_hu, 1),
+                fmt_num(s.slice_step_hu.0, 1),
+                fmt_num(s.slice_step_hu.1, 1),
                 s.slices,
                 s.mask_voxels
             )?;
@@ -98,6 +100,8 @@ pub(super) fn write_metrics_json(
                 "ssim": num(s.scores.ssim),
                 "ssim_mode": s.scores.ssim_mode,
                 "background_hu": num(s.background_hu),
+                "slice_step_hu_sct": num(s.slice_step_hu.0),
+                "slice_step_hu_ct": num(s.slice_step_hu.1),
                 "mask_voxels": s.mask_voxels,
                 "slices": s.slices,
                 "rows": s.rows,

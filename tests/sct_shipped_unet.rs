@@ -1,0 +1,106 @@
+//! The shipped U-Net (weights/unet.safetensors) at the scanner's resolution: a thin bone ring
+//! survives translate, and a 512x512 MR slice comes back as a 512x512 sCT.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::gpu;
+use mr2ct::data::phantom::{brainweb_relaxation, spin_echo_signal, Tissue};
+use mr2ct::data::{
+    Modality, SeriesInfo, Slice, SliceGeometry, SliceOrder, SliceSource, Volume, VolumeFormat,
+};
+use mr2ct::sct::air::{air_outside, mr_body_mask, AirRule};
+use mr2ct::sct::SctModel;
+
+fn shipped() -> SctModel {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/unet.safetensors");
+    SctModel::load(&gpu(), &path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Three identical axial 256x256 slices at 1 mm: brain (grey matter) inside radius 80 px,
+/// a 2-pixel cortical-bone ring, 6 px of fat, 2 px of scalp, air; T1-weighted spin-echo
+/// intensities from the BrainWeb relaxation values the phantom uses.
+fn ring_volume() -> Volume {
+    let t1 = |t: Tissue| spin_echo_signal(brainweb_relaxation(t), 500.0, 15.0) as f32 * 1000.0;
+    let n = 256;
+    let pixels: Vec<f32> = (0..n * n)
+        .map(|i| {
+            let (y, x) = ((i / n) as f32 - 127.5, (i % n) as f32 - 127.5);
+            match (y * y + x * x).sqrt() {
+                r if r < 80.0 => t1(Tissue::Grey),
+                r if r < 82.0 => t1(Tissue::Bone),
+                r if r < 88.0 => t1(Tissue::Fat),
+                r if r < 90.0 => t1(Tissue::Scalp),
+                _ => 0.0,
+            }
+        })
+        .collect();
+    let slice = |k: usize| Slice {
+        rows: n,
+        cols: n,
+        pixels: pixels.clone(),
+        geometry: SliceGeometry {
+            image_position: Some([-127.5, -127.5, 3.0 * k as f64]),
+            image_orientation: Some([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
+            pixel_spacing: Some([1.0, 1.0]),
+            slice_thickness: Some(3.0),
+        },
+        source: SliceSource {
+            path: PathBuf::from(format!("ring/{k}.dcm")),
+            frame: 0,
+            sop_instance_uid: None,
+        },
+        instance_number: Some(k as i64 + 1),
+        rescale: None,
+    };
+    Volume {
+        modality: Modality::Mr,
+        format: VolumeFormat::Dicom,
+        source: PathBuf::from("ring"),
+        info: SeriesInfo::default(),
+        slices: (0..3).map(slice).collect(),
+        order: SliceOrder::Position,
+        rescale_assumed: false,
+        warnings: Vec::new(),
+    }
+}
+
+#[test]
+fn a_two_pixel_bone_ring_survives_translate() {
+    let v = ring_volume();
+    let model = shipped();
+    let mut sct = model.synthesize(&v, 1).unwrap();
+    let values: Vec<f32> = v
+        .slices
+        .iter()
+        .flat_map(|s| s.pixels.iter().copied())
+        .collect();
+    let mask = mr_body_mask(
+        &values,
+        [3, 256, 256],
+        Some([1.0, 1.0]),
+        &AirRule::default(),
+    );
+    air_outside(&mut sct.hu, &mask);
+    let mid = sct.slice(1);
+    // Profiles along the four half-axes from the centre, across the ring at r = 80-81.
+    for (dy, dx) in [(0i64, 1i64), (0, -1), (1, 0), (-1, 0)] {
+        let profile: Vec<f32> = (70..96)
+            .map(|r| mid[((127 + dy * r) * 256 + 127 + dx * r) as usize])
+            .collect();
+        let peak = profile.iter().copied().fold(f32::MIN, f32::max);
+        assert!(
+            peak > 500.0,
+            "direction ({dy}, {dx}): profile across the ring peaks at {peak} HU: {profile:?}"
+        );
+    }
+    // Not bone everywhere: the brain inside is soft tissue, the air outside is air.
+    let at = |r: i64| mid[((127 + r) * 256 + 127) as usize];
+    let brain: Vec<f32> = (0..60).step_by(10).map(at).collect();
+    assert!(
+        brain.iter().all(|&h| (-150.0..250.0).contains(&h)),
+        "brain HU {brain:?}"
+    );
+    assert_eq!(at(110), -1024.0);
+}
