@@ -291,15 +291,22 @@ impl Trainer {
             * plan.batch as f64
             / rate.max(1e-9);
         let line = format!(
-            "epoch {}/{} step {}/{}  G {:.3}  D_A {:.3}  D_B {:.3}  rec {:.3}  {:.1} img/s  ETA {}",
+            "epoch {}/{} step {}/{}  G {:.3}  {}  {:.1} img/s  ETA {}",
             self.epoch + 1,
             self.gan.cfg.epochs,
             step + 1,
             plan.steps,
             l.g,
-            l.da,
-            l.db,
-            l.reconstruction_loss(),
+            match self.gan.cfg.objective {
+                Objective::Cyclegan => format!(
+                    "D_A {:.3}  D_B {:.3}  rec {:.3}",
+                    l.da,
+                    l.db,
+                    l.reconstruction_loss()
+                ),
+                Objective::Paired =>
+                    format!("L1 {:.4}  adv {:.3}  D {:.3}", l.ab_l1, l.g_ab_adv, l.db),
+            },
             rate,
             fmt_duration(left)
         );
