@@ -274,23 +274,7 @@ pub fn write_synthrad_phantom(
     opts: &PhantomOptions,
     layout: SynthradLayout,
 ) -> Result<PhantomSummary> {
-    if subjects < 2 {
-        return Err(Error::Invalid(format!(
-            "phantom needs at least 2 subjects (one train, one test), got {subjects}"
-        )));
-    }
-    if !(8..=1024).contains(&opts.size) {
-        return Err(Error::Invalid(format!(
-            "phantom size {} is outside 8..=1024",
-            opts.size
-        )));
-    }
-    if !(0.0..1.0).contains(&opts.test_fraction) {
-        return Err(Error::Invalid(format!(
-            "test fraction {} is outside [0, 1)",
-            opts.test_fraction
-        )));
-    }
+    crate::data::phantom::check_request(subjects, opts)?;
     let (train_dir, test_dir) = (out.join("train"), out.join("test"));
     for d in [&train_dir, &test_dir] {
         if d.exists() {

@@ -38,6 +38,7 @@ mod ellipse;
 mod write;
 
 pub use anatomy::{brainweb_relaxation, spin_echo_signal, Relaxation};
+pub(crate) use write::check_request;
 pub use write::write_phantom;
 
 /// Which head model a phantom draws.

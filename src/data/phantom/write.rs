@@ -310,23 +310,7 @@ pub fn write_phantom(
     seed: u64,
     opts: &PhantomOptions,
 ) -> Result<PhantomSummary> {
-    if subjects < 2 {
-        return Err(Error::Invalid(format!(
-            "phantom needs at least 2 subjects (one train, one test), got {subjects}"
-        )));
-    }
-    if !(8..=1024).contains(&opts.size) {
-        return Err(Error::Invalid(format!(
-            "phantom size {} is outside 8..=1024",
-            opts.size
-        )));
-    }
-    if !(0.0..1.0).contains(&opts.test_fraction) {
-        return Err(Error::Invalid(format!(
-            "test fraction {} is outside [0, 1)",
-            opts.test_fraction
-        )));
-    }
+    check_request(subjects, opts)?;
     let train_dir = out.join("train");
     let test_dir = out.join("test");
     for d in [&train_dir, &test_dir] {
@@ -408,4 +392,27 @@ pub fn write_phantom(
     )
     .map_err(|e| Error::file(&p, io_reason("cannot write", &e)))?;
     Ok(summary)
+}
+
+/// The checks every phantom writer makes before writing anything: at least a train and a test
+/// subject, a matrix the writers support, a test fraction below 1.
+pub(crate) fn check_request(subjects: usize, opts: &PhantomOptions) -> Result<()> {
+    if subjects < 2 {
+        return Err(Error::Invalid(format!(
+            "phantom needs at least 2 subjects (one train, one test), got {subjects}"
+        )));
+    }
+    if !(8..=1024).contains(&opts.size) {
+        return Err(Error::Invalid(format!(
+            "phantom size {} is outside 8..=1024",
+            opts.size
+        )));
+    }
+    if !(0.0..1.0).contains(&opts.test_fraction) {
+        return Err(Error::Invalid(format!(
+            "test fraction {} is outside [0, 1)",
+            opts.test_fraction
+        )));
+    }
+    Ok(())
 }
