@@ -533,7 +533,7 @@ fn ellipse_kind_output_is_unchanged() {
 /// `cargo test --release --test data_head_phantom -- --ignored --nocapture`: time of a
 /// 10-subject phantom at the default anatomical options.
 #[test]
-#[ignore]
+#[ignore = "a timing printout, not a check; run by hand with --nocapture"]
 fn ten_anatomical_subjects_timing() {
     let out = tmp("ten");
     let t = std::time::Instant::now();

@@ -46,7 +46,7 @@ fn shipped_weights_give_the_recorded_outputs() {
 /// Writes the fixture. Run once, by hand, on the code whose outputs are the reference:
 /// `cargo test --release --test shipped_weights -- --ignored write_fixture`.
 #[test]
-#[ignore]
+#[ignore = "writes the reference fixture; run by hand on the code whose outputs are the reference"]
 fn write_fixture() {
     let mut tensors = weights::HostTensors::new();
     for file in FILES {

@@ -1,3 +1,7 @@
+//! Longer than 500 lines on purpose: header validation, the affine (qform/sform) and the voxel
+//! conversion are one reader whose checks refer to each other; split, each part would need the
+//! others' invariants restated.
+//!
 //! NIfTI-1 reading (.nii and .nii.gz, single file, either byte order).
 //!
 //! - Datatypes: uint8, int8, int16, uint16, int32, uint32, int64, uint64, float32, float64.
@@ -17,10 +21,6 @@
 //! for coronal/sagittal data). Geometry (ImagePositionPatient, ImageOrientationPatient,
 //! PixelSpacing, SliceThickness) comes from the sform when sform_code > 0, else the qform when
 //! qform_code > 0, else the voxel sizes (pixdim), converted from NIfTI's RAS to DICOM's LPS.
-//!
-//! Longer than 500 lines on purpose: header validation, the affine (qform/sform) and the voxel
-//! conversion are one reader whose checks refer to each other; split, each part would need the
-//! others' invariants restated.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

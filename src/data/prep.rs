@@ -1,3 +1,6 @@
+//! Longer than 500 lines on purpose: every step here is inverted by translate, and keeping the
+//! forward steps and their recorded parameters in one file keeps them in step.
+//!
 //! Preprocessing: intensity normalization (invertible, recorded in [`PrepRecord`]), padding to
 //! a square, resampling to the model size, the background rule, and seeded batching.
 //!
@@ -16,9 +19,6 @@
 //!    the threshold (CT: -500 HU, i.e. tissue and bone but not air; MR: -0.8 in the normalized
 //!    scale, i.e. 10 % of the way from the low to the high percentile); a slice with fewer than
 //!    5 % foreground pixels (of the S x S image, padding included) is dropped.
-//!
-//! Longer than 500 lines on purpose: every step here is inverted by translate, and keeping the
-//! forward steps and their recorded parameters in one file keeps them in step.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,8 +1,8 @@
-//! Adapter choice and the `Gpu` context that owns the device, the pool, the pipeline cache
-//! and the recorder.
-//!
 //! Slightly over 500 lines: adapter choice, limits and the `Gpu` context are one unit of
 //! ownership (device, pool, pipelines, recorder); splitting would only scatter its fields.
+//!
+//! Adapter choice and the `Gpu` context that owns the device, the pool, the pipeline cache
+//! and the recorder.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;

@@ -1,3 +1,7 @@
+//! Longer than 500 lines on purpose: the plain and subgroup kernels' host side shares the `Geom`
+//! arithmetic and the dispatch choice; forward, input gradient and weight gradient stay side by
+//! side as the engine's contract asks.
+//!
 //! conv2d (NCHW, square kernels, PyTorch semantics) and the GEMM kernels it shares with
 //! conv_transpose2d. Every helper here speaks in conv terms (`Geom`): input h x w with cin
 //! channels, output oh x ow with cout channels; conv_transpose2d is the same geometry read
@@ -7,10 +11,6 @@
 //! epilogue. Backward: pack grad_out once, then the input gradient (phase-split GEMM), the
 //! weight gradient (split-K GEMM, splits summed in a fixed order) and the bias gradient
 //! (one workgroup per channel, tree reduction). No atomics anywhere: results repeat bit for bit.
-//!
-//! Longer than 500 lines on purpose: the plain and subgroup kernels' host side shares the `Geom`
-//! arithmetic and the dispatch choice; forward, input gradient and weight gradient stay side by
-//! side as the engine's contract asks.
 
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::{grid_1d, Kernel};
