@@ -73,6 +73,15 @@ fn named_weight_bias(
     }
 }
 
+/// A convolution's bias, when its spec asks for one: zeros of `cout`, trainable.
+fn conv_bias(gpu: &Rc<Gpu>, cout: usize, spec: ConvSpec) -> Result<Option<Tensor>> {
+    Ok(if spec.bias {
+        Some(Tensor::zeros(gpu, &[cout])?.requiring_grad())
+    } else {
+        None
+    })
+}
+
 pub struct Conv2d {
     /// [cout, cin, k, k]
     pub weight: Tensor,
@@ -90,11 +99,7 @@ impl Conv2d {
         let k = spec.kernel;
         Ok(Conv2d {
             weight: Tensor::zeros(gpu, &[cout, cin, k, k])?.requiring_grad(),
-            bias: if spec.bias {
-                Some(Tensor::zeros(gpu, &[cout])?.requiring_grad())
-            } else {
-                None
-            },
+            bias: conv_bias(gpu, cout, spec)?,
             spec,
         })
     }
@@ -134,11 +139,7 @@ impl ConvTranspose2d {
         let k = spec.kernel;
         Ok(ConvTranspose2d {
             weight: Tensor::zeros(gpu, &[cin, cout, k, k])?.requiring_grad(),
-            bias: if spec.bias {
-                Some(Tensor::zeros(gpu, &[cout])?.requiring_grad())
-            } else {
-                None
-            },
+            bias: conv_bias(gpu, cout, spec)?,
             spec,
         })
     }
