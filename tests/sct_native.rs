@@ -100,6 +100,126 @@ fn whole_slice_inference_equals_the_generator_on_the_slice_padded_by_hand() {
     }
 }
 
+/// Weight of sample `p` of a tile starting at `start` with `len` samples on a line of `n`,
+/// written from the rule (1 inside, rising over 16 samples from a side that another tile
+/// overlaps), as the reference for the blend.
+fn ramp(p: usize, start: usize, len: usize, n: usize) -> f64 {
+    let mut w = 1f64;
+    if start > 0 {
+        w = w.min(((p - start) as f64 + 0.5) / 16.0);
+    }
+    if start + len < n {
+        w = w.min(((start + len - 1 - p) as f64 + 0.5) / 16.0);
+    }
+    w.min(1.0)
+}
+
+#[test]
+fn tiled_inference_blends_each_tile_run_alone_and_covers_the_slice() {
+    let dir = temp_dir("tiles");
+    let mut model = small_unet(&dir);
+    let (channels, rows, cols, tile) = (3, 100, 150, 64);
+    let planes = host_values(77, channels * rows * cols);
+    model.max_tile = Some(tile);
+    let got = model.generate_whole(&planes, channels, rows, cols).unwrap();
+    assert_eq!(got.len(), rows * cols);
+    let row_starts = mr2ct::sct::tiles::tile_starts(rows, tile, tile / 4);
+    let col_starts = mr2ct::sct::tiles::tile_starts(cols, tile, tile / 4);
+    for (n, starts) in [(rows, &row_starts), (cols, &col_starts)] {
+        assert_eq!(starts[0], 0);
+        assert_eq!(
+            starts.last().unwrap() + tile,
+            n,
+            "the last tile ends at the edge"
+        );
+        for w in starts.windows(2) {
+            assert!(
+                w[0] + tile >= w[1] + 16,
+                "tiles {w:?} overlap by less than 16"
+            );
+        }
+    }
+    // Each tile on its own, cut out by hand; the blend recomputed in f64.
+    let mut sum = vec![0f64; rows * cols];
+    let mut weight = vec![0f64; rows * cols];
+    let mut single = vec![0usize; rows * cols];
+    let mut lone_value = vec![f32::NAN; rows * cols];
+    for &r0 in &row_starts {
+        for &c0 in &col_starts {
+            let mut cut = Vec::new();
+            for ch in 0..channels {
+                for i in 0..tile {
+                    let at = (ch * rows + r0 + i) * cols + c0;
+                    cut.extend_from_slice(&planes[at..at + tile]);
+                }
+            }
+            let out = model.generate_padded(&cut, channels, tile, tile).unwrap();
+            for i in 0..tile {
+                for j in 0..tile {
+                    let at = (r0 + i) * cols + c0 + j;
+                    let w = ramp(r0 + i, r0, tile, rows) * ramp(c0 + j, c0, tile, cols);
+                    sum[at] += w * out[i * tile + j] as f64;
+                    weight[at] += w;
+                    single[at] += 1;
+                    lone_value[at] = out[i * tile + j];
+                }
+            }
+        }
+    }
+    let mut lone = 0;
+    for at in 0..rows * cols {
+        assert!(single[at] > 0, "pixel {at} is in no tile");
+        if single[at] == 1 {
+            lone += 1;
+            assert_eq!(got[at], lone_value[at], "pixel {at} lies in one tile only");
+        } else {
+            let want = sum[at] / weight[at];
+            assert!(
+                (got[at] as f64 - want).abs() < 1e-5,
+                "pixel {at}: blend {} != {want}",
+                got[at]
+            );
+        }
+    }
+    assert!(
+        lone > 0 && lone < rows * cols,
+        "some pixels single, some blended"
+    );
+}
+
+#[test]
+fn a_slice_the_adapter_refuses_is_translated_in_tiles() {
+    let dir = temp_dir("cap");
+    let reference = small_unet(&dir);
+    let capped_gpu = mr2ct::Gpu::new(None).unwrap();
+    let mut capped = SctModel::load(&capped_gpu, &dir.join("unet.safetensors")).unwrap();
+    let (channels, rows, cols) = (3, 128, 128);
+    let planes = host_values(5, channels * rows * cols);
+    // The whole slice's input alone (3 x 128 x 128 f32, 196,608 bytes) is over the cap; a
+    // 64-pixel tile's (49,152 bytes) and every activation of the tiny U-Net fit.
+    capped_gpu.cap_storage_binding(100_000);
+    let whole = capped.generate_padded(&planes, channels, rows, cols);
+    assert!(
+        matches!(whole, Err(mr2ct::Error::Limit { .. })),
+        "the cap refuses the whole slice: {:?}",
+        whole.map(|v| v.len())
+    );
+    let got = capped
+        .generate_whole(&planes, channels, rows, cols)
+        .unwrap();
+    let mut tiled = reference;
+    tiled.max_tile = Some(64);
+    let want = tiled.generate_whole(&planes, channels, rows, cols).unwrap();
+    assert_eq!(got, want, "fallback tiles equal 64-pixel tiles asked for");
+    capped.max_tile = Some(64);
+    assert_eq!(
+        capped
+            .generate_whole(&planes, channels, rows, cols)
+            .unwrap(),
+        want
+    );
+}
+
 #[test]
 fn paired_loading_refuses_subjects_that_do_not_pair() {
     let dir = temp_dir("pairs");

@@ -33,6 +33,11 @@ pub struct TranslateArgs {
     /// file's ImageComments. Without it such a series is refused (exit status 1).
     #[arg(long)]
     allow_gaps: bool,
+    /// Translate whole slices in overlapping tiles of at most this many pixels a side
+    /// (ResNet and U-Net models), to bound device memory. Without it a slice is translated
+    /// whole, and in tiles only when the adapter's buffer limits refuse it.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(16..))]
+    tile: Option<u32>,
 }
 
 pub fn translate(adapter: Option<&str>, args: &TranslateArgs) -> Result<Outcome> {
@@ -42,6 +47,7 @@ pub fn translate(adapter: Option<&str>, args: &TranslateArgs) -> Result<Outcome>
         batch_size: args.batch_size,
         force: args.force,
         allow_gaps: args.allow_gaps,
+        tile: args.tile.map(|t| t as usize),
     };
     let s =
         mr2ct::sct::translate::translate(&gpu, &args.weights, &args.input, &args.output, &opts)?;

@@ -26,6 +26,9 @@ pub struct SctModel {
     pub mr_percentiles: (f32, f32),
     /// FNV-1a 64 of the weights file's bytes (hex), to tell weights files apart.
     pub fingerprint: String,
+    /// Largest tile side for whole-slice inference; None: whole slices, tiles only when the
+    /// adapter's limits refuse a slice ([`super::tiles`]).
+    pub max_tile: Option<usize>,
     generator: Network,
     gpu: Rc<Gpu>,
 }
@@ -103,6 +106,7 @@ impl SctModel {
             ct,
             mr_percentiles,
             fingerprint,
+            max_tile: None,
             generator,
             gpu: gpu.clone(),
         })
@@ -253,9 +257,10 @@ impl SctModel {
         })
     }
 
-    /// G_AB on one stack of `channels` normalized MR planes of any `rows` x `cols`: reflected
-    /// out to the next multiple of the generator's downsampling factor (half before, half
-    /// after), run in eval mode, and cropped back to `rows` x `cols`. Values in [-1, 1].
+    /// G_AB on one stack of `channels` normalized MR planes of any `rows` x `cols`: the whole
+    /// slice at once ([`Self::generate_padded`]); in overlapping tiles when `max_tile` asks
+    /// for them or when the adapter's limits refuse the whole slice (halving the tile side
+    /// until one fits). Values in [-1, 1].
     pub fn generate_whole(
         &self,
         planes: &[f32],
@@ -263,12 +268,54 @@ impl SctModel {
         rows: usize,
         cols: usize,
     ) -> Result<Vec<f32>> {
-        let m = self.size_multiple().ok_or_else(|| {
+        let m = self.fully_convolutional()?;
+        let mut tile = match self.max_tile {
+            Some(t) if t < rows.max(cols) => (t / m).max(1) * m,
+            _ => match self.generate_padded(planes, channels, rows, cols) {
+                Err(Error::Limit { .. }) => {
+                    // What was recorded before the refusal runs now, on buffers already back
+                    // in the pool, so it cannot touch the tiles' inputs.
+                    self.gpu.flush()?;
+                    (rows.max(cols) / 2).div_ceil(m) * m
+                }
+                done => return done,
+            },
+        };
+        loop {
+            let tiled =
+                super::tiles::blend_tiles(planes, channels, rows, cols, tile, |p, c, r, w| {
+                    self.generate_padded(p, c, r, w)
+                });
+            match tiled {
+                Err(Error::Limit { .. }) if tile > m => {
+                    self.gpu.flush()?;
+                    tile = (tile / 2).div_ceil(m) * m;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    fn fully_convolutional(&self) -> Result<usize> {
+        self.size_multiple().ok_or_else(|| {
             Error::Invalid(format!(
                 "{} has a fixed input size; it cannot translate whole slices",
                 self.describe()
             ))
-        })?;
+        })
+    }
+
+    /// G_AB on one stack of planes, reflected out to the next multiple of the generator's
+    /// downsampling factor (half before, half after), run in eval mode, and cropped back to
+    /// `rows` x `cols`.
+    pub fn generate_padded(
+        &self,
+        planes: &[f32],
+        channels: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>> {
+        let m = self.fully_convolutional()?;
         if planes.len() != channels * rows * cols || rows == 0 || cols == 0 {
             return Err(Error::shape(
                 "generate_whole",

@@ -72,6 +72,9 @@ pub struct TranslateOptions {
     /// Write a series that has a gap (recorded in sct.json and ImageComments) instead of
     /// refusing it.
     pub allow_gaps: bool,
+    /// Largest tile side in pixels for fully convolutional models (None: whole slices, tiles
+    /// only where the adapter refuses a slice).
+    pub tile: Option<usize>,
 }
 
 impl Default for TranslateOptions {
@@ -81,6 +84,7 @@ impl Default for TranslateOptions {
             batch_size: 16,
             force: false,
             allow_gaps: false,
+            tile: None,
         }
     }
 }
@@ -232,7 +236,8 @@ pub fn translate(
         return Err(Error::Invalid("batch size must be at least 1".into()));
     }
     let staged = StagedDir::new(output, opts.force, MANIFEST)?;
-    let model = SctModel::load(gpu, weights)?;
+    let mut model = SctModel::load(gpu, weights)?;
+    model.max_tile = opts.tile;
     let (vol, loaded, gaps) = load_mri_checked(input)?;
     if !gaps.is_empty() && !opts.allow_gaps {
         let others = others_skipped(&loaded.skipped, &gaps);

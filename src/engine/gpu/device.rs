@@ -102,6 +102,8 @@ pub struct Gpu {
     errors: Arc<Mutex<Vec<String>>>,
     subgroups: Cell<bool>,
     timestamps: RefCell<Option<Timestamps>>,
+    /// A storage-binding size below the adapter's, set by [`Gpu::cap_storage_binding`].
+    binding_cap: Cell<u64>,
 }
 
 impl Gpu {
@@ -211,14 +213,24 @@ impl Gpu {
             ),
             adapter: summary,
             timestamps: RefCell::new(None),
+            binding_cap: Cell::new(u64::MAX),
         }))
+    }
+
+    /// Refuses storage bindings above `bytes` from now on, as an adapter with that limit would
+    /// (WebGPU's default is 128 MiB): to rehearse a smaller adapter's behaviour on this one.
+    pub fn cap_storage_binding(&self, bytes: u64) {
+        self.binding_cap.set(bytes);
     }
 
     /// A buffer of at least `bytes` bytes from the pool. Its contents are undefined.
     pub fn alloc(&self, bytes: u64) -> Result<PooledBuffer> {
         let bytes = bytes.max(4);
         let class = size_class(bytes);
-        let max_binding = self.limits.max_storage_buffer_binding_size;
+        let max_binding = self
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.binding_cap.get());
         if bytes > max_binding {
             return Err(Error::Limit {
                 what: "a storage buffer binding".into(),
