@@ -67,6 +67,55 @@ fn mr_percentiles_match_numpy_and_invert() {
 }
 
 #[test]
+fn a_padded_border_at_one_exact_value_is_left_out_of_the_mr_percentiles() {
+    // Two 16x16 slices: a 4-column border of exact -20000 on each side (half the voxels, as
+    // the black bars of a scanner's zero-filled field of view), the middle a ramp 0..255.
+    let slice = |offset: f32| -> Vec<f32> {
+        (0..256)
+            .map(|i| {
+                let c = i % 16;
+                if !(4..12).contains(&c) {
+                    -20000.0
+                } else {
+                    offset + ((i / 16) * 8 + c - 4) as f32
+                }
+            })
+            .collect()
+    };
+    let vol = volume(Modality::Mr, vec![slice(0.0), slice(128.0)]);
+    let m = prepare_volume(&vol, 16, &LoadOptions::default())
+        .unwrap()
+        .mr_scaling
+        .unwrap();
+    // The middles hold 0..255 once each: numpy's percentiles of np.arange(256).
+    assert!(
+        (m.low - 1.275).abs() < 1e-4 && (m.high - 253.725).abs() < 1e-3,
+        "{m:?}"
+    );
+    // Below the 1 % share, an exact minimum is signal like any other value.
+    let mut few = slice(0.0);
+    for (i, v) in few.iter_mut().enumerate() {
+        if *v == -20000.0 {
+            *v = if i == 0 { -20000.0 } else { 300.0 + i as f32 };
+        }
+    }
+    let m = prepare_volume(
+        &volume(Modality::Mr, vec![few.clone(); 2]),
+        16,
+        &LoadOptions::default(),
+    )
+    .unwrap()
+    .mr_scaling
+    .unwrap();
+    let mut all: Vec<f32> = few.iter().chain(&few).copied().collect();
+    assert_eq!(
+        m.low,
+        percentile(&mut all, 0.5),
+        "2 of 512 at the minimum: kept"
+    );
+}
+
+#[test]
 fn constant_mr_volume_is_an_error_naming_its_source() {
     let vol = volume(Modality::Mr, vec![vec![5.0; 64]; 3]);
     let e = prepare_volume(&vol, 8, &LoadOptions::default())

@@ -72,9 +72,20 @@ pub struct MrScaling {
     pub high: f32,
 }
 
+/// The smallest share of a volume at exactly its minimum that counts as padding
+/// ([`MrScaling::from_values`]).
+pub const PADDING_FRACTION: f64 = 0.01;
+
 impl MrScaling {
     /// Percentiles (in percent, linear interpolation between order statistics, as numpy's
     /// default) of `values`. Errors when there are no values or they are all equal.
+    ///
+    /// A plateau of voxels exactly at the minimum that holds at least [`PADDING_FRACTION`] of
+    /// the volume is padding (outside the field of view, or zero-filled), not signal: real MR
+    /// background carries noise and is never one exact value over so many voxels. Left in, a
+    /// wide padded border moves the low percentile onto it and squeezes the whole head into
+    /// the top of the range; so the percentiles come from the other voxels, and the padding
+    /// maps below -1 (clamped there, with air).
     pub(crate) fn from_values(
         values: &mut [f32],
         lo_pct: f32,
@@ -88,8 +99,24 @@ impl MrScaling {
                 "MR percentiles {lo_pct}, {hi_pct} are not 0 <= low < high <= 100"
             ));
         }
-        let low = percentile(values, lo_pct);
-        let high = percentile(values, hi_pct);
+        let min = values.iter().copied().fold(f32::INFINITY, f32::min);
+        let at_min = values.iter().filter(|v| **v == min).count();
+        let signal: &mut [f32] =
+            if (at_min as f64) >= PADDING_FRACTION * values.len() as f64 && at_min < values.len() {
+                // Move the plateau to the end and keep the rest.
+                let mut kept = 0;
+                for i in 0..values.len() {
+                    if values[i] != min {
+                        values.swap(kept, i);
+                        kept += 1;
+                    }
+                }
+                &mut values[..kept]
+            } else {
+                values
+            };
+        let low = percentile(signal, lo_pct);
+        let high = percentile(signal, hi_pct);
         if high.partial_cmp(&low) != Some(std::cmp::Ordering::Greater) {
             return Err(format!("MR volume is constant between its p{lo_pct} and p{hi_pct} ({low}); nothing to scale"));
         }
