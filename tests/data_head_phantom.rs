@@ -547,3 +547,64 @@ fn ten_anatomical_subjects_timing() {
     assert!(took.as_secs_f64() < 60.0, "{took:?}");
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn expected_ct_puts_each_tissue_at_the_centre_of_its_range() {
+    let s = full_subject();
+    let expected = s
+        .ct_expected
+        .as_ref()
+        .expect("the anatomical head has an expected CT");
+    assert_eq!(expected.len(), s.ct_hu.len());
+    // Centres of the documented ranges (module docs of the phantom): bone 1000-1800, diploe
+    // 300-700, grey 35-45, white 22-30, fat -110..-80, CSF 4-14.
+    let centres = [
+        (Tissue::Bone, 1400.0),
+        (Tissue::Marrow, 500.0),
+        (Tissue::Grey, 40.0),
+        (Tissue::White, 26.0),
+        (Tissue::Fat, -95.0),
+        (Tissue::Csf, 9.0),
+    ];
+    let (n, plane) = (s.rows, s.rows * s.cols);
+    let mut checked = [0usize; 6];
+    for k in 0..s.slices {
+        let l = &s.labels[k * plane..][..plane];
+        for r in 1..n - 1 {
+            for c in 1..n - 1 {
+                let t = l[r * n + c];
+                // Interior pixels only: partial volume mixes tissues on edges.
+                let interior =
+                    (r - 1..r + 2).all(|rr| (c - 1..c + 2).all(|cc| l[rr * n + cc] == t));
+                let Some(j) = centres.iter().position(|(ti, _)| *ti as u8 == t) else {
+                    continue;
+                };
+                if !interior {
+                    continue;
+                }
+                let at = k * plane + r * n + c;
+                assert_eq!(
+                    expected[at], centres[j].1,
+                    "slice {k} ({r}, {c}) {:?}",
+                    centres[j].0
+                );
+                // The CT written is the subject's draw plus noise of at most a few sigma (<= 8).
+                let drawn = s.ct_values[t as usize];
+                assert!(
+                    (s.ct_hu[at] - drawn).abs() <= 8.0 * 6.0 + 0.5,
+                    "{} vs {drawn}",
+                    s.ct_hu[at]
+                );
+                checked[j] += 1;
+            }
+        }
+    }
+    assert!(
+        checked.iter().all(|&c| c > 100),
+        "interior pixels of every tissue: {checked:?}"
+    );
+    // On edges the expected CT mixes the centres of the tissues around the pixel.
+    let lo = -1000.0f32;
+    let hi = 1400.0f32;
+    assert!(expected.iter().all(|v| (lo..=hi).contains(v)));
+}

@@ -3,8 +3,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use mr2ct::data::phantom::{write_phantom, MrContrast, PhantomKind, PhantomOptions};
+use mr2ct::data::phantom::{
+    phantom_subject, write_phantom, MrContrast, PhantomKind, PhantomOptions,
+};
 use mr2ct::data::{write_synthrad_phantom, SynthradLayout};
+use mr2ct::sct::eval::{body_mask, MaskRule};
 use mr2ct::Result;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -89,5 +92,59 @@ pub fn phantom(args: &PhantomArgs) -> Result<()> {
         args.out.display(),
         t.elapsed().as_secs_f64()
     );
+    if opts.kind == PhantomKind::Anatomical {
+        print_floor(&s.test, args.seed, &opts, args.subjects);
+    }
     Ok(())
+}
+
+/// The error no model can avoid on the held-out subjects: the MAE, over `mr2ct eval`'s body
+/// mask, of the expected CT (`PhantomSubject::ct_expected`) against the CT written. Under an
+/// L1 loss the best estimate of a value drawn uniformly is the centre of its range, so this
+/// is the floor of the MAE any generator can reach on these subjects, on average.
+fn print_floor(test: &[String], seed: u64, opts: &PhantomOptions, subjects: usize) {
+    let rule = MaskRule::default();
+    let mut per_subject = Vec::new();
+    for index in 0..subjects {
+        let id = format!("phantom-{:03}", index + 1);
+        if !test.contains(&id) {
+            continue;
+        }
+        let s = phantom_subject(seed, index, opts);
+        let Some(expected) = &s.ct_expected else {
+            return;
+        };
+        let clip = |v: f32| v.clamp(-1024.0, 3000.0) as f64;
+        let mask = body_mask(&s.ct_hu, [s.slices, s.rows, s.cols], &rule);
+        let (sum, sq, n) = mask
+            .iter()
+            .zip(s.ct_hu.iter().zip(expected))
+            .filter(|(m, _)| **m)
+            .fold((0.0, 0.0, 0usize), |(a, q, n), (_, (c, e))| {
+                let d = clip(*c) - clip(*e);
+                (a + d.abs(), q + d * d, n + 1)
+            });
+        if n > 0 {
+            // PSNR as `mr2ct eval` computes it (data range 4024 HU).
+            let psnr = 10.0 * (4024f64.powi(2) / (sq / n as f64)).log10();
+            per_subject.push((id, sum / n as f64, psnr));
+        }
+    }
+    if per_subject.is_empty() {
+        return;
+    }
+    let k = per_subject.len() as f64;
+    let mean = per_subject.iter().map(|p| p.1).sum::<f64>() / k;
+    let psnr = per_subject.iter().map(|p| p.2).sum::<f64>() / k;
+    let list: Vec<String> = per_subject
+        .iter()
+        .map(|(id, mae, psnr)| format!("{id} {mae:.1} HU {psnr:.2} dB"))
+        .collect();
+    println!(
+        "expected-CT floor on the test subjects (what no model can beat on average: each \
+         tissue at the centre of its HU range, body mask {}): MAE {mean:.1} HU, PSNR \
+         {psnr:.2} dB ({})",
+        rule.describe(),
+        list.join(", ")
+    );
 }

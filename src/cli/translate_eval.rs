@@ -78,6 +78,9 @@ pub struct EvalArgs {
     /// Overwrite an existing metrics.json.
     #[arg(long)]
     force: bool,
+    /// As translate's --tile: overlapping tiles of at most this many pixels a side.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(16..))]
+    tile: Option<u32>,
 }
 
 pub fn eval(adapter: Option<&str>, args: &EvalArgs) -> Result<Outcome> {
@@ -85,6 +88,7 @@ pub fn eval(adapter: Option<&str>, args: &EvalArgs) -> Result<Outcome> {
     let opts = EvalOptions {
         batch_size: args.batch_size,
         force: args.force,
+        tile: args.tile.map(|t| t as usize),
         ..EvalOptions::default()
     };
     let r = mr2ct::sct::eval::evaluate(&gpu, &args.weights, &args.mri, &args.ct, &args.out, &opts)?;

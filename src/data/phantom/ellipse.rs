@@ -312,6 +312,7 @@ pub(super) fn subject(seed: u64, index: usize, opts: &PhantomOptions) -> Phantom
         ct_hu,
         mr: mr_v,
         labels,
+        ct_expected: None,
         ct_values: ct,
         mr_values: mr,
         relaxation: [Relaxation::default(); TISSUES],

@@ -229,6 +229,12 @@ pub struct PhantomSubject {
     pub mr: Vec<f32>,
     /// Tissue at each pixel centre (`Tissue as u8`), before partial volume.
     pub labels: Vec<u8>,
+    /// [slices, rows, cols] the CT a perfect model could give from the MR: each tissue at
+    /// the centre of the range its CT number is drawn from (a subject's draw leaves no mark
+    /// in its MR: bone has no MR signal, and the other tissues' HU are drawn independently
+    /// of their relaxation), with the same partial volume and no noise. Its distance to
+    /// `ct_hu` is the error no model can avoid on this phantom. Anatomical head only.
+    pub ct_expected: Option<Vec<f32>>,
     /// Mean HU drawn for each tissue (indexed by `Tissue as usize`; 0 for unused labels).
     pub ct_values: [f32; TISSUES],
     /// Noise- and bias-free MR value of each tissue (indexed by `Tissue as usize`).

@@ -96,6 +96,8 @@ pub struct EvalOptions {
     pub mask: MaskRule,
     /// Write the per-subject PNG panels.
     pub panels: bool,
+    /// Largest tile side for fully convolutional models (translate's `--tile`).
+    pub tile: Option<usize>,
 }
 
 impl Default for EvalOptions {
@@ -105,6 +107,7 @@ impl Default for EvalOptions {
             force: false,
             mask: MaskRule::default(),
             panels: true,
+            tile: None,
         }
     }
 }
@@ -203,7 +206,8 @@ pub fn evaluate(
         return Err(Error::Invalid("batch size must be at least 1".into()));
     }
     check_out(out, opts.force)?;
-    let model = SctModel::load(gpu, weights)?;
+    let mut model = SctModel::load(gpu, weights)?;
+    model.max_tile = opts.tile;
     let source = format!(
         "{} ({}, fnv1a64 {})",
         weights.display(),

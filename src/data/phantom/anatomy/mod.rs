@@ -30,6 +30,8 @@ struct Imaging {
     pixel_mm: f64,
     x0: f64,
     values: TissueValues,
+    /// Each tissue at the centre of the range its CT number is drawn from.
+    ct_expected: [f32; super::TISSUES],
     ct_sigma: f64,
     mr_sigma: f64,
     bias: [f64; 6],
@@ -58,7 +60,7 @@ impl Imaging {
         let mut noise = Rng::new(self.noise_seed ^ fnv1a64(&format!("slice {k}")));
         let step = self.pixel_mm / SUPERSAMPLE as f64;
         let half = (SUPERSAMPLE / 2) as f64;
-        let (ct_v, mr_v) = (&self.values.ct, &self.values.mr);
+        let (ct_v, mr_v, mid) = (&self.values.ct, &self.values.mr, &self.ct_expected);
         for r in 0..n {
             for c in 0..n {
                 let i = r * n + c;
@@ -67,9 +69,10 @@ impl Imaging {
                     (c.saturating_sub(1)..(c + 2).min(n)).any(|cc| out.labels[rr * n + cc] != l)
                 });
                 let (x, y) = (pos(c), pos(r));
-                let (hu, signal) = if edge {
+                let (hu, expected, signal) = if edge {
                     // The centre sample is the label already drawn.
                     let (mut hu, mut sig) = (ct_v[l as usize] as f64, mr_v[l as usize] as f64);
+                    let mut expected = mid[l as usize] as f64;
                     for a in 0..SUPERSAMPLE {
                         for b in 0..SUPERSAMPLE {
                             if 2 * a + 1 == SUPERSAMPLE && 2 * b + 1 == SUPERSAMPLE {
@@ -79,14 +82,17 @@ impl Imaging {
                                 .tissue(x + (b as f64 - half) * step, y + (a as f64 - half) * step)
                                 as usize;
                             hu += ct_v[t] as f64;
+                            expected += mid[t] as f64;
                             sig += mr_v[t] as f64;
                         }
                     }
                     let m = (SUPERSAMPLE * SUPERSAMPLE) as f64;
-                    (hu / m, sig / m)
+                    (hu / m, expected / m, sig / m)
                 } else {
-                    (ct_v[l as usize] as f64, mr_v[l as usize] as f64)
+                    let l = l as usize;
+                    (ct_v[l] as f64, mid[l] as f64, mr_v[l] as f64)
                 };
+                out.expected[i] = expected as f32;
                 out.ct[i] = (hu + self.ct_sigma * noise.normal())
                     .round()
                     .clamp(-1024.0, 3071.0) as f32;
@@ -107,6 +113,7 @@ impl Imaging {
 struct SliceOut<'a> {
     labels: &'a mut [u8],
     ct: &'a mut [f32],
+    expected: &'a mut [f32],
     mr: &'a mut [f32],
 }
 
@@ -141,11 +148,16 @@ pub(super) fn subject(seed: u64, index: usize, opts: &PhantomOptions) -> Phantom
         ],
         noise_seed: rng.next_u64(),
         values,
+        ct_expected: super::Tissue::ALL.map(|t| {
+            let (lo, hi) = contrast::ct_range(t);
+            (0.5 * (lo + hi)) as f32
+        }),
     };
 
     let plane = n * n;
     let mut labels = vec![0u8; slices * plane];
     let mut ct_hu = vec![0f32; slices * plane];
+    let mut ct_expected = vec![0f32; slices * plane];
     let mut mr = vec![0f32; slices * plane];
     let positions: Vec<[f64; 3]> = (0..slices)
         .map(|k| [imaging.x0, imaging.x0, z0 + k as f64 * thickness])
@@ -156,9 +168,10 @@ pub(super) fn subject(seed: u64, index: usize, opts: &PhantomOptions) -> Phantom
         .min(slices);
     // Slices dealt round-robin: the top slices are mostly air and fast.
     let mut work: Vec<Vec<(usize, SliceOut<'_>)>> = (0..threads).map(|_| Vec::new()).collect();
-    for (k, ((l, c), m)) in labels
+    for (k, (((l, c), e), m)) in labels
         .chunks_mut(plane)
         .zip(ct_hu.chunks_mut(plane))
+        .zip(ct_expected.chunks_mut(plane))
         .zip(mr.chunks_mut(plane))
         .enumerate()
     {
@@ -167,6 +180,7 @@ pub(super) fn subject(seed: u64, index: usize, opts: &PhantomOptions) -> Phantom
             SliceOut {
                 labels: l,
                 ct: c,
+                expected: e,
                 mr: m,
             },
         ));
@@ -199,6 +213,7 @@ pub(super) fn subject(seed: u64, index: usize, opts: &PhantomOptions) -> Phantom
         ct_hu,
         mr,
         labels,
+        ct_expected: Some(ct_expected),
         ct_values: imaging.values.ct,
         mr_values: imaging.values.mr,
         relaxation: imaging.values.relaxation,
