@@ -123,8 +123,8 @@ fn tiled_inference_blends_each_tile_run_alone_and_covers_the_slice() {
     model.max_tile = Some(tile);
     let got = model.generate_whole(&planes, channels, rows, cols).unwrap();
     assert_eq!(got.len(), rows * cols);
-    let row_starts = mr2ct::sct::tiles::tile_starts(rows, tile, tile / 4);
-    let col_starts = mr2ct::sct::tiles::tile_starts(cols, tile, tile / 4);
+    let row_starts = mr2ct::models::tiles::tile_starts(rows, tile, tile / 4);
+    let col_starts = mr2ct::models::tiles::tile_starts(cols, tile, tile / 4);
     for (n, starts) in [(rows, &row_starts), (cols, &col_starts)] {
         assert_eq!(starts[0], 0);
         assert_eq!(

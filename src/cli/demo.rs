@@ -106,6 +106,17 @@ pub fn demo(adapter: Option<&str>, args: &DemoArgs) -> Result<()> {
                 ph.test.len()
             );
             print!("{r}");
+            if anatomical {
+                super::phantom::print_floor(
+                    &ph.test,
+                    2026,
+                    &PhantomOptions {
+                        test_fraction: 0.34,
+                        ..PhantomOptions::anatomical()
+                    },
+                    args.subjects,
+                );
+            }
             Some(r)
         }
         None => {

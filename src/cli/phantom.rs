@@ -102,7 +102,7 @@ pub fn phantom(args: &PhantomArgs) -> Result<()> {
 /// mask, of the expected CT (`PhantomSubject::ct_expected`) against the CT written. Under an
 /// L1 loss the best estimate of a value drawn uniformly is the centre of its range, so this
 /// is the floor of the MAE any generator can reach on these subjects, on average.
-fn print_floor(test: &[String], seed: u64, opts: &PhantomOptions, subjects: usize) {
+pub(crate) fn print_floor(test: &[String], seed: u64, opts: &PhantomOptions, subjects: usize) {
     let rule = MaskRule::default();
     let mut per_subject = Vec::new();
     for index in 0..subjects {

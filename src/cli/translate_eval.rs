@@ -33,10 +33,11 @@ pub struct TranslateArgs {
     /// file's ImageComments. Without it such a series is refused (exit status 1).
     #[arg(long)]
     allow_gaps: bool,
-    /// Translate whole slices in overlapping tiles of at most this many pixels a side
-    /// (ResNet and U-Net models), to bound device memory. Without it a slice is translated
-    /// whole, and in tiles only when the adapter's buffer limits refuse it.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(16..))]
+    /// ResNet and U-Net models: translate slices in overlapping tiles of at most this many
+    /// pixels a side; 0 for whole slices. Default: the crop the model was trained on (its
+    /// instance normalisation learned that field of view), whole slices for models trained
+    /// on whole slices; tiles also where the adapter's buffer limits refuse a whole slice.
+    #[arg(long)]
     tile: Option<u32>,
 }
 
@@ -78,8 +79,9 @@ pub struct EvalArgs {
     /// Overwrite an existing metrics.json.
     #[arg(long)]
     force: bool,
-    /// As translate's --tile: overlapping tiles of at most this many pixels a side.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(16..))]
+    /// As translate's --tile: overlapping tiles of at most this many pixels a side, 0 for
+    /// whole slices, default the model's training crop.
+    #[arg(long)]
     tile: Option<u32>,
 }
 

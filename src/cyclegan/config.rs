@@ -125,6 +125,20 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The tile a fully convolutional model translates in by default: the crop it was trained
+    /// on. Its instance normalisation learned the statistics of that field of view; a whole
+    /// slice (four times the area of a 128-pixel crop) shifts them, and the sCT with them
+    /// (benches/NOTES.md has the shipped U-Net's held-out scores both ways). None when it
+    /// trained on whole slices or has a fixed size (the paper's model).
+    pub fn inference_tile(&self) -> Option<usize> {
+        match self.model {
+            ModelKind::Paper => None,
+            ModelKind::Resnet | ModelKind::Unet => {
+                (self.crop > 0 && self.crop < self.size).then_some(self.crop)
+            }
+        }
+    }
+
     /// The networks this configuration builds.
     pub fn architecture(&self) -> Architecture {
         Architecture {

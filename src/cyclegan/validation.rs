@@ -13,6 +13,7 @@ use crate::engine::error::{Error, Result};
 use crate::engine::nn::Pass;
 use crate::engine::tensor::Tensor;
 use crate::metrics::{self, Vol};
+use crate::models::tiles::blend_tiles;
 
 /// Held-out pairs prepared exactly like the training data: MR [n, channels, size, size] and
 /// CT [n, 1, size, size] in [-1, 1], whole slices (never cropped).
@@ -80,6 +81,12 @@ impl Trainer {
     }
 
     /// G_AB (eval mode) on every held-out slice, a few at a time; scores in HU.
+    /// G_AB in eval mode on `values` of `shape`, read back.
+    fn generate_eval(&self, values: &[f32], shape: &[usize]) -> Result<Vec<f32>> {
+        let x = Tensor::from_slice(&self.gpu, values, shape)?;
+        crate::engine::no_grad(|| self.gan.g_ab.forward(&x, Pass::EVAL))?.to_vec()
+    }
+
     pub fn validate(&self, held: &HeldOut) -> Result<ValScores> {
         let (c, s) = (held.channels, held.size);
         let plane = s * s;
@@ -97,14 +104,23 @@ impl Trainer {
         let ct_scale = CtScaling::default();
         let (mut sums, mut counted) = (ValScores::default(), 0usize);
         const CHUNK: usize = 4;
+        // Models trained on crops are scored as translate runs them: in tiles of the crop.
+        let tile = self.config().inference_tile();
         for first in (0..n).step_by(CHUNK) {
             let k = CHUNK.min(n - first);
-            let x = Tensor::from_slice(
-                &self.gpu,
-                &held.mr[first * c * plane..(first + k) * c * plane],
-                &[k, c, s, s],
-            )?;
-            let y = crate::engine::no_grad(|| self.gan.g_ab.forward(&x, Pass::EVAL))?.to_vec()?;
+            let mr = &held.mr[first * c * plane..(first + k) * c * plane];
+            let y = match tile {
+                None => self.generate_eval(mr, &[k, c, s, s])?,
+                Some(t) => {
+                    let mut y = Vec::with_capacity(k * plane);
+                    for stack in mr.chunks(c * plane) {
+                        y.extend(blend_tiles(stack, c, s, s, t, |p, c, r, w| {
+                            self.generate_eval(p, &[1, c, r, w])
+                        })?);
+                    }
+                    y
+                }
+            };
             for i in 0..k {
                 let fake: Vec<f32> = y[i * plane..(i + 1) * plane]
                     .iter()

@@ -6,6 +6,7 @@
 pub mod discriminator;
 pub mod generator;
 pub mod resnet;
+pub mod tiles;
 pub mod unet;
 
 use std::rc::Rc;

@@ -27,7 +27,6 @@ pub mod mask;
 mod model;
 mod nifti_out;
 mod png_out;
-pub mod tiles;
 pub mod translate;
 
 use std::path::{Path, PathBuf};

@@ -26,8 +26,9 @@ pub struct SctModel {
     pub mr_percentiles: (f32, f32),
     /// FNV-1a 64 of the weights file's bytes (hex), to tell weights files apart.
     pub fingerprint: String,
-    /// Largest tile side for whole-slice inference; None: whole slices, tiles only when the
-    /// adapter's limits refuse a slice ([`super::tiles`]).
+    /// Largest tile side for whole-slice inference ([`crate::models::tiles`]); None: whole slices,
+    /// tiles only when the adapter's limits refuse a slice. Loaded as the model's training
+    /// crop ([`TrainConfig::inference_tile`]).
     pub max_tile: Option<usize>,
     generator: Network,
     gpu: Rc<Gpu>,
@@ -99,6 +100,7 @@ impl SctModel {
             Some(p) => (p.ct.clone(), p.mr_percentiles),
             None => (CtScaling::default(), LoadOptions::default().mr_percentiles),
         };
+        let max_tile = cfg.inference_tile();
         Ok(SctModel {
             weights: path.to_path_buf(),
             cfg,
@@ -106,15 +108,38 @@ impl SctModel {
             ct,
             mr_percentiles,
             fingerprint,
-            max_tile: None,
+            max_tile,
             generator,
             gpu: gpu.clone(),
         })
     }
 
+    /// A tile request as the command line makes it: None keeps the model's own, Some(0) asks
+    /// for whole slices, Some(n) for tiles of at most n pixels.
+    pub fn set_tile(&mut self, request: Option<usize>) {
+        match request {
+            None => {}
+            Some(0) => self.max_tile = None,
+            Some(n) => self.max_tile = Some(n),
+        }
+    }
+
     /// "paper model, 64x64, ngf 64" and the like.
     pub fn describe(&self) -> String {
         describe(&self.cfg)
+    }
+
+    /// [`Self::describe`] and how slices are translated: "..., whole slices at 1 mm" or
+    /// "..., tiles of 128 px at 1 mm".
+    pub fn describe_inference(&self) -> String {
+        let mm = self.prep.as_ref().and_then(|p| p.spacing);
+        match (mm, self.size_multiple()) {
+            (Some(mm), Some(_)) => match self.max_tile {
+                Some(t) => format!("{}, tiles of at most {t} px at {mm} mm", self.describe()),
+                None => format!("{}, whole slices at {mm} mm", self.describe()),
+            },
+            _ => self.describe(),
+        }
     }
 
     /// The weights file's name (no directories), for descriptions.
@@ -282,10 +307,14 @@ impl SctModel {
             },
         };
         loop {
-            let tiled =
-                super::tiles::blend_tiles(planes, channels, rows, cols, tile, |p, c, r, w| {
-                    self.generate_padded(p, c, r, w)
-                });
+            let tiled = crate::models::tiles::blend_tiles(
+                planes,
+                channels,
+                rows,
+                cols,
+                tile,
+                |p, c, r, w| self.generate_padded(p, c, r, w),
+            );
             match tiled {
                 Err(Error::Limit { .. }) if tile > m => {
                     self.gpu.flush()?;

@@ -72,8 +72,8 @@ pub struct TranslateOptions {
     /// Write a series that has a gap (recorded in sct.json and ImageComments) instead of
     /// refusing it.
     pub allow_gaps: bool,
-    /// Largest tile side in pixels for fully convolutional models (None: whole slices, tiles
-    /// only where the adapter refuses a slice).
+    /// Largest tile side in pixels for fully convolutional models; None: the model's own
+    /// (its training crop, `TrainConfig::inference_tile`); Some(0): whole slices.
     pub tile: Option<usize>,
 }
 
@@ -237,7 +237,7 @@ pub fn translate(
     }
     let staged = StagedDir::new(output, opts.force, MANIFEST)?;
     let mut model = SctModel::load(gpu, weights)?;
-    model.max_tile = opts.tile;
+    model.set_tile(opts.tile);
     let (vol, loaded, gaps) = load_mri_checked(input)?;
     if !gaps.is_empty() && !opts.allow_gaps {
         let others = others_skipped(&loaded.skipped, &gaps);
@@ -407,7 +407,7 @@ pub(crate) fn write_outputs(
         rows: sct.rows,
         cols: sct.cols,
         weights: model.weights.clone(),
-        model: model.describe(),
+        model: model.describe_inference(),
         series_instance_uid,
         hu_min: lo,
         hu_max: hi,

@@ -96,7 +96,8 @@ pub struct EvalOptions {
     pub mask: MaskRule,
     /// Write the per-subject PNG panels.
     pub panels: bool,
-    /// Largest tile side for fully convolutional models (translate's `--tile`).
+    /// Largest tile side for fully convolutional models, as translate's (None: the model's
+    /// own, Some(0): whole slices).
     pub tile: Option<usize>,
 }
 
@@ -207,11 +208,11 @@ pub fn evaluate(
     }
     check_out(out, opts.force)?;
     let mut model = SctModel::load(gpu, weights)?;
-    model.max_tile = opts.tile;
+    model.set_tile(opts.tile);
     let source = format!(
         "{} ({}, fnv1a64 {})",
         weights.display(),
-        model.describe(),
+        model.describe_inference(),
         model.fingerprint
     );
     evaluate_with(mri, ct, out, opts, &source, |mr, _ct| {

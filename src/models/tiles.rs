@@ -5,11 +5,12 @@
 //! linearly across the overlap, so no seam shows where two tiles meet. The weights of every
 //! pixel sum to one, so a generator whose output is constant comes back exactly constant.
 //!
-//! Tiles are not exactly the whole slice: instance normalisation sees each tile's statistics,
-//! not the slice's (as in every sliding-window inference of such networks, e.g. MONAI's
-//! `sliding_window_inference`). The whole slice is therefore always tried first; tiles are the
-//! fallback when an activation exceeds the adapter's buffer limits, or when the user asks for
-//! them (`--tile`) to bound memory.
+//! Tiles are not the whole slice: instance normalisation sees each tile's statistics, not the
+//! slice's (as in every sliding-window inference of such networks, e.g. MONAI's
+//! `sliding_window_inference`). That is why a model trained on crops translates in tiles of
+//! its crop by default (`TrainConfig::inference_tile`): the statistics it learned are a
+//! crop's. Tiles are also the fallback when an activation exceeds the adapter's buffer
+//! limits, and what `--tile` asks for to bound memory.
 
 /// Where tiles of length `tile` start along a line of `n` samples so that neighbours overlap
 /// by at least `overlap`: evenly spread from 0 to `n - tile`. One tile when it covers the line.
