@@ -5,8 +5,10 @@
 # shaders/conv2d_subgroup.wgsl), Vulkan 1.0. It is about 30x slower than lavapipe, so this is not
 # part of the 15-minute CI path (.ci/run); run it by hand after a change to a kernel.
 #
-#   scripts/swiftshader_tests.sh [OUT_DIR] [--skip NAME[,NAME...]] [--only NAME[,NAME...]]
+#   scripts/swiftshader_tests.sh [OUT_DIR] [--skip NAME[,NAME...]] [--only NAME[,NAME...]] [--no-build]
 #
+# --no-build: run the executables OUT_DIR/build-tests.json (an earlier run's) names, without
+# invoking cargo (e.g. while another cargo command holds the machine).
 # OUT_DIR (default target/swiftshader-tests): one log per test executable and summary.txt.
 # The tests run in release (cargo test --release --no-run builds them; CARGO_TARGET_DIR is
 # honoured). A test executable needs an adapter when its source creates a Gpu (directly or
@@ -20,11 +22,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=""
 skip=""
 only=""
+build=1
 while [ $# -gt 0 ]; do
     case "$1" in
     --skip) skip=${2:?--skip needs a list}; shift 2 ;;
     --only) only=${2:?--only needs a list}; shift 2 ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    --no-build) build=0; shift ;;
+    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
     *) out=$1; shift ;;
     esac
 done
@@ -45,9 +49,14 @@ if [ ! -f "$icd" ]; then
 fi
 
 cd "$root"
-echo "swiftshader_tests: building the test executables (release)" >&2
-cargo build --release --quiet
-cargo test --release --no-run --message-format=json >"$out/build-tests.json" 2>"$out/build.log"
+if [ "$build" = 1 ]; then
+    echo "swiftshader_tests: building the test executables (release)" >&2
+    cargo build --release --quiet
+    cargo test --release --no-run --message-format=json >"$out/build-tests.json" 2>"$out/build.log"
+elif [ ! -f "$out/build-tests.json" ]; then
+    echo "swiftshader_tests: --no-build needs $out/build-tests.json from an earlier run" >&2
+    exit 1
+fi
 
 python3 - "$out" "$skip" "$only" <<'PY'
 import json, os, re, sys
