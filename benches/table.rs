@@ -4,11 +4,11 @@
 //! Options: --batches 1,16,128  --iters N  --warmup N  --budget SECONDS  --filter SUBSTRING[|...]
 //!          --sizes 128,256 (ResNet rows)
 //!          --model paper|resnet (repeatable)  --kernels-only  --train-only  --json FILE
-//!          --adapter NAME|INDEX
+//!          --suite paper|sct|all  --adapter NAME|INDEX
 
 use std::process::ExitCode;
 
-use mr2ct::bench::{run, BenchOptions};
+use mr2ct::bench::{run, BenchOptions, Suite};
 use mr2ct::cyclegan::ModelKind;
 use mr2ct::Gpu;
 
@@ -51,6 +51,14 @@ fn parse(args: &[String]) -> Result<(BenchOptions, Option<String>, Option<String
                 "resnet" => ModelKind::Resnet,
                 m => return Err(format!("--model {m}: expected paper or resnet")),
             }),
+            "--suite" => {
+                o.suite = match val()?.as_str() {
+                    "paper" => Suite::Paper,
+                    "sct" => Suite::Sct,
+                    "all" => Suite::All,
+                    s => return Err(format!("--suite {s}: expected paper, sct or all")),
+                }
+            }
             "--kernels-only" => o.train = false,
             "--train-only" => o.kernels = false,
             "--json" => json = Some(val()?),

@@ -4,7 +4,13 @@
 
 mod common;
 
-use mr2ct::bench::{kernel_specs, run, BenchOptions};
+use mr2ct::bench::{
+    kernel_specs, run, sct_kernel_specs, sct_train_cases, unet_parameters, variant, BenchOptions,
+    Suite,
+};
+use mr2ct::cyclegan::{ModelKind, Objective};
+use mr2ct::engine::nn::Module;
+use mr2ct::models::UnetGenerator;
 use serde_json::Value;
 
 fn positive(v: &Value, what: &str) -> f64 {
@@ -154,4 +160,115 @@ fn analytic_memory_of_the_paper_step_matches_the_hand_count() {
     assert_eq!(m.gradients, m.parameters);
     assert_eq!(m.adam, 2 * m.parameters);
     assert_eq!(m.total(), 4 * 20_743_428 * 4 + 4 * 2_826_754 * 128);
+}
+
+#[test]
+fn sct_table_has_the_issue_layers_and_the_shipped_unet() {
+    let layers: Vec<String> = sct_kernel_specs().iter().map(|s| s.layer()).collect();
+    let has = |l: &str| layers.iter().any(|x| x == l);
+    // 7x7 conv on 1 channel at 256x256 (reflection-padded to 262), 3x3 convs at 32-128
+    // channels on 64-256 pixel planes, instance norm on a 65,536-pixel plane, reflection pad,
+    // concat.
+    for want in [
+        "Conv(1->32) k7 s1 p0 @262",
+        "Conv(32->64) k3 s2 p1 @256",
+        "Conv(128->128) k3 s1 p0 @66",
+        "ConvT(128->64) k3 s2 p1 op1 @64",
+        "InstanceNorm2d(32) @256",
+        "ReflectionPad2d(3) 1 ch @256",
+        "cat(32+32 ch) @128",
+        "Conv(3->32) k4 s2 p1 @256",
+        "ConvT(64->1) k4 s2 p1 @128",
+    ] {
+        assert!(has(want), "no {want} row in {layers:?}");
+    }
+    assert!(sct_kernel_specs().iter().all(|s| s.sct()));
+    assert!(kernel_specs().iter().all(|s| !s.sct()));
+    // The table's U-Net layers are the model's: the same parameter count as the generator the
+    // library builds for the shipped weights (ngf 32, 7 levels, 3 input slices).
+    let gpu = common::gpu();
+    let g = UnetGenerator::new(&gpu, 3, 32, 7).unwrap();
+    let count: usize = g.trainable().iter().map(|t| t.numel()).sum();
+    assert_eq!(count, 10_457_793);
+    assert_eq!(unet_parameters(), count as f64);
+}
+
+#[test]
+fn sct_training_rows_are_the_shipped_configurations() {
+    let rows: Vec<(ModelKind, String, usize, usize, usize)> = sct_train_cases(&[])
+        .iter()
+        .map(|c| {
+            (
+                c.model,
+                variant(c),
+                c.batch_size,
+                c.patch(),
+                c.input_channels(),
+            )
+        })
+        .collect();
+    let want = [
+        (ModelKind::Unet, "paired-l1", 1, 256, 3),
+        (ModelKind::Unet, "paired-l1", 4, 256, 3),
+        (ModelKind::Unet, "paired-l1-gan", 1, 256, 3),
+        (ModelKind::Resnet, "paired-l1-gan", 1, 256, 3),
+        (ModelKind::Resnet, "cyclegan", 1, 256, 1),
+    ];
+    assert_eq!(rows.len(), want.len(), "{rows:?}");
+    for (got, w) in rows.iter().zip(want) {
+        assert_eq!((got.0, got.1.as_str(), got.2, got.3, got.4), w);
+    }
+    let unet = &sct_train_cases(&[])[0];
+    assert_eq!((unet.ngf, unet.unet_downs, unet.lambda_gan), (32, 7, 0.0));
+    assert_eq!(unet.objective, Objective::Paired);
+    // Asked batches replace every row's batch (the U-Net's batch-4 row goes).
+    let b2 = sct_train_cases(&[2]);
+    assert_eq!(b2.len(), 4);
+    assert!(b2.iter().all(|c| c.batch_size == 2 && c.validate().is_ok()));
+}
+
+#[test]
+fn sct_suite_runs_its_copy_rows_with_their_byte_counts() {
+    let gpu = common::gpu();
+    let opts = BenchOptions {
+        batches: vec![1],
+        train: false,
+        warmup: 1,
+        iters: 1,
+        filter: Some("cat(256+256 ch) @4|ReflectionPad2d(1) 128 ch @64".into()),
+        suite: Suite::Sct,
+        ..BenchOptions::default()
+    };
+    let report = run(&gpu, &opts, &mut |_| {}).unwrap();
+    let rows: Vec<(&str, &str, f64)> = report
+        .kernels
+        .iter()
+        .map(|k| (k.name.as_str(), k.shape.as_str(), k.bytes))
+        .collect();
+    let pad = 4.0 * (128.0 * 64.0 * 64.0 + 128.0 * 66.0 * 66.0);
+    let cat = 4.0 * 2.0 * (512.0 * 4.0 * 4.0);
+    assert_eq!(
+        rows,
+        vec![
+            ("concat_channels_forward", "2 x 1x256x4x4 -> 1x512x4x4", cat),
+            (
+                "concat_channels_backward",
+                "2 x 1x256x4x4 -> 1x512x4x4",
+                cat
+            ),
+            (
+                "reflection_pad2d_forward",
+                "1x128x64x64 -> 1x128x66x66",
+                pad
+            ),
+            (
+                "reflection_pad2d_backward",
+                "1x128x64x64 -> 1x128x66x66",
+                pad
+            ),
+        ]
+    );
+    assert!(report.kernels.iter().all(|k| k.sct && k.median_s() > 0.0));
+    let j = report.to_json();
+    assert_eq!(j["kernels"][0]["suite"], "sct");
 }

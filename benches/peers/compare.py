@@ -5,6 +5,7 @@ targets with met / not met.
 
   python3 benches/peers/compare.py [--batches 1,16] [--iters 10] [--warmup 2] [--budget 90]
       [--filter S] [--model paper|resnet ...] [--kernels-only | --train-only] [--out DIR]
+      [--suite paper|sct|all]
       [--mr2ct "CMD"] [--python PY] [--burn-json FILE] [--reuse]
 
 mr2ct runs as `cargo run --release -- bench` when the CLI has that subcommand, otherwise as
@@ -85,6 +86,7 @@ def main():
     ap.add_argument("--filter", default=None)
     ap.add_argument("--sizes", default=None, help="image sizes of the ResNet rows (default 128,256)")
     ap.add_argument("--model", action="append", choices=["paper", "resnet"])
+    ap.add_argument("--suite", choices=["paper", "sct", "all"], default=None, help="paper rows (default), the sCT rows at 256x256 (U-Net, ResNet; paired and CycleGAN), or both")
     ap.add_argument("--kernels-only", action="store_true")
     ap.add_argument("--train-only", action="store_true")
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "bench-compare"))
@@ -97,7 +99,12 @@ def main():
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     py = python_for_torch(a.python)
-    common = ["--batches", a.batches, "--iters", str(a.iters), "--warmup", str(a.warmup), "--budget", str(a.budget)]
+    # The sCT rows choose their own batches (1, and 4 for the U-Net) unless told.
+    own_batches = a.suite == "sct" and a.batches == ap.get_default("batches")
+    common = [] if own_batches else ["--batches", a.batches]
+    common += ["--iters", str(a.iters), "--warmup", str(a.warmup), "--budget", str(a.budget)]
+    if a.suite:
+        common += ["--suite", a.suite]
     if a.filter:
         common += ["--filter", a.filter]
     if a.sizes:
@@ -170,11 +177,18 @@ def main():
         out("ratio = mr2ct time / PyTorch time (median; min ratio: of the fastest runs); > 1 means mr2ct is slower.")
     trows = []
     if m.get("train"):
-        tt = {(r["model"], r["batch"], r["size"]): r for r in t.get("train", [])}
+        tkey = lambda r: (r["model"], r.get("variant", "cyclegan"), r["batch"], r["size"])
+        tt = {tkey(r): r for r in t.get("train", [])}
         out("")
-        out(f"{'model':<7} {'batch':>5} {'size':>7} {'mr2ct s':>9} {'torch s':>9} {'ratio':>7} {'burn s':>8} {'burn/mr2ct':>10}")
+        out(f"{'model':<7} {'variant':<14} {'batch':>5} {'size':>7} {'mr2ct s':>9} {'img/s':>7} {'torch s':>9} {'img/s':>7} {'ratio':>7} {'burn s':>8} {'burn/mr2ct':>10} {'G+D params (both)':>20}")
         for r in m["train"]:
-            p = tt.get((r["model"], r["batch"], r["size"]))
+            p = tt.get(tkey(r))
+            mp, tp = r.get("parameters"), p.get("parameters") if p else None
+            if mp and tp:
+                same = mp == tp
+                params = f"{mp['generators'] + mp['discriminators']}" + ("" if same else f" vs {tp['generators'] + tp['discriminators']} DIFFER")
+            else:
+                same, params = None, "-"
             ratio = r["median_s"] / p["median_s"] if p else None
             b = None
             if r["model"] == "paper" and r["size"] == 64:
@@ -182,10 +196,13 @@ def main():
                     b = next((x["median_s"] for x in burn.get("train", []) if x["model"] == "paper" and x["batch"] == r["batch"]), None)
                 elif r["batch"] in ISSUE_BURN:
                     b = ISSUE_BURN[r["batch"]]
-            trows.append({"model": r["model"], "batch": r["batch"], "size": r["size"], "mr2ct_s": r["median_s"], "torch_s": p["median_s"] if p else None, "ratio": ratio, "burn_s": b,
-                          "mr2ct_iters": r.get("iters"), "torch_iters": p.get("iters") if p else None})
-            out(f"{r['model']:<7} {r['batch']:>5} {str(r['size']) + 'x' + str(r['size']):>7} {r['median_s']:>9.3f} {(p['median_s'] if p else float('nan')):>9.3f} "
-                f"{(ratio or float('nan')):>7.2f} {(b or float('nan')):>8.2f} {((b / r['median_s']) if b else float('nan')):>10.2f}")
+            trows.append({"model": r["model"], "variant": r.get("variant", "cyclegan"), "batch": r["batch"], "size": r["size"], "mr2ct_s": r["median_s"], "torch_s": p["median_s"] if p else None, "ratio": ratio, "burn_s": b,
+                          "mr2ct_images_per_s": r["batch"] / r["median_s"], "torch_images_per_s": r["batch"] / p["median_s"] if p else None,
+                          "mr2ct_iters": r.get("iters"), "torch_iters": p.get("iters") if p else None, "mr2ct_parameters": mp, "torch_parameters": tp, "same_parameters": same})
+            out(f"{r['model']:<7} {r.get('variant', 'cyclegan'):<14} {r['batch']:>5} {str(r['size']) + 'x' + str(r['size']):>7} {r['median_s']:>9.3f} {r['batch'] / r['median_s']:>7.2f} {(p['median_s'] if p else float('nan')):>9.3f} "
+                f"{(r['batch'] / p['median_s'] if p else float('nan')):>7.2f} {(ratio or float('nan')):>7.2f} {(b or float('nan')):>8.2f} {((b / r['median_s']) if b else float('nan')):>10.2f} {params:>20}")
+        if any(x["same_parameters"] is False for x in trows):
+            out("WARNING: a training row's parameter count differs between mr2ct and PyTorch: the models are not the same.")
         if not burn:
             out("burn: the issue's figures (burn 0.22.1 Autodiff<Wgpu> on lavapipe), not measured in this sitting.")
         else:
@@ -200,8 +217,8 @@ def main():
             if "analytic_bytes" in mem:
                 out(f"memory paper batch {r['batch']}: pool {mem['measured_bytes'] / 2**20:.1f} MiB vs analytic {mem['analytic_bytes'] / 2**20:.1f} MiB, ratio {mem['ratio']:.2f} (target <= 1.25)")
             if "kernel_sum_s" in r:
-                tops = ", ".join(f"{x['name']} {x['layer']} {x['seconds']:.2f} s" for x in r.get("top_kernels", [])[:3])
-                out(f"paper batch {r['batch']}: kernel rows x uses = {r['kernel_sum_s']:.2f} s of a {r['median_s']:.2f} s iteration; largest: {tops}")
+                tops = ", ".join(f"{x['name']} {x['layer']} {x['seconds']:.2f} s" for x in r.get("top_kernels", [])[:5])
+                out(f"{r['model']} {r.get('variant', 'cyclegan')} batch {r['batch']}: kernel rows x uses = {r['kernel_sum_s']:.2f} s of a {r['median_s']:.2f} s iteration; largest: {tops}")
 
     # The issue's targets.
     out("")
@@ -222,6 +239,11 @@ def main():
         target("paper iteration batch 16 at least 10x faster than burn-wgpu", p16["burn_s"] / p16["mr2ct_s"] >= 10.0, f"burn {p16['burn_s']:.2f} s ({src}) / mr2ct {p16['mr2ct_s']:.3f} s = {p16['burn_s'] / p16['mr2ct_s']:.2f}x")
     else:
         target("paper iteration batch 16 at least 10x faster than burn-wgpu", None, "no paper batch-16 row")
+    u1 = next((r for r in trows if r["model"] == "unet" and r["variant"] == "paired-l1" and r["batch"] == 1 and r["size"] == 256), None)
+    if u1 and u1["ratio"]:
+        target("shipped sCT model (U-Net, paired L1) iteration at 256x256 batch 1 within 3x of PyTorch CPU", u1["ratio"] <= 3.0, f"mr2ct {u1['mr2ct_s']:.3f} s, PyTorch {u1['torch_s']:.3f} s, ratio {u1['ratio']:.2f}")
+    else:
+        target("shipped sCT model (U-Net, paired L1) iteration at 256x256 batch 1 within 3x of PyTorch CPU", None, "needs --suite sct (or all) training rows")
     want = [("conv2d_forward", "Conv(64->128) k4 s2 p1"), ("conv2d_backward_input", "Conv(64->128) k4 s2 p1"), ("conv2d_backward_weight", "Conv(64->128) k4 s2 p1"), ("conv_transpose2d_forward", "ConvT(128->64) k4 s2 p1")]
     for n, l in want:
         r = next((x for x in rows if x["name"] == n and x["layer"] == l and x["batch"] == 16), None)

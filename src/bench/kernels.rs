@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use super::layers::{
     ActKind, ConvLayer, NormKind, Pass, ACT_SHAPES, NORM_SHAPES, PAPER_CONVS, PAPER_D_PARAMS,
-    PAPER_G_PARAMS,
+    PAPER_G_PARAMS, SCT_ACT_SHAPES, SCT_CONCATS, SCT_CONVS, SCT_NORM_SHAPES, SCT_PADS,
 };
 use super::Bound;
 use crate::engine::autograd::{backward, backward_with, no_grad};
@@ -14,20 +14,56 @@ use crate::engine::gpu::Gpu;
 use crate::engine::nn::init::Rng;
 use crate::engine::nn::{init_normal, BatchNorm2d, Module};
 use crate::engine::ops::activation::{leaky_relu, relu, tanh};
+use crate::engine::ops::concat::concat_channels;
 use crate::engine::ops::conv::conv2d;
 use crate::engine::ops::conv_transpose::conv_transpose2d;
 use crate::engine::ops::norm::{batch_norm2d, instance_norm2d};
+use crate::engine::ops::pad::reflection_pad2d;
 use crate::engine::ops::reduce::mean;
 use crate::engine::optim::Adam;
 use crate::engine::tensor::Tensor;
 use crate::models::PaperGenerator;
 
 #[derive(Clone, Copy, Debug)]
+struct NormRow {
+    kind: NormKind,
+    c: usize,
+    h: usize,
+    uses: f64,
+    /// With a per-channel weight and bias (the paper's BatchNorm; the sCT models' instance
+    /// norms have none).
+    affine: bool,
+    sct: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ActRow {
+    kind: ActKind,
+    c: usize,
+    h: usize,
+    uses: f64,
+    sct: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
 enum Spec {
     Conv(ConvLayer, Pass),
-    Norm(NormKind, usize, usize, bool),
-    Act(ActKind, usize, usize, f64, bool),
+    Norm(NormRow, bool),
+    Act(ActRow, bool),
+    /// Reflection padding (channels, size, pad), backward or not.
+    Pad(usize, usize, usize, bool),
+    /// Channel concatenation of two halves (channels of each, size, uses), backward or not.
+    Concat(usize, usize, f64, bool),
     Adam,
+}
+
+/// " @H" for a row of the sCT table, whose layers also run on other planes in the paper's.
+fn plane(sct: bool, h: usize) -> String {
+    if sct {
+        format!(" @{h}")
+    } else {
+        String::new()
+    }
 }
 
 impl Spec {
@@ -46,44 +82,58 @@ impl Spec {
                 };
                 format!("{op}_{pass}")
             }
-            Spec::Norm(k, _, _, bwd) => format!(
+            Spec::Norm(r, bwd) => format!(
                 "{}_{}",
-                if *k == NormKind::Batch {
+                if r.kind == NormKind::Batch {
                     "batch_norm2d"
                 } else {
                     "instance_norm2d"
                 },
                 dir(*bwd)
             ),
-            Spec::Act(k, _, _, _, bwd) => format!("{}_{}", act_name(*k), dir(*bwd)),
+            Spec::Act(r, bwd) => format!("{}_{}", act_name(r.kind), dir(*bwd)),
+            Spec::Pad(.., bwd) => format!("reflection_pad2d_{}", dir(*bwd)),
+            Spec::Concat(.., bwd) => format!("concat_channels_{}", dir(*bwd)),
             Spec::Adam => "adam_step".into(),
         }
     }
     fn layer(&self) -> String {
         match self {
             Spec::Conv(l, _) => l.label(),
-            Spec::Norm(k, c, _, _) => format!(
-                "{}({c})",
-                if *k == NormKind::Batch {
+            Spec::Norm(r, _) => format!(
+                "{}({}){}",
+                if r.kind == NormKind::Batch {
                     "BatchNorm2d"
                 } else {
                     "InstanceNorm2d"
-                }
+                },
+                r.c,
+                plane(r.sct, r.h)
             ),
-            Spec::Act(k, c, _, _, _) => format!("{}({c} ch)", act_name(*k)),
+            Spec::Act(r, _) => format!("{}({} ch){}", act_name(r.kind), r.c, plane(r.sct, r.h)),
+            Spec::Pad(c, h, p, _) => format!("ReflectionPad2d({p}) {c} ch @{h}"),
+            Spec::Concat(c, h, _, _) => format!("cat({c}+{c} ch) @{h}"),
             Spec::Adam => "Adam(G)".into(),
         }
     }
     fn uses(&self) -> f64 {
         match self {
             Spec::Conv(l, p) => l.uses[*p as usize],
-            Spec::Norm(NormKind::Batch, c, _, _) => {
-                NORM_SHAPES.iter().find(|s| s.0 == *c).map_or(0.0, |s| s.2)
-            }
-            Spec::Norm(NormKind::Instance, ..) => 0.0,
-            Spec::Act(_, _, _, u, _) => *u,
+            Spec::Norm(r, _) => r.uses,
+            Spec::Act(r, _) => r.uses,
+            Spec::Pad(..) => 0.0,
+            Spec::Concat(_, _, u, _) => *u,
             // Both generators and both discriminators, in units of one generator's parameters.
             Spec::Adam => 2.0 + 2.0 * PAPER_D_PARAMS / PAPER_G_PARAMS,
+        }
+    }
+    fn sct(&self) -> bool {
+        match self {
+            Spec::Conv(l, _) => l.sct,
+            Spec::Norm(r, _) => r.sct,
+            Spec::Act(r, _) => r.sct,
+            Spec::Pad(..) | Spec::Concat(..) => true,
+            Spec::Adam => false,
         }
     }
 }
@@ -104,24 +154,74 @@ fn act_name(k: ActKind) -> &'static str {
     }
 }
 
+fn passes(l: ConvLayer) -> impl Iterator<Item = Spec> {
+    [Pass::Forward, Pass::BackwardInput, Pass::BackwardWeight]
+        .into_iter()
+        .map(move |p| Spec::Conv(l, p))
+}
+
+fn both(f: impl Fn(bool) -> Spec) -> [Spec; 2] {
+    [f(false), f(true)]
+}
+
 fn specs() -> Vec<Spec> {
-    let mut v = Vec::new();
-    for l in PAPER_CONVS {
-        for p in [Pass::Forward, Pass::BackwardInput, Pass::BackwardWeight] {
-            v.push(Spec::Conv(l, p));
-        }
-    }
+    let mut v: Vec<Spec> = PAPER_CONVS.into_iter().flat_map(passes).collect();
     for kind in [NormKind::Batch, NormKind::Instance] {
-        for (c, h, _) in NORM_SHAPES {
-            for bwd in [false, true] {
-                v.push(Spec::Norm(kind, c, h, bwd));
-            }
+        for (c, h, u) in NORM_SHAPES {
+            // The paper model runs BatchNorm only; the instance-norm rows are for comparison.
+            let uses = if kind == NormKind::Batch { u } else { 0.0 };
+            let r = NormRow {
+                kind,
+                c,
+                h,
+                uses,
+                affine: true,
+                sct: false,
+            };
+            v.extend(both(|bwd| Spec::Norm(r, bwd)));
         }
     }
-    for (k, c, h, u) in ACT_SHAPES {
-        for bwd in [false, true] {
-            v.push(Spec::Act(k, c, h, u, bwd));
-        }
+    for (kind, c, h, uses) in ACT_SHAPES {
+        let r = ActRow {
+            kind,
+            c,
+            h,
+            uses,
+            sct: false,
+        };
+        v.extend(both(|bwd| Spec::Act(r, bwd)));
+    }
+    v
+}
+
+fn sct_specs() -> Vec<Spec> {
+    let mut v: Vec<Spec> = SCT_CONVS.into_iter().flat_map(passes).collect();
+    for (c, h, uses) in SCT_NORM_SHAPES {
+        let r = NormRow {
+            kind: NormKind::Instance,
+            c,
+            h,
+            uses,
+            affine: false,
+            sct: true,
+        };
+        v.extend(both(|bwd| Spec::Norm(r, bwd)));
+    }
+    for (kind, c, h, uses) in SCT_ACT_SHAPES {
+        let r = ActRow {
+            kind,
+            c,
+            h,
+            uses,
+            sct: true,
+        };
+        v.extend(both(|bwd| Spec::Act(r, bwd)));
+    }
+    for (c, h, u) in SCT_CONCATS {
+        v.extend(both(|bwd| Spec::Concat(c, h, u, bwd)));
+    }
+    for (c, h, p) in SCT_PADS {
+        v.extend(both(|bwd| Spec::Pad(c, h, p, bwd)));
     }
     v
 }
@@ -152,6 +252,7 @@ pub struct KernelCase {
     pub bytes: f64,
     pub bound: Bound,
     pub uses_per_iter: f64,
+    pub sct: bool,
     run: Box<dyn FnMut() -> Result<()>>,
 }
 
@@ -170,12 +271,22 @@ pub fn kernel_specs() -> Vec<KernelSpec> {
     v
 }
 
+/// The sCT table: the layers of the U-Net, the ResNet and the PatchGAN at 256x256 (conv,
+/// instance norm, activation, concatenation and reflection-padding rows).
+pub fn sct_kernel_specs() -> Vec<KernelSpec> {
+    sct_specs().into_iter().map(KernelSpec).collect()
+}
+
 impl KernelSpec {
     pub fn name(&self) -> String {
         self.0.name()
     }
     pub fn layer(&self) -> String {
         self.0.layer()
+    }
+    /// Whether the row belongs to the sCT table (`sct_kernel_specs`).
+    pub fn sct(&self) -> bool {
+        self.0.sct()
     }
     /// Whether the row depends on the batch (Adam does not).
     pub fn batched(&self) -> bool {
@@ -197,6 +308,7 @@ impl KernelSpec {
             bytes,
             bound,
             uses_per_iter: spec.uses(),
+            sct: spec.sct(),
             run,
         })
     }
@@ -234,7 +346,7 @@ fn prepare(gpu: &Rc<Gpu>, spec: Spec, n: usize, rng: &mut Rng) -> Result<Prepare
             let w = random(gpu, rng, &ws, 0.05)?;
             let op = move |x: &Tensor, w: &Tensor| {
                 if l.transpose {
-                    conv_transpose2d(x, w, None, l.stride, l.pad, 0)
+                    conv_transpose2d(x, w, None, l.stride, l.pad, l.op)
                 } else {
                     conv2d(x, w, None, l.stride, l.pad)
                 }
@@ -253,28 +365,36 @@ fn prepare(gpu: &Rc<Gpu>, spec: Spec, n: usize, rng: &mut Rng) -> Result<Prepare
             };
             Ok((shape, flops, bytes, Bound::Compute, run))
         }
-        Spec::Norm(kind, c, h, bwd) => {
+        Spec::Norm(r, bwd) => {
+            let (kind, c, h) = (r.kind, r.c, r.h);
             let xs = [n, c, h, h];
             let len = (n * c * h * h) as f64;
             let x = random(gpu, rng, &xs, 1.0)?;
             let bn = BatchNorm2d::new(gpu, c)?;
             let (rm, rv) = (bn.running_mean.clone(), bn.running_var.clone());
-            let w = random(gpu, rng, &[c], 1.0)?;
-            let b = random(gpu, rng, &[c], 1.0)?;
-            let op = move |x: &Tensor, w: &Tensor, b: &Tensor| match kind {
-                NormKind::Batch => batch_norm2d(x, Some(w), Some(b), &rm, &rv, true, 0.1, 1e-5),
-                NormKind::Instance => instance_norm2d(x, Some(w), Some(b), 1e-5),
+            let affine = if r.affine {
+                Some((random(gpu, rng, &[c], 1.0)?, random(gpu, rng, &[c], 1.0)?))
+            } else {
+                None
+            };
+            let op = move |x: &Tensor, wb: &Option<(Tensor, Tensor)>| {
+                let (w, b) = (wb.as_ref().map(|p| &p.0), wb.as_ref().map(|p| &p.1));
+                match kind {
+                    NormKind::Batch => batch_norm2d(x, w, b, &rm, &rv, true, 0.1, 1e-5),
+                    NormKind::Instance => instance_norm2d(x, w, b, 1e-5),
+                }
             };
             // Nominal flops per element: statistics (add, square, add) + normalize (one fma
             // with a per-channel scale and shift) = 5; backward: two reductions (4) + the
             // gradient (4) = 8. Bytes: x read + y written; backward: x and grad_out read,
             // grad_in written.
             let run: Box<dyn FnMut() -> Result<()>> = if bwd {
-                let (x, w, b) = (x.requiring_grad(), w.requiring_grad(), b.requiring_grad());
-                let y = op(&x, &w, &b)?;
+                let x = x.requiring_grad();
+                let wb = affine.map(|(w, b)| (w.requiring_grad(), b.requiring_grad()));
+                let y = op(&x, &wb)?;
                 backward_case(y, random(gpu, rng, &xs, 1.0)?)
             } else {
-                Box::new(move || no_grad(|| op(&x, &w, &b)).map(drop))
+                Box::new(move || no_grad(|| op(&x, &affine)).map(drop))
             };
             let (flops, bytes) = if bwd {
                 (8.0 * len, 3.0 * F * len)
@@ -283,7 +403,52 @@ fn prepare(gpu: &Rc<Gpu>, spec: Spec, n: usize, rng: &mut Rng) -> Result<Prepare
             };
             Ok((dims(&xs), flops, bytes, Bound::Memory, run))
         }
-        Spec::Act(kind, c, h, _, bwd) => {
+        Spec::Pad(c, h, p, bwd) => {
+            let xs = [n, c, h, h];
+            let ys = [n, c, h + 2 * p, h + 2 * p];
+            let moved = F * (xs.iter().product::<usize>() + ys.iter().product::<usize>()) as f64;
+            let x = random(gpu, rng, &xs, 1.0)?;
+            let run: Box<dyn FnMut() -> Result<()>> = if bwd {
+                let y = reflection_pad2d(&x.requiring_grad(), p)?;
+                backward_case(y, random(gpu, rng, &ys, 1.0)?)
+            } else {
+                Box::new(move || no_grad(|| reflection_pad2d(&x, p)).map(drop))
+            };
+            // A copy: x read and y written (backward: grad_out read, grad_in written); no
+            // arithmetic (the nominal flop count is the output's elements).
+            let flops = ys.iter().product::<usize>() as f64;
+            Ok((
+                format!("{} -> {}", dims(&xs), dims(&ys)),
+                flops,
+                moved,
+                Bound::Memory,
+                run,
+            ))
+        }
+        Spec::Concat(c, h, _, bwd) => {
+            let xs = [n, c, h, h];
+            let ys = [n, 2 * c, h, h];
+            let out = ys.iter().product::<usize>() as f64;
+            let a = random(gpu, rng, &xs, 1.0)?;
+            let b = random(gpu, rng, &xs, 1.0)?;
+            let run: Box<dyn FnMut() -> Result<()>> = if bwd {
+                let (a, b) = (a.requiring_grad(), b.requiring_grad());
+                let y = concat_channels(&[&a, &b])?;
+                backward_case(y, random(gpu, rng, &ys, 1.0)?)
+            } else {
+                Box::new(move || no_grad(|| concat_channels(&[&a, &b])).map(drop))
+            };
+            // Both halves read and the output written (backward: the reverse).
+            Ok((
+                format!("2 x {} -> {}", dims(&xs), dims(&ys)),
+                out,
+                2.0 * F * out,
+                Bound::Memory,
+                run,
+            ))
+        }
+        Spec::Act(r, bwd) => {
+            let (kind, c, h) = (r.kind, r.c, r.h);
             let xs = [n, c, h, h];
             let len = (n * c * h * h) as f64;
             let x = random(gpu, rng, &xs, 1.0)?;

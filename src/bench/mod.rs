@@ -33,16 +33,36 @@ mod training;
 
 use std::rc::Rc;
 
-use crate::cyclegan::{ModelKind, TrainConfig};
+use crate::cyclegan::{GanLoss, ModelKind, Objective, TrainConfig};
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
 
-pub use kernels::{kernel_specs, KernelCase, KernelSpec};
+pub use kernels::{kernel_specs, sct_kernel_specs, KernelCase, KernelSpec};
+pub use layers::unet_parameters;
 pub use memory::{paper_analytic_memory, AnalyticMemory, MemoryReport};
 pub use report::Contribution;
 
 use timing::{loadavg, median, time_runs};
 use training::train_row;
+
+/// Which rows: the paper model's (its kernel table at 64x64 and its iterations, with the
+/// ResNet CycleGAN beside it), the sCT workload's (the U-Net and ResNet layers at 256x256
+/// and their paired and CycleGAN iterations, `sct_train_cases`), or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Suite {
+    Paper,
+    Sct,
+    All,
+}
+
+impl Suite {
+    fn paper(self) -> bool {
+        self != Suite::Sct
+    }
+    fn sct(self) -> bool {
+        self != Suite::Paper
+    }
+}
 
 /// What to run. `BenchOptions::default()` is the full table with settings that finish on
 /// lavapipe (2 CPU cores) in tens of minutes; see the field docs.
@@ -78,6 +98,10 @@ pub struct BenchOptions {
     /// Time kernel rows with timestamp queries where the adapter has them (the device's
     /// time from the first to the last kernel of the run); false: wall clock only.
     pub timestamps: bool,
+    /// Paper rows, sCT rows or both. The sCT rows run at the batches of `batches` when it
+    /// is given, else the kernel rows at batch 1 and the training rows as
+    /// `sct_train_cases` lists them (batch 1, and 4 for the shipped U-Net).
+    pub suite: Suite,
 }
 
 impl Default for BenchOptions {
@@ -93,6 +117,7 @@ impl Default for BenchOptions {
             resnet_sizes: vec![128, 256],
             budget_s: 90.0,
             timestamps: true,
+            suite: Suite::Paper,
         }
     }
 }
@@ -123,8 +148,11 @@ pub struct KernelRow {
     pub flops: f64,
     pub bytes: f64,
     pub bound: Bound,
-    /// How often one paper-model training iteration runs this row's work (0: not in it).
+    /// How often one training iteration of the table's model (paper model; sCT table: the
+    /// shipped U-Net) runs this row's work (0: not in it).
     pub uses_per_iter: f64,
+    /// A row of the sCT table.
+    pub sct: bool,
 }
 
 impl KernelRow {
@@ -141,6 +169,12 @@ impl KernelRow {
 
 #[derive(Clone, Debug)]
 pub struct TrainRow {
+    /// What the row trains beside the model, e.g. "paired-l1", "paired-l1-gan", "cyclegan".
+    pub variant: String,
+    pub objective: Objective,
+    pub context: usize,
+    /// Trainable parameters of the generators and of the discriminators.
+    pub parameters: (u64, u64),
     pub model: ModelKind,
     pub batch: usize,
     pub size: usize,
@@ -162,6 +196,75 @@ impl TrainRow {
     pub fn median_s(&self) -> f64 {
         median(&self.times)
     }
+    pub fn images_per_s(&self) -> f64 {
+        self.batch as f64 / self.median_s()
+    }
+}
+
+/// The variant name of a training configuration: its objective and, for the paired one,
+/// whether the conditional PatchGAN term is on.
+pub fn variant(cfg: &TrainConfig) -> String {
+    match cfg.objective {
+        Objective::Cyclegan => "cyclegan".into(),
+        Objective::Paired if cfg.lambda_gan > 0.0 => "paired-l1-gan".into(),
+        Objective::Paired => "paired-l1".into(),
+    }
+}
+
+/// The sCT workload's training rows at 256x256 (whole 256x256 images, as crops of that size
+/// would be): the shipped U-Net (weights/README.md: ngf 32, 7 levels, context 1, paired, L1
+/// only) at batch 1 and 4 and with the conditional PatchGAN term (LSGAN, ndf 64) at batch 1;
+/// the ResNet generator (ngf 32, 6 blocks) paired with context 1 and the PatchGAN term; the
+/// ResNet CycleGAN (`TrainConfig::resnet_defaults()`). `batches`, when not empty, replaces
+/// the batch of every row.
+pub fn sct_train_cases(batches: &[usize]) -> Vec<TrainConfig> {
+    let unet = TrainConfig {
+        size: 256,
+        crop: 0,
+        context: 1,
+        lambda_gan: 0.0,
+        ..TrainConfig::unet_defaults()
+    };
+    let unet_gan = TrainConfig {
+        lambda_gan: 1.0,
+        ..unet.clone()
+    };
+    let resnet_paired = TrainConfig {
+        objective: Objective::Paired,
+        gan_loss: GanLoss::Lsgan,
+        context: 1,
+        lambda_gan: 1.0,
+        synthetic_pool_size: 0,
+        identity_weight: 0.0,
+        size: 256,
+        ..TrainConfig::resnet_defaults()
+    };
+    let resnet_cycle = TrainConfig {
+        size: 256,
+        ..TrainConfig::resnet_defaults()
+    };
+    let default = [
+        (unet.clone(), 1),
+        (unet, 4),
+        (unet_gan, 1),
+        (resnet_paired, 1),
+        (resnet_cycle, 1),
+    ];
+    let mut v = Vec::new();
+    for (cfg, n) in default {
+        if batches.is_empty() {
+            v.push(TrainConfig {
+                batch_size: n,
+                ..cfg
+            });
+        } else if n == 1 {
+            v.extend(batches.iter().map(|&b| TrainConfig {
+                batch_size: b,
+                ..cfg.clone()
+            }));
+        }
+    }
+    v
 }
 
 #[derive(Clone, Debug)]
@@ -182,6 +285,13 @@ fn model_name(m: ModelKind) -> &'static str {
         ModelKind::Paper => "paper",
         ModelKind::Resnet => "resnet",
         ModelKind::Unet => "unet",
+    }
+}
+
+fn variant_objective(o: Objective) -> &'static str {
+    match o {
+        Objective::Cyclegan => "cyclegan",
+        Objective::Paired => "paired",
     }
 }
 
@@ -214,6 +324,11 @@ pub fn run(
         ));
     }
     let warmup = opts.warmup.max(1);
+    let sct_batches = if opts.batches.is_empty() {
+        vec![1]
+    } else {
+        opts.batches.clone()
+    };
     let load_start = loadavg();
     let mut kernels = Vec::new();
     if opts.kernels {
@@ -224,13 +339,25 @@ pub fn run(
                 .is_none_or(|f| f.split('|').any(|part| id.contains(part)))
         };
         let mut plan: Vec<(KernelSpec, usize)> = Vec::new();
-        for &n in &batches {
-            plan.extend(
-                kernel_specs()
-                    .into_iter()
-                    .filter(|s| s.batched() && matches(s))
-                    .map(|s| (s, n)),
-            );
+        if opts.suite.paper() {
+            for &n in &batches {
+                plan.extend(
+                    kernel_specs()
+                        .into_iter()
+                        .filter(|s| s.batched() && matches(s))
+                        .map(|s| (s, n)),
+                );
+            }
+        }
+        if opts.suite.sct() {
+            for &n in &sct_batches {
+                plan.extend(
+                    sct_kernel_specs()
+                        .into_iter()
+                        .filter(|s| matches(s))
+                        .map(|s| (s, n)),
+                );
+            }
         }
         plan.extend(
             kernel_specs()
@@ -263,6 +390,7 @@ pub fn run(
                 bytes: c.bytes,
                 bound: c.bound,
                 uses_per_iter: c.uses_per_iter,
+                sct: c.sct,
             };
             progress(&format!(
                 "  {:.3} ms  {:.1} GFLOP/s  {:.1} GB/s",
@@ -276,7 +404,7 @@ pub fn run(
     let mut train = Vec::new();
     if opts.train {
         let mut cfgs = Vec::new();
-        for &m in &opts.models {
+        for &m in opts.models.iter().filter(|_| opts.suite.paper()) {
             match m {
                 ModelKind::Paper => {
                     for &n in &batches {
@@ -304,18 +432,28 @@ pub fn run(
                 }
             }
         }
+        if opts.suite.sct() {
+            for cfg in sct_train_cases(&opts.batches) {
+                // --suite all: the ResNet CycleGAN at 256x256 is in both lists.
+                if !cfgs.contains(&cfg) {
+                    cfgs.push(cfg);
+                }
+            }
+        }
         for cfg in cfgs {
             progress(&format!(
-                "train {} {}x{} batch {}",
+                "train {} {} {}x{} batch {}",
                 model_name(cfg.model),
-                cfg.size,
-                cfg.size,
+                variant(&cfg),
+                cfg.patch(),
+                cfg.patch(),
                 cfg.batch_size
             ));
             let row = train_row(gpu, cfg, opts, progress)?;
             progress(&format!(
-                "  median {:.3} s over {} iterations ({} warm-up)",
+                "  median {:.3} s ({:.2} images/s) over {} iterations ({} warm-up)",
                 row.median_s(),
+                row.images_per_s(),
                 row.times.len(),
                 row.warmup
             ));

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::layers::PAPER_CONVS;
+use super::layers::{unet_parameters, PAPER_CONVS, PAPER_G_PARAMS, SCT_CONVS};
 use super::timing::{median, min_max};
 use super::{model_name, BenchReport, Bound};
 use crate::cyclegan::ModelKind;
@@ -21,27 +21,74 @@ impl BenchReport {
     /// a paper-model iteration runs them, largest first; None unless every conv row of that
     /// batch was measured.
     pub fn paper_breakdown(&self, batch: usize) -> Option<Vec<Contribution>> {
+        self.breakdown(false, batch)
+    }
+
+    /// The same for the shipped U-Net's iteration (paired, L1 only) from the sCT table; the
+    /// Adam row (the paper generator's parameters) is scaled to the U-Net's.
+    pub fn unet_breakdown(&self, batch: usize) -> Option<Vec<Contribution>> {
+        self.breakdown(true, batch)
+    }
+
+    fn breakdown(&self, sct: bool, batch: usize) -> Option<Vec<Contribution>> {
         let convs = self
             .kernels
             .iter()
-            .filter(|k| k.batch == batch && k.name.starts_with("conv"))
+            .filter(|k| {
+                k.sct == sct
+                    && k.batch == batch
+                    && k.name.starts_with("conv")
+                    && k.uses_per_iter > 0.0
+            })
             .count();
-        if convs < PAPER_CONVS.len() * 3 {
+        let wanted = if sct {
+            SCT_CONVS
+                .iter()
+                .flat_map(|l| l.uses)
+                .filter(|&u| u > 0.0)
+                .count()
+        } else {
+            PAPER_CONVS.len() * 3
+        };
+        if convs < wanted {
             return None;
         }
         let mut v: Vec<Contribution> = self
             .kernels
             .iter()
-            .filter(|k| k.uses_per_iter > 0.0 && (k.batch == batch || k.name == "adam_step"))
-            .map(|k| Contribution {
-                name: k.name.clone(),
-                layer: k.layer.clone(),
-                uses: k.uses_per_iter,
-                seconds: k.uses_per_iter * k.median_s(),
+            .filter_map(|k| {
+                let uses = if k.name == "adam_step" {
+                    if sct {
+                        unet_parameters() / PAPER_G_PARAMS
+                    } else {
+                        k.uses_per_iter
+                    }
+                } else if k.sct == sct && k.batch == batch {
+                    k.uses_per_iter
+                } else {
+                    0.0
+                };
+                (uses > 0.0).then(|| Contribution {
+                    name: k.name.clone(),
+                    layer: k.layer.clone(),
+                    uses,
+                    seconds: uses * k.median_s(),
+                })
             })
             .collect();
         v.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
         Some(v)
+    }
+
+    /// The breakdown that explains training row `t`, if the table has its rows.
+    fn breakdown_for(&self, t: &super::TrainRow) -> Option<Vec<Contribution>> {
+        match (t.model, t.variant.as_str()) {
+            (ModelKind::Paper, _) if t.size == 64 => self.paper_breakdown(t.batch),
+            (ModelKind::Unet, "paired-l1") if t.size == 256 && t.context == 1 => {
+                self.unet_breakdown(t.batch)
+            }
+            _ => None,
+        }
     }
 
     /// How the rows were timed, in words.
@@ -77,6 +124,7 @@ impl BenchReport {
                     "wall_median_ms": median(&k.wall_times) * 1e3,
                     "warmup": k.warmup,
                     "uses_per_iter": k.uses_per_iter,
+                    "suite": if k.sct { "sct" } else { "paper" },
                 })
             })
             .collect();
@@ -87,6 +135,11 @@ impl BenchReport {
                 let (lo, hi) = min_max(&t.times);
                 let mut row = json!({
                     "model": model_name(t.model),
+                    "variant": t.variant,
+                    "objective": super::variant_objective(t.objective),
+                    "context": t.context,
+                    "parameters": {"generators": t.parameters.0, "discriminators": t.parameters.1},
+                    "images_per_s": t.images_per_s(),
                     "batch": t.batch,
                     "size": t.size,
                     "median_s": t.median_s(),
@@ -109,10 +162,10 @@ impl BenchReport {
                     row["memory"]["analytic"] = json!({"parameters": an.parameters, "gradients": an.gradients, "adam": an.adam, "activations": an.activations});
                     row["memory"]["ratio"] = json!(t.memory.measured as f64 / an.total() as f64);
                 }
-                if t.model == ModelKind::Paper {
-                    if let Some(b) = self.paper_breakdown(t.batch) {
+                {
+                    if let Some(b) = self.breakdown_for(t) {
                         row["kernel_sum_s"] = json!(b.iter().map(|c| c.seconds).sum::<f64>());
-                        row["top_kernels"] = b.iter().take(5).map(|c| json!({"name": c.name, "layer": c.layer, "uses": c.uses, "seconds": c.seconds})).collect();
+                        row["top_kernels"] = b.iter().take(10).map(|c| json!({"name": c.name, "layer": c.layer, "uses": c.uses, "seconds": c.seconds})).collect();
                     }
                 }
                 row
@@ -186,8 +239,9 @@ impl BenchReport {
         if !self.train.is_empty() {
             let _ = writeln!(
                 s,
-                "\n{:<7} {:>5} {:>7} {:>10} {:>10} {:>10} {:>6} {:>8} {:>12}",
+                "\n{:<7} {:<14} {:>5} {:>7} {:>10} {:>10} {:>10} {:>6} {:>8} {:>8} {:>12} {:>10}",
                 "model",
+                "variant",
                 "batch",
                 "size",
                 "median s",
@@ -195,14 +249,17 @@ impl BenchReport {
                 "max s",
                 "iters",
                 "first s",
-                "submits/iter"
+                "images/s",
+                "submits/iter",
+                "G params"
             );
             for t in &self.train {
                 let (lo, hi) = min_max(&t.times);
                 let _ = writeln!(
                     s,
-                    "{:<7} {:>5} {:>7} {:>10.3} {:>10.3} {:>10.3} {:>6} {:>8.2} {:>12.1}",
+                    "{:<7} {:<14} {:>5} {:>7} {:>10.3} {:>10.3} {:>10.3} {:>6} {:>8.2} {:>8.2} {:>12.1} {:>10}",
                     model_name(t.model),
+                    t.variant,
                     t.batch,
                     format!("{}x{}", t.size, t.size),
                     t.median_s(),
@@ -210,7 +267,9 @@ impl BenchReport {
                     hi,
                     t.times.len(),
                     t.first_s,
-                    t.submits_per_iter
+                    t.images_per_s(),
+                    t.submits_per_iter,
+                    t.parameters.0
                 );
             }
             let mib = |b: u64| b as f64 / 1048576.0;
@@ -232,11 +291,14 @@ impl BenchReport {
                     );
                 }
             }
-            for t in self.train.iter().filter(|t| t.model == ModelKind::Paper) {
-                if let Some(b) = self.paper_breakdown(t.batch) {
+            for t in &self.train {
+                if let Some(b) = self.breakdown_for(t) {
                     let sum: f64 = b.iter().map(|c| c.seconds).sum();
-                    let _ = writeln!(s, "paper batch {}: kernel rows x uses per iteration sum to {:.3} s (measured iteration {:.3} s); largest:", t.batch, sum, t.median_s());
-                    for c in b.iter().take(6) {
+                    let _ = writeln!(s, "{} {} batch {}: kernel rows x uses per iteration sum to {:.3} s (measured iteration {:.3} s); largest:", model_name(t.model), t.variant, t.batch, sum, t.median_s());
+                    for c in b
+                        .iter()
+                        .take(if t.model == ModelKind::Unet { 12 } else { 6 })
+                    {
                         let _ = writeln!(
                             s,
                             "  {:>6.1}%  {:.3} s  {} x{} {}",

@@ -19,21 +19,24 @@ pub(super) fn train_row(
     opts: &BenchOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<TrainRow> {
-    let (n, s) = (cfg.batch_size, cfg.size);
+    let (n, s) = (cfg.batch_size, cfg.patch());
     // Free what earlier rows left in the pool, so the pool's growth from here on is this
     // model's footprint.
     gpu.synchronize()?;
     gpu.trim_pool();
     let base = gpu.pool_stats().bytes_allocated;
     let mut gan = CycleGan::new(gpu, cfg.clone(), Init::Normal)?;
-    let parameters: u64 = gan
-        .named()
-        .iter()
-        .filter(|t| t.kind.trainable())
-        .map(|t| t.tensor.numel() as u64)
-        .sum();
+    let count = |generators: bool| -> u64 {
+        gan.named()
+            .iter()
+            .filter(|t| t.kind.trainable() && t.name.starts_with('G') == generators)
+            .map(|t| t.tensor.numel() as u64)
+            .sum()
+    };
+    let (g_params, d_params) = (count(true), count(false));
+    let parameters = g_params + d_params;
     let mut rng = Rng::new(7);
-    let a = random(gpu, &mut rng, &[n, 1, s, s], 1.0)?;
+    let a = random(gpu, &mut rng, &[n, cfg.input_channels(), s, s], 1.0)?;
     let b = random(gpu, &mut rng, &[n, 1, s, s], 1.0)?;
     gpu.synchronize()?;
     let budget = if opts.budget_s > 0.0 {
@@ -95,6 +98,10 @@ pub(super) fn train_row(
     };
     let submits_per_iter = (gpu.submits() - submits) as f64 / times.len().max(1) as f64;
     Ok(TrainRow {
+        variant: super::variant(&cfg),
+        objective: cfg.objective,
+        context: cfg.context,
+        parameters: (g_params, d_params),
         model: cfg.model,
         batch: n,
         size: s,

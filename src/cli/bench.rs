@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use mr2ct::bench::BenchOptions;
+use mr2ct::bench::{BenchOptions, Suite};
 use mr2ct::cyclegan::ModelKind;
 use mr2ct::{Error, Gpu, Result};
 
@@ -44,6 +44,11 @@ pub struct BenchArgs {
     /// Time kernel rows by wall clock only, even where the adapter has timestamp queries.
     #[arg(long)]
     wall_clock: bool,
+    /// Which rows: the paper model's kernel table and iterations (with the ResNet
+    /// CycleGAN), the sCT workload's (U-Net and ResNet layers at 256x256, paired and
+    /// CycleGAN iterations with images/s), or both.
+    #[arg(long, value_enum, default_value_t = Suite::Paper)]
+    suite: Suite,
 }
 
 pub fn bench(adapter: Option<&str>, args: &BenchArgs) -> Result<()> {
@@ -71,6 +76,7 @@ pub fn bench(adapter: Option<&str>, args: &BenchArgs) -> Result<()> {
         },
         budget_s: args.budget,
         timestamps: !args.wall_clock,
+        suite: args.suite,
     };
     let report = mr2ct::bench::run(&gpu, &opts, &mut |line| eprintln!("{line}"))?;
     println!("{}", report.print_table());
