@@ -49,7 +49,6 @@ impl CycleGan {
             let grads = backward(&d_loss)?;
             self.opt_d.step(&grads)?;
             self.constrain_critics()?;
-            self.constrain_critics()?;
             losses.db = d_loss.detach();
         }
         Ok(losses)
