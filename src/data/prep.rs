@@ -75,17 +75,22 @@ pub struct MrScaling {
 /// The smallest share of a volume at exactly its minimum that counts as padding
 /// ([`MrScaling::from_values`]).
 pub const PADDING_FRACTION: f64 = 0.01;
+/// How far below the other voxels' percentile range (in widths of that range) such a plateau
+/// must lie to be padding rather than a zero background beside a dark tissue.
+pub const PADDING_GAP: f64 = 2.0;
 
 impl MrScaling {
     /// Percentiles (in percent, linear interpolation between order statistics, as numpy's
     /// default) of `values`. Errors when there are no values or they are all equal.
     ///
     /// A plateau of voxels exactly at the minimum that holds at least [`PADDING_FRACTION`] of
-    /// the volume is padding (outside the field of view, or zero-filled), not signal: real MR
-    /// background carries noise and is never one exact value over so many voxels. Left in, a
-    /// wide padded border moves the low percentile onto it and squeezes the whole head into
-    /// the top of the range; so the percentiles come from the other voxels, and the padding
-    /// maps below -1 (clamped there, with air).
+    /// the volume and lies further below the other voxels' percentile range than
+    /// [`PADDING_GAP`] times that range's width is padding (a scanner's zero-filled field of view stored far below the signal, as
+    /// in a rescaled series whose raw 0 maps to -19595): left in, it moves the low percentile
+    /// onto itself and squeezes the whole head into the top of the range, so the percentiles
+    /// come from the other voxels and the padding maps below -1 (clamped there, with air). A
+    /// zero background next to the signal (a masked or noise-free image) is not padding: it
+    /// is where the training data's background sits too.
     pub(crate) fn from_values(
         values: &mut [f32],
         lo_pct: f32,
@@ -101,22 +106,24 @@ impl MrScaling {
         }
         let min = values.iter().copied().fold(f32::INFINITY, f32::min);
         let at_min = values.iter().filter(|v| **v == min).count();
-        let signal: &mut [f32] =
-            if (at_min as f64) >= PADDING_FRACTION * values.len() as f64 && at_min < values.len() {
-                // Move the plateau to the end and keep the rest.
-                let mut kept = 0;
-                for i in 0..values.len() {
-                    if values[i] != min {
-                        values.swap(kept, i);
-                        kept += 1;
-                    }
+        let mut padded = None;
+        if (at_min as f64) >= PADDING_FRACTION * values.len() as f64 && at_min < values.len() {
+            // Percentiles of the voxels off the plateau (moved to the front).
+            let mut kept = 0;
+            for i in 0..values.len() {
+                if values[i] != min {
+                    values.swap(kept, i);
+                    kept += 1;
                 }
-                &mut values[..kept]
-            } else {
-                values
-            };
-        let low = percentile(signal, lo_pct);
-        let high = percentile(signal, hi_pct);
+            }
+            let rest = &mut values[..kept];
+            let (low, high) = (percentile(rest, lo_pct), percentile(rest, hi_pct));
+            if (low as f64 - min as f64) > PADDING_GAP * (high as f64 - low as f64) {
+                padded = Some((low, high));
+            }
+        }
+        let (low, high) =
+            padded.unwrap_or_else(|| (percentile(values, lo_pct), percentile(values, hi_pct)));
         if high.partial_cmp(&low) != Some(std::cmp::Ordering::Greater) {
             return Err(format!("MR volume is constant between its p{lo_pct} and p{hi_pct} ({low}); nothing to scale"));
         }
