@@ -3,6 +3,8 @@
 //! variation is compared with SimpleITK's N4BiasFieldCorrectionImageFilter on the same
 //! input (tests/data/n4/, made by tests/data/n4/make_n4_fixture.py).
 
+mod common;
+
 use mr2ct::data::phantom::{phantom_subject, Tissue};
 use mr2ct::data::{n4_correct, read_metaimage, LoadOptions, N4Options, PhantomOptions};
 
@@ -265,4 +267,134 @@ fn eroded(labels: &[u8], dims: [usize; 3], label: u8) -> Vec<bool> {
         }
     }
     m
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "mr2ct-n4-{tag}-{}-{}",
+        std::process::id(),
+        mr2ct::sct::new_uid()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn small_phantom(dir: &std::path::Path) -> mr2ct::data::PhantomSummary {
+    let o = PhantomOptions {
+        size: 64,
+        min_slices: 8,
+        max_slices: 8,
+        ..PhantomOptions::ellipse()
+    };
+    mr2ct::data::write_phantom(&dir.join("phantom"), 2, 5, &o).unwrap()
+}
+
+/// `LoadOptions::n4` (what `train --n4` sets): the prepared MR slices are those of the
+/// N4-corrected volume, and the record says so with the parameters.
+#[test]
+fn the_load_option_corrects_mr_before_scaling_and_is_recorded() {
+    let dir = tempdir("load");
+    let s = small_phantom(&dir);
+    let n4 = N4Options {
+        shrink: 2,
+        ..N4Options::default()
+    };
+    let with = LoadOptions {
+        n4: Some(n4.clone()),
+        use_train_subdir: false,
+        ..LoadOptions::default()
+    };
+    let set = mr2ct::data::load_paired_set(&dir.join("phantom/test"), 64, 0, &with).unwrap();
+    assert_eq!(set.prep.n4.as_ref(), Some(&n4));
+    let json = serde_json::to_value(&set.prep).unwrap();
+    assert_eq!(json["n4"]["shrink"], 2);
+
+    // The same slices from the volume corrected by hand, then prepared without N4.
+    let mr = mr2ct::data::load_volume(
+        &dir.join("phantom/test/mr").join(&s.test[0]),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let (corrected, record) = mr2ct::data::n4_volume(&mr, &n4).unwrap();
+    assert!(record.mask_voxels > 0 && record.field_range.0 < record.field_range.1);
+    let plain = LoadOptions::default();
+    let by_hand = mr2ct::data::prepare_volume(&corrected, 64, &plain).unwrap();
+    let uncorrected = mr2ct::data::prepare_volume(&mr, 64, &plain).unwrap();
+    let plane = 64 * 64;
+    let (k0, i0) = (by_hand.kept[0], 0);
+    let j = set.origin.iter().position(|o| o.1 == k0).unwrap();
+    let got = &set.mr[j * plane..(j + 1) * plane];
+    assert_eq!(got, &by_hand.images[i0 * plane..(i0 + 1) * plane]);
+    assert_ne!(got, &uncorrected.images[i0 * plane..(i0 + 1) * plane]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `translate --n4`: the MRI is corrected before the generator sees it, sct.json records what
+/// N4 did, and a model trained on corrected MR warns when the MRI is not corrected.
+#[test]
+fn translate_records_n4_and_warns_on_a_mismatch_with_the_training() {
+    use mr2ct::sct::translate::{translate, OutputFormat, TranslateOptions};
+    let dir = tempdir("translate");
+    let s = small_phantom(&dir);
+    let input = dir.join("phantom/test/mr").join(&s.test[0]);
+    let gpu = common::gpu();
+    let cfg = mr2ct::cyclegan::TrainConfig {
+        ngf: 8,
+        ndf: 8,
+        size: 64,
+        batch_size: 2,
+        n4: Some(N4Options::default()),
+        ..Default::default()
+    };
+    let t = mr2ct::cyclegan::train::Trainer::new(&gpu, cfg).unwrap();
+    let load = LoadOptions {
+        n4: Some(N4Options::default()),
+        ..LoadOptions::default()
+    };
+    let prep = mr2ct::data::PrepRecord::new(64, &load, vec![]);
+    let meta = std::collections::HashMap::from([(
+        "prep".to_string(),
+        serde_json::to_string(&prep).unwrap(),
+    )]);
+    let w = dir.join("w.safetensors");
+    t.save_weights(&w, &meta, mr2ct::io::weights::Precision::F32)
+        .unwrap();
+    let run = |n4: Option<N4Options>, out: &str| {
+        let o = TranslateOptions {
+            format: OutputFormat::Nifti,
+            n4,
+            ..TranslateOptions::default()
+        };
+        translate(&gpu, &w, &input, &dir.join(out), &o).unwrap();
+        let j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(out).join("sct.json")).unwrap())
+                .unwrap();
+        j
+    };
+    let plain = run(None, "plain");
+    assert!(plain["n4"].is_null());
+    let warned = plain["warnings"].as_array().unwrap().iter().any(|w| {
+        w.as_str()
+            .unwrap()
+            .contains("trained on N4-corrected MR but this MRI was not corrected")
+    });
+    assert!(warned, "{}", plain["warnings"]);
+
+    let corrected = run(Some(N4Options::default()), "n4");
+    let mr = mr2ct::sct::translate::load_mri(&input).unwrap();
+    let (_, record) = mr2ct::data::n4_volume(&mr, &N4Options::default()).unwrap();
+    assert_eq!(
+        corrected["n4"]["mask_voxels"].as_u64(),
+        Some(record.mask_voxels as u64)
+    );
+    assert_eq!(
+        corrected["n4"]["iterations"],
+        serde_json::json!(record.iterations)
+    );
+    assert!(!corrected["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("N4")));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
