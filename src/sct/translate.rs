@@ -213,13 +213,16 @@ pub fn air_outside_body(vol: &Volume, sct: &mut SyntheticCt) -> Result<usize> {
     Ok(mask.iter().filter(|b| !**b).count())
 }
 
+/// An N4-corrected MRI and what N4 did.
+pub type Corrected = (Volume, N4Record);
+
 /// N4 of the MRI when `n4` asks for it (the corrected volume and the record), and a warning
 /// when that differs from what the model was trained on (its `prep`).
 pub fn n4_for_model(
     vol: &Volume,
     prep: Option<&crate::data::PrepRecord>,
     n4: Option<&N4Options>,
-) -> Result<(Option<(Volume, N4Record)>, Option<String>)> {
+) -> Result<(Option<Corrected>, Option<String>)> {
     let trained = prep.and_then(|p| p.n4.as_ref());
     let warning = match (trained, n4) {
         (Some(_), None) => Some(

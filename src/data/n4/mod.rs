@@ -142,7 +142,8 @@ pub fn otsu_threshold(v: &[f32]) -> f32 {
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
             (a.min(x), b.max(x))
         });
-    if !(hi > lo) {
+    // Also true for NaN bounds and an empty slice.
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
         return lo;
     }
     const BINS: usize = 256;
