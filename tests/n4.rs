@@ -1,7 +1,7 @@
 //! N4 bias-field correction (src/data/n4): a known smooth field on a piecewise-constant
 //! volume is recovered, and on the anatomical phantom our white-matter coefficient of
 //! variation is compared with SimpleITK's N4BiasFieldCorrectionImageFilter on the same
-//! input (tests/data/n4/, made by tests/data/n4/make_n4_fixture.py).
+//! input (tests/fixtures/n4/, made by tests/fixtures/n4/make_n4_fixture.py).
 
 mod common;
 
@@ -137,7 +137,7 @@ fn bad_input_is_refused_with_a_reason() {
 
 #[test]
 fn anatomical_phantom_white_matter_cv_against_simpleitk() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/n4");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/n4");
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("sitk_n4.json")).unwrap()).unwrap();
     let s = phantom_subject(0, 0, &PhantomOptions::anatomical());

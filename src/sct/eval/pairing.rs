@@ -22,7 +22,8 @@ pub fn synthrad_pairs(mri: &Path, ct: &Path) -> Result<Option<(Vec<SubjectPair>,
     if !mri.is_dir() {
         return Ok(None);
     }
-    let Some(scan) = scan_synthrad(mri)? else {
+    // A tree without one usable patient is left to the folder pairing (and its messages).
+    let Some(scan) = scan_synthrad(mri)?.filter(|s| !s.subjects.is_empty()) else {
         return Ok(None);
     };
     if ct != mri {
@@ -32,16 +33,6 @@ pub fn synthrad_pairs(mri: &Path, ct: &Path) -> Result<Option<(Vec<SubjectPair>,
                 "{} is a SynthRAD tree (mr, ct and mask per patient folder): give it as both --mri and --ct, or leave --ct out",
                 mri.display()
             ),
-        ));
-    }
-    if scan.subjects.is_empty() {
-        let why = scan
-            .skipped
-            .first()
-            .map_or(String::new(), |s| format!(": {}", s.reason));
-        return Err(Error::file(
-            mri,
-            format!("no usable SynthRAD patient folder{why}"),
         ));
     }
     let pairs = scan
