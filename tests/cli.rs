@@ -182,3 +182,83 @@ fn bad_input_gives_one_line_naming_the_problem() {
     assert!(error_line(&err).contains("no adapter matches"), "{err}");
     let _ = std::fs::remove_file(cfg);
 }
+
+/// `--n4` through the commands, on a SynthRAD 2023 phantom: train records N4 in config.json,
+/// and eval reads the tree without --ct, scores over the patients' mask and records N4.
+#[test]
+fn n4_and_a_synthrad_tree_through_train_and_eval() {
+    let data = tmp("sr-data");
+    let run = tmp("sr-run");
+    let ev = tmp("sr-eval");
+    let (ok, _, err) = mr2ct(&[
+        "phantom",
+        "--kind",
+        "ellipse",
+        "--matrix",
+        "64",
+        "--subjects",
+        "2",
+        "--layout",
+        "synthrad2023",
+        "--out",
+        data.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = mr2ct(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--ngf",
+        "4",
+        "--ndf",
+        "4",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--n4",
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["train"]["n4"]["shrink"], 4, "{cfg}");
+    assert_eq!(cfg["prep"]["n4"]["levels"], 4, "{cfg}");
+    let test = data.join("test");
+    let (ok, out, err) = mr2ct(&[
+        "eval",
+        "--weights",
+        run.join("weights.safetensors").to_str().unwrap(),
+        "--mri",
+        test.to_str().unwrap(),
+        "--out",
+        ev.to_str().unwrap(),
+        "--n4",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("body mask: the mask file shipped with each pair"),
+        "{out}"
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ev.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["n_subjects"], 1);
+    assert_eq!(m["n4"]["bins"], 200);
+    // A folder that is not a SynthRAD tree still needs --ct.
+    let (ok, _, err) = mr2ct(&[
+        "eval",
+        "--weights",
+        run.join("weights.safetensors").to_str().unwrap(),
+        "--mri",
+        run.to_str().unwrap(),
+        "--out",
+        ev.join("x").to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(error_line(&err).contains("needs --ct"), "{err}");
+    for d in [data, run, ev] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

@@ -467,3 +467,122 @@ fn evaluate_runs_the_generator_on_every_test_subject() {
     println!("{r}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A SynthRAD tree (as `mr2ct phantom --layout synthrad2023|synthrad2025` writes it) is read
+/// as registered pairs and scored over each patient's own mask; a patient without a mask file
+/// falls back to the CT rule, and metrics.json says which rule each subject got.
+#[test]
+fn synthrad_trees_are_scored_over_their_own_mask() {
+    use mr2ct::data::phantom::{phantom_subject, Tissue};
+    use mr2ct::data::{write_synthrad_phantom, SynthradLayout};
+    let o = PhantomOptions {
+        size: 64,
+        min_slices: 8,
+        max_slices: 8,
+        test_fraction: 0.6,
+        ..PhantomOptions::ellipse()
+    };
+    for (layout, ext) in [
+        (SynthradLayout::Nifti2023, "nii.gz"),
+        (SynthradLayout::Mha2025, "mha"),
+    ] {
+        let dir = tempdir(ext);
+        let s = write_synthrad_phantom(&dir.join("sr"), 3, 11, &o, layout).unwrap();
+        let test = dir.join("sr/test");
+        let offset = |_: &mr2ct::data::Volume, ct: &mr2ct::data::Volume| {
+            Ok(ct.values().map(|v| v + 100.0).collect())
+        };
+        let r = evaluate_with(
+            &test,
+            &test,
+            &dir.join("eval"),
+            &EvalOptions {
+                panels: false,
+                ..Default::default()
+            },
+            "offset",
+            offset,
+        )
+        .unwrap();
+        assert_eq!(
+            r.subjects
+                .iter()
+                .map(|x| x.subject.clone())
+                .collect::<Vec<_>>(),
+            s.test
+        );
+        for (k, sub) in r.subjects.iter().enumerate() {
+            // Independent expectation from the generated subject: the mask is every voxel that
+            // is not air, and the MAE of CT + 100 over it is computed with the clipping.
+            let g = phantom_subject(11, 1 + k, &o);
+            assert_eq!(g.id, sub.subject);
+            let body: Vec<bool> = g.labels.iter().map(|&l| l != Tissue::Air as u8).collect();
+            let n = body.iter().filter(|b| **b).count();
+            assert_eq!(sub.mask_voxels, n, "{}", sub.subject);
+            let clip = |v: f32| v.clamp(-1024.0, 3000.0) as f64;
+            let mae = g
+                .ct_hu
+                .iter()
+                .zip(&body)
+                .filter(|(_, b)| **b)
+                .map(|(&v, _)| (clip(v + 100.0) - clip(v)).abs())
+                .sum::<f64>()
+                / n as f64;
+            assert!(
+                (sub.scores.mae_hu - mae).abs() < 1e-6,
+                "{} vs {mae}",
+                sub.scores.mae_hu
+            );
+            assert!(
+                sub.mask_rule.contains(&format!("mask.{ext}")),
+                "{}",
+                sub.mask_rule
+            );
+            // The CT rule would have given another mask (it fills the head's inner air).
+            let ct_rule = body_mask(&g.ct_hu, [g.slices, g.rows, g.cols], &MaskRule::default());
+            assert_ne!(ct_rule.iter().filter(|b| **b).count(), n);
+        }
+        let j = read_json(&dir.join("eval/metrics.json"));
+        assert!(j["definitions"]["mask"]
+            .as_str()
+            .unwrap()
+            .contains("SynthRAD"));
+        assert!(j["subjects"][&s.test[0]]["mask"]
+            .as_str()
+            .unwrap()
+            .contains("SynthRAD mask"));
+
+        // --ct elsewhere than the tree is refused with the reason.
+        let e = evaluate_with(
+            &test,
+            &dir,
+            &dir.join("eval-bad"),
+            &EvalOptions::default(),
+            "offset",
+            offset,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("SynthRAD"), "{e}");
+
+        // Without its mask file a patient is scored over the CT rule, and the report says so.
+        let first = test.join("Task1/brain").join(&s.test[0]);
+        std::fs::remove_file(first.join(format!("mask.{ext}"))).unwrap();
+        let r = evaluate_with(
+            &test,
+            &test,
+            &dir.join("eval2"),
+            &EvalOptions {
+                panels: false,
+                ..Default::default()
+            },
+            "offset",
+            offset,
+        )
+        .unwrap();
+        assert_eq!(r.subjects[0].mask_rule, MaskRule::default().describe());
+        assert!(r.subjects[1].mask_rule.contains("SynthRAD mask"));
+        assert!(r.mask_rule.contains("for 1 subject(s)"), "{}", r.mask_rule);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -38,6 +38,7 @@ pub fn load_for(cfg: &TrainConfig, dir: &Path) -> Result<(Loaded, LoadOptions)> 
     let t_load = Instant::now();
     let load = LoadOptions {
         spacing: cfg.load_spacing(),
+        n4: cfg.n4.clone(),
         ..LoadOptions::default()
     };
     let data = match cfg.objective {

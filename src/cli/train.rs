@@ -133,6 +133,11 @@ pub struct TrainArgs {
     /// WGAN weight clipping bound c [default: 0.01].
     #[arg(long)]
     wgan_clip: Option<f32>,
+    /// Correct every MR volume for its bias field with N4 (Tustison 2010; ITK's defaults,
+    /// shrink 4) before intensity scaling; recorded in config.json and the weights. Its
+    /// parameters can be set in --config as "n4": {"shrink": 2, "levels": 3, ...}.
+    #[arg(long)]
+    n4: bool,
     /// Write a sample grid every N epochs (and after the last).
     #[arg(long, default_value_t = 1)]
     sample_every: usize,
@@ -214,6 +219,9 @@ fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
         gan_loss,
         wgan_clip
     );
+    if args.n4 && cfg.n4.is_none() {
+        cfg.n4 = Some(mr2ct::data::N4Options::default());
+    }
     cfg.validate().map_err(Error::Invalid)?;
     Ok(cfg)
 }

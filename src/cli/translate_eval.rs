@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use mr2ct::data::N4Options;
 use mr2ct::sct::eval::EvalOptions;
 use mr2ct::sct::translate::{OutputFormat, TranslateOptions};
 use mr2ct::{Gpu, Result};
@@ -39,6 +40,10 @@ pub struct TranslateArgs {
     /// on whole slices; tiles also where the adapter's buffer limits refuse a whole slice.
     #[arg(long)]
     tile: Option<u32>,
+    /// Correct the MRI for its bias field with N4 (Tustison 2010; ITK's defaults, shrink 4)
+    /// before translating; use it for models trained with `mr2ct train --n4`.
+    #[arg(long)]
+    n4: bool,
 }
 
 pub fn translate(adapter: Option<&str>, args: &TranslateArgs) -> Result<Outcome> {
@@ -49,6 +54,7 @@ pub fn translate(adapter: Option<&str>, args: &TranslateArgs) -> Result<Outcome>
         force: args.force,
         allow_gaps: args.allow_gaps,
         tile: args.tile.map(|t| t as usize),
+        n4: args.n4.then(N4Options::default),
     };
     let s =
         mr2ct::sct::translate::translate(&gpu, &args.weights, &args.input, &args.output, &opts)?;
@@ -64,12 +70,14 @@ pub struct EvalArgs {
     /// Weights file written by `mr2ct train`.
     #[arg(long)]
     weights: PathBuf,
-    /// MRI: a folder of subject folders (matched by name with --ct), or one series / NIfTI.
+    /// MRI: a folder of subject folders (matched by name with --ct), one series / NIfTI, or a
+    /// SynthRAD 2023/2025 tree (patient folders of mr, ct and mask .nii.gz or .mha: the pairs
+    /// are scored over their own mask, as SynthRAD does).
     #[arg(long)]
     mri: PathBuf,
-    /// Real CT, aligned with the MRI, in the same layout.
+    /// Real CT, aligned with the MRI, in the same layout (not needed for a SynthRAD tree).
     #[arg(long)]
-    ct: PathBuf,
+    ct: Option<PathBuf>,
     /// Output directory: metrics.json and one PNG panel per subject.
     #[arg(long)]
     out: PathBuf,
@@ -83,6 +91,9 @@ pub struct EvalArgs {
     /// whole slices, default the model's training crop.
     #[arg(long)]
     tile: Option<u32>,
+    /// Correct each MRI for its bias field with N4 (as `translate --n4`) before translating.
+    #[arg(long)]
+    n4: bool,
 }
 
 pub fn eval(adapter: Option<&str>, args: &EvalArgs) -> Result<Outcome> {
@@ -91,9 +102,24 @@ pub fn eval(adapter: Option<&str>, args: &EvalArgs) -> Result<Outcome> {
         batch_size: args.batch_size,
         force: args.force,
         tile: args.tile.map(|t| t as usize),
+        n4: args.n4.then(N4Options::default),
         ..EvalOptions::default()
     };
-    let r = mr2ct::sct::eval::evaluate(&gpu, &args.weights, &args.mri, &args.ct, &args.out, &opts)?;
+    let ct = match &args.ct {
+        Some(ct) => ct.clone(),
+        None if args.mri.is_dir()
+            && mr2ct::data::scan_synthrad(&args.mri)?.is_some_and(|s| !s.subjects.is_empty()) =>
+        {
+            args.mri.clone()
+        }
+        None => {
+            return Err(mr2ct::Error::file(
+                &args.mri,
+                "is not a SynthRAD tree, so eval needs --ct (the real CT in the same layout)",
+            ))
+        }
+    };
+    let r = mr2ct::sct::eval::evaluate(&gpu, &args.weights, &args.mri, &ct, &args.out, &opts)?;
     print!("{r}");
     for k in &r.skipped {
         eprintln!("mr2ct: skipped input {k}");

@@ -87,6 +87,8 @@ pub struct TrainConfig {
     pub gan_loss: GanLoss,
     /// WGAN: the critic's weights are clipped to [-wgan_clip, wgan_clip] after every update.
     pub wgan_clip: f32,
+    /// N4 bias-field correction of every MR volume before its intensity scaling (None: off).
+    pub n4: Option<crate::data::N4Options>,
 }
 
 impl Default for TrainConfig {
@@ -120,6 +122,7 @@ impl Default for TrainConfig {
             identity_weight: 0.0,
             gan_loss: GanLoss::Bce,
             wgan_clip: 0.01,
+            n4: None,
         }
     }
 }

@@ -42,6 +42,7 @@
 
 pub mod dicom;
 pub mod metaimage;
+pub mod n4;
 pub mod nifti;
 pub mod paired;
 pub mod phantom;
@@ -60,6 +61,7 @@ mod volume;
 
 pub use metaimage::{read_metaimage, ElementType, MetaImage};
 pub use metaimage_write::{write_metaimage, VoxelGrid};
+pub use n4::{n4_correct, n4_volume, N4Mask, N4Options, N4Record};
 pub use options::LoadOptions;
 pub use paired::{load_paired_set, PairedSet};
 pub use phantom::{write_phantom, PhantomOptions, PhantomSummary};

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{BackgroundRule, Modality};
+use super::{BackgroundRule, Modality, N4Options};
 
 /// Options shared by the readers and the training-set loader. `Default` gives the documented
 /// defaults (also for fields missing from a serialized form).
@@ -31,6 +31,8 @@ pub struct LoadOptions {
     /// Resample every slice to this pixel spacing (mm) and centre it on the model's square
     /// canvas (cropping what lies outside), instead of stretching the slice to the canvas.
     pub spacing: Option<f64>,
+    /// Correct every MR volume for its bias field with N4 before the intensity scaling.
+    pub n4: Option<N4Options>,
 }
 
 impl Default for LoadOptions {
@@ -45,6 +47,7 @@ impl Default for LoadOptions {
             mr_percentiles: (0.5, 99.5),
             background: BackgroundRule::default(),
             spacing: None,
+            n4: None,
         }
     }
 }

@@ -4,6 +4,9 @@
 //! Preprocessing: intensity normalization (invertible, recorded in [`PrepRecord`]), padding to
 //! a square, resampling to the model size, the background rule, and seeded batching.
 //!
+//! Per volume, first, when `LoadOptions::n4` asks for it: N4 bias-field correction of the MR
+//! ([`super::n4`]), recorded in [`PrepRecord::n4`].
+//!
 //! Per slice, in this order:
 //! 1. intensity to [-1, 1], clipped: CT by the fixed window [-1024, 3000] HU (one unit =
 //!    2012 HU, [`CtScaling`]); MR by the volume's robust percentiles (default p0.5 -> -1 and
@@ -225,6 +228,10 @@ pub struct PrepRecord {
     /// resolution rather than a fixed matrix (absent in records of older runs).
     #[serde(default)]
     pub spacing: Option<f64>,
+    /// N4 bias-field correction applied to every MR volume before its scaling, with its
+    /// parameters (absent: none).
+    #[serde(default)]
+    pub n4: Option<super::N4Options>,
 }
 
 impl PrepRecord {
@@ -238,6 +245,7 @@ impl PrepRecord {
             padding: "centred in a square of side max(rows, cols), extra row/column at the bottom/right, pad value -1 (background)".into(),
             resampling: "area average when shrinking, bilinear (half-pixel centres, clamped edges) when enlarging".into(),
             spacing: opts.spacing,
+            n4: opts.n4.clone(),
         }
     }
 }
@@ -468,6 +476,16 @@ pub(crate) fn prepare_volume_inner(
     opts: &LoadOptions,
 ) -> std::result::Result<PreparedVolume, Fail> {
     let ct = CtScaling::default();
+    let corrected;
+    let v = match (&opts.n4, v.modality) {
+        (Some(n4), Modality::Mr) => {
+            corrected = super::n4_volume(v, n4)
+                .map_err(|e| Fail::new(SkipKind::Corrupt, e.to_string()))?
+                .0;
+            &corrected
+        }
+        _ => v,
+    };
     let mr_scaling = match v.modality {
         Modality::Mr => {
             let mut all: Vec<f32> = v.values().collect();

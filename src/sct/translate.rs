@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{dicom_out, nifti_out, png_out, SctModel, StagedDir, SyntheticCt};
 use crate::data::{
-    find_series_gaps, load_volume, load_volume_reported, LoadOptions, LoadSummary, Modality,
-    SeriesGaps, Skipped, Volume,
+    find_series_gaps, load_volume, load_volume_reported, n4_volume, LoadOptions, LoadSummary,
+    Modality, N4Options, N4Record, SeriesGaps, Skipped, Volume,
 };
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
@@ -75,6 +75,9 @@ pub struct TranslateOptions {
     /// Largest tile side in pixels for fully convolutional models; None: the model's own
     /// (its training crop, `TrainConfig::inference_tile`); Some(0): whole slices.
     pub tile: Option<usize>,
+    /// Correct the MRI for its bias field with N4 before the generator sees it (recorded in
+    /// sct.json); a model trained on N4-corrected MR needs it.
+    pub n4: Option<N4Options>,
 }
 
 impl Default for TranslateOptions {
@@ -85,6 +88,7 @@ impl Default for TranslateOptions {
             force: false,
             allow_gaps: false,
             tile: None,
+            n4: None,
         }
     }
 }
@@ -213,6 +217,36 @@ pub fn air_outside_body(vol: &Volume, sct: &mut SyntheticCt) -> Result<usize> {
     Ok(mask.iter().filter(|b| !**b).count())
 }
 
+/// An N4-corrected MRI and what N4 did.
+pub type Corrected = (Volume, N4Record);
+
+/// N4 of the MRI when `n4` asks for it (the corrected volume and the record), and a warning
+/// when that differs from what the model was trained on (its `prep`).
+pub fn n4_for_model(
+    vol: &Volume,
+    prep: Option<&crate::data::PrepRecord>,
+    n4: Option<&N4Options>,
+) -> Result<(Option<Corrected>, Option<String>)> {
+    let trained = prep.and_then(|p| p.n4.as_ref());
+    let warning = match (trained, n4) {
+        (Some(_), None) => Some(
+            "the model was trained on N4-corrected MR but this MRI was not corrected (use --n4)"
+                .to_string(),
+        ),
+        (None, Some(_)) if prep.is_some() => Some(
+            "this MRI was N4-corrected but the model was trained on uncorrected MR".to_string(),
+        ),
+        (Some(t), Some(o)) if t != o => Some(format!(
+            "N4 parameters differ from the model's training ({}; here {})",
+            t.describe(),
+            o.describe()
+        )),
+        _ => None,
+    };
+    let corrected = n4.map(|o| n4_volume(vol, o)).transpose()?;
+    Ok((corrected, warning))
+}
+
 /// Files the load skipped that are not part of the gap, as `path: reason`.
 fn others_skipped(skipped: &[Skipped], gaps: &SeriesGaps) -> Vec<String> {
     skipped
@@ -254,8 +288,11 @@ pub fn translate(
             ),
         ));
     }
-    let mut sct = model.synthesize(&vol, opts.batch_size)?;
-    let air_voxels = air_outside_body(&vol, &mut sct)?;
+    let (corrected, n4_warning) = n4_for_model(&vol, model.prep.as_ref(), opts.n4.as_ref())?;
+    let n4_record = corrected.as_ref().map(|(_, r)| r.clone());
+    let src = corrected.as_ref().map_or(&vol, |(c, _)| c);
+    let mut sct = model.synthesize(src, opts.batch_size)?;
+    let air_voxels = air_outside_body(src, &mut sct)?;
     let gap_note = (!gaps.is_empty()).then(|| {
         format!(
             "WRITTEN FROM A SOURCE SERIES WITH A GAP: {}",
@@ -273,6 +310,7 @@ pub fn translate(
     if let Some(n) = &gap_note {
         summary.warnings.push(n.clone());
     }
+    summary.warnings.extend(n4_warning);
     summary.skipped = loaded.skipped;
     summary.gaps = (!gaps.is_empty()).then_some(gaps);
     summary.air_voxels = air_voxels;
@@ -307,6 +345,7 @@ pub fn translate(
         "input_files_used": loaded.files_used,
         "skipped": summary.skipped,
         "gaps": summary.gaps,
+        "n4": n4_record,
         "warnings": summary.warnings.iter().cloned().chain(summary.skipped.iter().map(|s| format!("skipped input {s}"))).collect::<Vec<_>>(),
     });
     let text =

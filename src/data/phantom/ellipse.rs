@@ -261,6 +261,7 @@ pub(super) fn subject(seed: u64, index: usize, opts: &PhantomOptions) -> Phantom
     let plane = n * n;
     let mut ct_hu = vec![0f32; slices * plane];
     let mut mr_v = vec![0f32; slices * plane];
+    let mut mr_bias = vec![0f32; slices * plane];
     let mut labels = vec![0u8; slices * plane];
     let mut positions = Vec::with_capacity(slices);
     let sub = [-0.25 * ps, 0.25 * ps];
@@ -293,6 +294,7 @@ pub(super) fn subject(seed: u64, index: usize, opts: &PhantomOptions) -> Phantom
                     + beta[4] * (xn * xn - yn * yn)
                     + beta[5] * zn * zn)
                     .exp();
+                mr_bias[i] = bias as f32;
                 let s = smr / 4.0 * bias;
                 let (n1, n2) = (mr_sigma * noise.normal(), mr_sigma * noise.normal());
                 let m = ((s + n1).powi(2) + n2 * n2).sqrt();
@@ -311,6 +313,7 @@ pub(super) fn subject(seed: u64, index: usize, opts: &PhantomOptions) -> Phantom
         positions,
         ct_hu,
         mr: mr_v,
+        mr_bias,
         labels,
         ct_expected: None,
         ct_values: ct,

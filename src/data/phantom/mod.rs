@@ -227,6 +227,9 @@ pub struct PhantomSubject {
     pub ct_hu: Vec<f32>,
     /// [slices, rows, cols] MR stored values (integers, 0..=4095).
     pub mr: Vec<f32>,
+    /// [slices, rows, cols] the smooth multiplicative bias field the MR signal was multiplied
+    /// by (before the noise), at each pixel centre.
+    pub mr_bias: Vec<f32>,
     /// Tissue at each pixel centre (`Tissue as u8`), before partial volume.
     pub labels: Vec<u8>,
     /// [slices, rows, cols] the CT a perfect model could give from the MR: each tissue at

@@ -6,14 +6,18 @@
 //! subjects are matched by folder name, and folders without a namesake on the other side are
 //! listed as unmatched), used when both paths are directories that contain subdirectories;
 //! or two single volumes (series directories, DICOM files or NIfTI files), one subject named
-//! after the MRI path. The MR and CT of a subject must have the same rows, columns and slice
+//! after the MRI path; or a SynthRAD 2023 (.nii.gz) / 2025 (.mha) tree given as both paths
+//! (`crate::data::synthrad`: patient folders holding mr, ct and mask), one subject per patient
+//! folder, named after it, its unusable folders listed as skipped. The MR and CT of a subject must have the same rows, columns and slice
 //! count (an error otherwise); slice positions that differ by more than 0.5 mm give a
 //! warning.
 //!
 //! Definitions (also written into metrics.json):
-//! - body mask, from the real CT only ([`body_mask`]): voxels above -500 HU; then, per slice,
-//!   holes (regions below the threshold not connected to the slice border, 4-connectivity)
-//!   filled; then only the largest 3-D connected component (6-connectivity) kept;
+//! - body mask: the pair's own mask file when it has one (SynthRAD's mask, voxels > 0.5, as
+//!   the challenge scores over it); else from the real CT only ([`body_mask`]): voxels above
+//!   -500 HU; then, per slice, holes (regions below the threshold not connected to the slice
+//!   border, 4-connectivity) filled; then only the largest 3-D connected component
+//!   (6-connectivity) kept. metrics.json says which, per subject and overall;
 //! - MAE: mean |sCT - CT| over the mask, both clipped to [-1024, 3000] HU;
 //! - PSNR: 10 log10(4024^2 / MSE) over the mask, after the same clipping (infinite, written
 //!   as null, when the images are equal);
@@ -50,7 +54,7 @@ use crate::data::{find_series_gaps, load_volume_reported, LoadOptions, Modality,
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
 
-pub use pairing::{pair_subjects, SubjectPair};
+pub use pairing::{pair_subjects, synthrad_pairs, SubjectPair};
 pub use scoring::{body_mask, score_volume};
 
 use panel::write_subject_panel;
@@ -99,6 +103,8 @@ pub struct EvalOptions {
     /// Largest tile side for fully convolutional models, as translate's (None: the model's
     /// own, Some(0): whole slices).
     pub tile: Option<usize>,
+    /// Correct each MRI for its bias field with N4 before translating it (`evaluate` only).
+    pub n4: Option<crate::data::N4Options>,
 }
 
 impl Default for EvalOptions {
@@ -109,6 +115,7 @@ impl Default for EvalOptions {
             mask: MaskRule::default(),
             panels: true,
             tile: None,
+            n4: None,
         }
     }
 }
@@ -140,6 +147,8 @@ pub struct SubjectMetrics {
     pub rows: usize,
     pub cols: usize,
     pub mask_voxels: usize,
+    /// Which body mask the scores are over: the pair's own mask file, or the CT rule.
+    pub mask_rule: String,
     pub scores: Scores,
     /// Mean sCT HU outside the body mask; NaN when the mask covers everything.
     pub background_hu: f64,
@@ -191,6 +200,8 @@ pub struct EvalReport {
     pub unmatched: Vec<String>,
     /// What produced the synthetic CTs (the weights file and model).
     pub source: String,
+    /// The body-mask rule over all subjects (each subject's own is in its `mask_rule`).
+    pub mask_rule: String,
     pub seconds: f64,
 }
 
@@ -216,7 +227,10 @@ pub fn evaluate(
         model.fingerprint
     );
     evaluate_with(mri, ct, out, opts, &source, |mr, _ct| {
-        Ok(crate::sct::translate::synthesize_volume(&model, mr, opts.batch_size)?.hu)
+        let (corrected, _) =
+            crate::sct::translate::n4_for_model(mr, model.prep.as_ref(), opts.n4.as_ref())?;
+        let src = corrected.as_ref().map_or(mr, |(c, _)| c);
+        Ok(crate::sct::translate::synthesize_volume(&model, src, opts.batch_size)?.hu)
     })
 }
 
@@ -243,16 +257,22 @@ pub fn evaluate_with(
 ) -> Result<EvalReport> {
     let started = Instant::now();
     check_out(out, opts.force)?;
-    let (pairs, unmatched) = pair_subjects(mri, ct)?;
+    let (pairs, unmatched, mut skipped) = match synthrad_pairs(mri, ct)? {
+        Some((pairs, skipped)) => (pairs, Vec::new(), skipped),
+        None => {
+            let (pairs, unmatched) = pair_subjects(mri, ct)?;
+            (pairs, unmatched, Vec::new())
+        }
+    };
     std::fs::create_dir_all(out)
         .map_err(|e| Error::file(out, format!("cannot create directory: {e}")))?;
     let mut subjects = Vec::new();
-    let mut skipped = Vec::new();
     let mut panel_names = std::collections::BTreeSet::new();
     for SubjectPair {
         name,
         mri: mr_path,
         ct: ct_path,
+        mask: mask_path,
     } in pairs
     {
         let (mr, mr_load) = load_volume_reported(
@@ -328,15 +348,42 @@ pub fn evaluate_with(
                 ),
             ));
         }
-        let mask = body_mask(&ct_hu, dims, &opts.mask);
+        let (mask, mask_rule) = match &mask_path {
+            Some(p) => {
+                let (m, load) = load_volume_reported(
+                    p,
+                    &LoadOptions {
+                        force_modality: Some(Modality::Ct),
+                        ..Default::default()
+                    },
+                )?;
+                skipped.extend(load.skipped);
+                if [m.len(), m.rows(), m.cols()] != dims {
+                    return Err(Error::file(
+                        p,
+                        format!(
+                            "subject {name}: the mask is {} slice(s) of {}x{}, the CT {} of {}x{}",
+                            m.len(),
+                            m.rows(),
+                            m.cols(),
+                            dims[0],
+                            dims[1],
+                            dims[2]
+                        ),
+                    ));
+                }
+                (
+                    m.values().map(|v| v > 0.5).collect::<Vec<bool>>(),
+                    format!("{} (SynthRAD mask, voxels > 0.5)", p.display()),
+                )
+            }
+            None => (body_mask(&ct_hu, dims, &opts.mask), opts.mask.describe()),
+        };
         let mask_voxels = mask.iter().filter(|m| **m).count();
         if mask_voxels == 0 {
             return Err(Error::file(
-                &ct_path,
-                format!(
-                    "subject {name}: the body mask ({}) is empty",
-                    opts.mask.describe()
-                ),
+                mask_path.as_ref().unwrap_or(&ct_path),
+                format!("subject {name}: the body mask ({mask_rule}) is empty"),
             ));
         }
         let scores = score_volume(&sct, &ct_hu, dims, &mask)?;
@@ -379,6 +426,7 @@ pub fn evaluate_with(
             rows: dims[1],
             cols: dims[2],
             mask_voxels,
+            mask_rule,
             scores,
             background_hu,
             slice_step_hu,
@@ -388,7 +436,22 @@ pub fn evaluate_with(
     }
     let col =
         |f: &dyn Fn(&Scores) -> f64| subjects.iter().map(|s| f(&s.scores)).collect::<Vec<f64>>();
+    let with_file = subjects
+        .iter()
+        .filter(|s| s.mask_rule != opts.mask.describe())
+        .count();
+    let mask_rule = match with_file {
+        0 => opts.mask.describe(),
+        n if n == subjects.len() => {
+            "the mask file shipped with each pair (SynthRAD mask.nii.gz / mask.mha), voxels > 0.5".to_string()
+        }
+        n => format!(
+            "the mask file shipped with the pair (SynthRAD mask.nii.gz / mask.mha, voxels > 0.5) for {n} subject(s), else {}",
+            opts.mask.describe()
+        ),
+    };
     let report = EvalReport {
+        mask_rule,
         mae_hu: Stat::of(&col(&|s| s.mae_hu)),
         psnr_db: Stat::of(&col(&|s| s.psnr_db)),
         ssim: Stat::of(&col(&|s| s.ssim)),

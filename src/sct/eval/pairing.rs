@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::data::{scan_synthrad, Skipped};
 use crate::engine::error::{Error, Result};
 
 /// One subject to evaluate.
@@ -10,6 +11,41 @@ pub struct SubjectPair {
     pub name: String,
     pub mri: PathBuf,
     pub ct: PathBuf,
+    /// The body mask shipped with the pair (SynthRAD's mask.nii.gz / mask.mha), used instead
+    /// of the mask derived from the CT.
+    pub mask: Option<PathBuf>,
+}
+
+/// The subjects of a SynthRAD tree at `mri` (module docs of `eval`), with the patient folders
+/// that cannot be used; None when `mri` is not such a tree. `ct` must be `mri` itself.
+pub fn synthrad_pairs(mri: &Path, ct: &Path) -> Result<Option<(Vec<SubjectPair>, Vec<Skipped>)>> {
+    if !mri.is_dir() {
+        return Ok(None);
+    }
+    // A tree without one usable patient is left to the folder pairing (and its messages).
+    let Some(scan) = scan_synthrad(mri)?.filter(|s| !s.subjects.is_empty()) else {
+        return Ok(None);
+    };
+    if ct != mri {
+        return Err(Error::file(
+            ct,
+            format!(
+                "{} is a SynthRAD tree (mr, ct and mask per patient folder): give it as both --mri and --ct, or leave --ct out",
+                mri.display()
+            ),
+        ));
+    }
+    let pairs = scan
+        .subjects
+        .into_iter()
+        .map(|s| SubjectPair {
+            name: s.id,
+            mri: s.mr,
+            ct: s.ct,
+            mask: s.mask,
+        })
+        .collect();
+    Ok(Some((pairs, scan.skipped)))
 }
 
 /// The subjects to evaluate and the unmatched folders (module docs).
@@ -43,6 +79,7 @@ pub fn pair_subjects(mri: &Path, ct: &Path) -> Result<(Vec<SubjectPair>, Vec<Str
                 name,
                 mri: mri.to_path_buf(),
                 ct: ct.to_path_buf(),
+                mask: None,
             }],
             Vec::new(),
         ));
@@ -54,6 +91,7 @@ pub fn pair_subjects(mri: &Path, ct: &Path) -> Result<(Vec<SubjectPair>, Vec<Str
             name: s.clone(),
             mri: mri.join(s),
             ct: ct.join(s),
+            mask: None,
         })
         .collect();
     let mut unmatched: Vec<String> = sm

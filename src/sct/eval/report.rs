@@ -55,6 +55,7 @@ impl fmt::Display for EvalReport {
             fmt_num(self.background_hu.mean, 1),
             fmt_num(self.background_hu.sd, 1)
         )?;
+        writeln!(f, "body mask: {}", self.mask_rule)?;
         writeln!(f, "metrics: {}", self.metrics_json.display())?;
         if !self.skipped.is_empty() {
             writeln!(f, "{} input file(s) skipped:", self.skipped.len())?;
@@ -103,6 +104,7 @@ pub(super) fn write_metrics_json(
                 "slice_step_hu_sct": num(s.slice_step_hu.0),
                 "slice_step_hu_ct": num(s.slice_step_hu.1),
                 "mask_voxels": s.mask_voxels,
+                "mask": s.mask_rule,
                 "slices": s.slices,
                 "rows": s.rows,
                 "cols": s.cols,
@@ -127,13 +129,14 @@ pub(super) fn write_metrics_json(
         "unmatched": r.unmatched,
         "skipped": r.skipped,
         "definitions": {
-            "mask": opts.mask.describe(),
+            "mask": r.mask_rule,
             "mae_hu": "mean |sCT - CT| over the mask, both clipped to [-1024, 3000] HU",
             "psnr_db": "10 log10(4024^2 / MSE) over the mask after clipping to [-1024, 3000] HU; null when infinite (identical images)",
             "ssim": "scikit-image structural_similarity (7-wide uniform window, K1 0.01, K2 0.03, data range 4024) of the clipped images with outside-mask voxels set to -1024 HU, averaged over the mask; 3-D when the volume has >= 7 slices, else 2-D per slice averaged over the mask voxels",
             "background_hu": "mean sCT HU outside the mask (air is -1024); null when the mask covers the volume",
             "sd": "sample standard deviation over subjects (n - 1); 0 for one subject",
         },
+        "n4": opts.n4,
         "seconds": r.seconds,
     });
     let text = serde_json::to_string_pretty(&doc).map_err(|e| Error::Invalid(e.to_string()))?;

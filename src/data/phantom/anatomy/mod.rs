@@ -96,7 +96,9 @@ impl Imaging {
                 out.ct[i] = (hu + self.ct_sigma * noise.normal())
                     .round()
                     .clamp(-1024.0, 3071.0) as f32;
-                let s = signal * self.bias(x, y, z);
+                let field = self.bias(x, y, z);
+                out.bias[i] = field as f32;
+                let s = signal * field;
                 let (n1, n2) = (
                     self.mr_sigma * noise.normal(),
                     self.mr_sigma * noise.normal(),
@@ -115,6 +117,7 @@ struct SliceOut<'a> {
     ct: &'a mut [f32],
     expected: &'a mut [f32],
     mr: &'a mut [f32],
+    bias: &'a mut [f32],
 }
 
 /// Subject `index` of the anatomical phantom for `seed`.
@@ -159,6 +162,7 @@ pub(super) fn subject(seed: u64, index: usize, opts: &PhantomOptions) -> Phantom
     let mut ct_hu = vec![0f32; slices * plane];
     let mut ct_expected = vec![0f32; slices * plane];
     let mut mr = vec![0f32; slices * plane];
+    let mut mr_bias = vec![0f32; slices * plane];
     let positions: Vec<[f64; 3]> = (0..slices)
         .map(|k| [imaging.x0, imaging.x0, z0 + k as f64 * thickness])
         .collect();
@@ -168,11 +172,12 @@ pub(super) fn subject(seed: u64, index: usize, opts: &PhantomOptions) -> Phantom
         .min(slices);
     // Slices dealt round-robin: the top slices are mostly air and fast.
     let mut work: Vec<Vec<(usize, SliceOut<'_>)>> = (0..threads).map(|_| Vec::new()).collect();
-    for (k, (((l, c), e), m)) in labels
+    for (k, ((((l, c), e), m), b)) in labels
         .chunks_mut(plane)
         .zip(ct_hu.chunks_mut(plane))
         .zip(ct_expected.chunks_mut(plane))
         .zip(mr.chunks_mut(plane))
+        .zip(mr_bias.chunks_mut(plane))
         .enumerate()
     {
         work[k % threads].push((
@@ -182,6 +187,7 @@ pub(super) fn subject(seed: u64, index: usize, opts: &PhantomOptions) -> Phantom
                 ct: c,
                 expected: e,
                 mr: m,
+                bias: b,
             },
         ));
     }
@@ -212,6 +218,7 @@ pub(super) fn subject(seed: u64, index: usize, opts: &PhantomOptions) -> Phantom
         positions,
         ct_hu,
         mr,
+        mr_bias,
         labels,
         ct_expected: Some(ct_expected),
         ct_values: imaging.values.ct,
