@@ -87,6 +87,9 @@ pub struct TrainConfig {
     pub gan_loss: GanLoss,
     /// WGAN: the critic's weights are clipped to [-wgan_clip, wgan_clip] after every update.
     pub wgan_clip: f32,
+    /// Data-parallel runs: BatchNorm normalizes with the statistics of the global batch
+    /// (summed over ranks) instead of each rank's micro-batch. No effect on one rank.
+    pub sync_bn: bool,
 }
 
 impl Default for TrainConfig {
@@ -120,6 +123,7 @@ impl Default for TrainConfig {
             identity_weight: 0.0,
             gan_loss: GanLoss::Bce,
             wgan_clip: 0.01,
+            sync_bn: false,
         }
     }
 }
