@@ -69,6 +69,23 @@ pub fn adapter_for(adapter: Option<&str>, ranks: &Ranks) -> Option<String> {
     Some(same[ranks.local_rank % same.len()].to_string())
 }
 
+/// The cost of the gradient exchange of a multi-rank run, per step (stderr, rank 0).
+pub fn report_exchange(trainer: &mr2ct::cyclegan::train::Trainer, ranks: &Ranks, seconds: f64) {
+    let n = ranks.collective.size();
+    let e = &trainer.gan.exchange;
+    if n == 1 || e.steps.get() == 0 {
+        return;
+    }
+    let steps = e.steps.get() as f64;
+    eprintln!(
+        "data parallel over {n} ranks: {:.2} MB of gradients all-reduced per step; per step {:.1} ms device readback and upload, {:.1} ms all-reduce, {:.3} s in all",
+        e.values.get() as f64 * 4.0 / steps / 1e6,
+        e.transfer_seconds.get() / steps * 1e3,
+        e.reduce_seconds.get() / steps * 1e3,
+        seconds / steps
+    );
+}
+
 /// Ends the whole job from this rank with a one-line error that names it (MPI then stops the
 /// other ranks). A single process returns the error to main as usual.
 pub fn fail_all(ranks: &Ranks, e: Error) -> Error {
@@ -132,4 +149,60 @@ pub fn fault_hook(ranks: &Ranks) -> Result<Option<StepHook>> {
         }
         _ => Ok(()),
     }))
+}
+
+/// `mr2ct bench --allreduce`: the median time over `iters` runs (after two untimed) of the
+/// rank-ordered all-reduce and of MPI_Allreduce, for buffers of `sizes_mb` MB; rank 0 prints.
+#[cfg(feature = "mpi")]
+pub fn bench_allreduce(sizes_mb: &[f64], iters: usize) -> Result<()> {
+    let Some(m) = mr2ct::dist::mpi::Mpi::from_launcher()? else {
+        return Err(Error::Invalid(
+            "bench --allreduce times ranks: start it with mpirun -np N (or srun)".into(),
+        ));
+    };
+    let median = |mut t: Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    if m.is_root() {
+        println!("all-reduce over {} ranks ({iters} runs each, median)", m.size());
+        println!("| MB | rank-ordered (gather, sum, broadcast) | MPI_Allreduce |");
+        println!("|---:|---:|---:|");
+    }
+    for &mb in sizes_mb {
+        let n = ((mb * 1e6 / 4.0) as usize).max(1);
+        let mut v: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for i in 0..iters.max(1) + 2 {
+            m.barrier()?;
+            let t = std::time::Instant::now();
+            m.all_reduce_sum_f32(&mut v)?;
+            let a = t.elapsed().as_secs_f64();
+            m.barrier()?;
+            let t = std::time::Instant::now();
+            m.all_reduce_native_f32(&mut v);
+            let b = t.elapsed().as_secs_f64();
+            // Keep the values small (the sums grow by the rank count each run).
+            v.iter_mut().for_each(|x| *x = x.rem_euclid(7.0));
+            if i >= 2 {
+                ours.push(a);
+                theirs.push(b);
+            }
+        }
+        if m.is_root() {
+            println!(
+                "| {mb} | {:.2} ms | {:.2} ms |",
+                median(ours) * 1e3,
+                median(theirs) * 1e3
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "mpi"))]
+pub fn bench_allreduce(_sizes_mb: &[f64], _iters: usize) -> Result<()> {
+    Err(Error::Invalid(
+        "bench --allreduce needs MPI: build with `cargo build --release --features mpi`".into(),
+    ))
 }

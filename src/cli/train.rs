@@ -313,6 +313,9 @@ fn train_rank(
             println!("{} in epoch {epoch} after step {step}; checkpoint written to {}; continue with --resume", if asked { "stopped as asked (--stop-after-steps)" } else { "interrupted" }, args.out.join("checkpoint.safetensors").display());
         }
         if asked {
+            if root {
+                parallel::report_exchange(&trainer, ranks, t.elapsed().as_secs_f64());
+            }
             return Ok(super::Outcome::Clean);
         }
         std::process::exit(130);
@@ -320,6 +323,7 @@ fn train_rank(
     if !root {
         return Ok(super::Outcome::Clean);
     }
+    parallel::report_exchange(&trainer, ranks, t.elapsed().as_secs_f64());
     let mut meta = weights_meta;
     meta.insert("epochs_trained".to_owned(), trainer.epoch.to_string());
     let weights = args.out.join("weights.safetensors");

@@ -60,7 +60,22 @@ pub struct CycleGan {
     /// The ranks of a data-parallel run (`Single` alone): gradients and losses are averaged
     /// over them before every optimizer step and every report.
     pub collective: Rc<dyn Collective>,
+    /// What the gradient exchange of a data-parallel run has cost so far.
+    pub exchange: ExchangeStats,
     gpu: Rc<Gpu>,
+}
+
+/// Gradient exchange totals of a data-parallel run (benches/NOTES.md reports them).
+#[derive(Default, Debug)]
+pub struct ExchangeStats {
+    /// Training steps (each one or more optimizer steps) taken on several ranks.
+    pub steps: std::cell::Cell<u64>,
+    /// Gradient values all-reduced, over all optimizer steps.
+    pub values: std::cell::Cell<u64>,
+    /// Seconds in device readback and upload of the flat gradient buffer.
+    pub transfer_seconds: std::cell::Cell<f64>,
+    /// Seconds in the all-reduce itself (including waiting for slower ranks).
+    pub reduce_seconds: std::cell::Cell<f64>,
 }
 
 /// How the weights start.
@@ -98,6 +113,7 @@ impl CycleGan {
             pool_b: ImagePool::new(cfg.synthetic_pool_size),
             rng: Rng::new(cfg.seed),
             collective: Rc::new(Single),
+            exchange: ExchangeStats::default(),
             cfg,
             g_ab,
             critics,
@@ -218,6 +234,9 @@ impl CycleGan {
         // Every rank reports the mean over the global batch (a NaN on one rank reaches all,
         // so all stop together).
         all_reduce_mean_f32(self.collective.as_ref(), &mut values)?;
+        if self.collective.size() > 1 {
+            self.exchange.steps.set(self.exchange.steps.get() + 1);
+        }
         let n = values.len();
         let values = values.try_into().map_err(|_| {
             Error::Invalid(format!(
@@ -247,10 +266,22 @@ impl CycleGan {
         let Some(flat) = grads.pack(params)? else {
             return Ok(());
         };
+        // The readback would wait for the step's kernels; wait first, so the time below is
+        // the transfer alone.
+        flat.gpu().synchronize()?;
+        let t = std::time::Instant::now();
         let mut host = flat.to_vec()?;
+        let read = t.elapsed().as_secs_f64();
         all_reduce_mean_f32(self.collective.as_ref(), &mut host)?;
+        let reduced = t.elapsed().as_secs_f64();
         flat.load(&host)?;
-        grads.unpack(params, &flat)
+        grads.unpack(params, &flat)?;
+        let e = &self.exchange;
+        e.values.set(e.values.get() + host.len() as u64);
+        e.reduce_seconds.set(e.reduce_seconds.get() + reduced - read);
+        e.transfer_seconds
+            .set(e.transfer_seconds.get() + read + t.elapsed().as_secs_f64() - reduced);
+        Ok(())
     }
 
     /// Inference: MRI -> synthetic CT (eval-mode normalization, no graph).

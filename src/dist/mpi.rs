@@ -43,6 +43,14 @@ impl Mpi {
         }))
     }
 
+    /// MPI_Allreduce (sum) of the library's choosing: the comparison `mr2ct bench --allreduce`
+    /// draws against the rank-ordered reduction; its order of addition is not fixed.
+    pub fn all_reduce_native_f32(&self, values: &mut [f32]) {
+        let send = values.to_vec();
+        self.world
+            .all_reduce_into(&send[..], values, mpi::collective::SystemOperation::sum());
+    }
+
     /// This rank's index among the ranks on its machine (picks its adapter).
     pub fn local_rank(&self) -> usize {
         self.local_rank
