@@ -165,7 +165,10 @@ pub fn bench_allreduce(sizes_mb: &[f64], iters: usize) -> Result<()> {
         t[t.len() / 2]
     };
     if m.is_root() {
-        println!("all-reduce over {} ranks ({iters} runs each, median)", m.size());
+        println!(
+            "all-reduce over {} ranks ({iters} runs each, median)",
+            m.size()
+        );
         println!("| MB | rank-ordered (gather, sum, broadcast) | MPI_Allreduce |");
         println!("|---:|---:|---:|");
     }

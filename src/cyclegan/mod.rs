@@ -278,7 +278,8 @@ impl CycleGan {
         grads.unpack(params, &flat)?;
         let e = &self.exchange;
         e.values.set(e.values.get() + host.len() as u64);
-        e.reduce_seconds.set(e.reduce_seconds.get() + reduced - read);
+        e.reduce_seconds
+            .set(e.reduce_seconds.get() + reduced - read);
         e.transfer_seconds
             .set(e.transfer_seconds.get() + read + t.elapsed().as_secs_f64() - reduced);
         Ok(())
