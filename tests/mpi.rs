@@ -324,8 +324,9 @@ fn assert_equivalent(got: &Path, want: &Path, what: &str, params: Params) {
 
 /// 2 ranks x 2 images against 1 rank x 4 images, for one model, `extra` flags for both runs:
 /// both stop (checkpoint) after each of `checks`' step counts in turn (resuming in between),
-/// and are compared there.
-fn two_ranks_equal_one(model: &str, extra: &[&str], checks: &[(usize, Params)]) {
+/// and are compared there; with `finish`, both then run to the end of the epoch and must have
+/// written the same files and the same losses.csv.
+fn two_ranks_equal_one(model: &str, extra: &[&str], checks: &[(usize, Params)], finish: bool) {
     let _turn = ONE_JOB.lock().unwrap_or_else(|e| e.into_inner());
     let (data, one, two) = (
         tmp(&format!("{model}-data")),
@@ -349,6 +350,19 @@ fn two_ranks_equal_one(model: &str, extra: &[&str], checks: &[(usize, Params)]) 
         );
         assert_equivalent(&two, &one, &format!("{model}, step {steps}"), *params);
     }
+    if finish {
+        // On to the end of the first epoch: every output of a run, written by rank 0 alone.
+        for (ranks, dir) in [(1, &one), (2, &two)] {
+            let mut args = train_args(model, &data, dir);
+            let at = args.iter().position(|a| a == "--epochs").unwrap();
+            args[at + 1] = "1".into();
+            let mut flags: Vec<&str> = extra.to_vec();
+            flags.push("--resume");
+            let (out, _) = train(ranks, &args, &flags);
+            ok(&out, &format!("{ranks} rank(s) to the end of the epoch"));
+        }
+        assert_same_losses_csv(&two, &one, model);
+    }
     // Rank 0 alone wrote, and wrote the same files.
     let names = |d: &Path| {
         let mut v: Vec<_> = std::fs::read_dir(d)
@@ -366,12 +380,12 @@ fn two_ranks_equal_one(model: &str, extra: &[&str], checks: &[(usize, Params)]) 
 
 #[test]
 fn unet_on_two_ranks_equals_one_rank_with_the_double_batch() {
-    two_ranks_equal_one("unet", &[], &[(3, Params::Elementwise)]);
+    two_ranks_equal_one("unet", &[], &[(3, Params::Elementwise)], true);
 }
 
 #[test]
 fn resnet_on_two_ranks_equals_one_rank_with_the_double_batch() {
-    two_ranks_equal_one("resnet", &[], &[(3, Params::Elementwise)]);
+    two_ranks_equal_one("resnet", &[], &[(3, Params::Elementwise)], false);
 }
 
 /// The paper's model has BatchNorm: with --sync-bn its statistics cover the global batch.
@@ -386,7 +400,29 @@ fn paper_model_with_sync_bn_on_two_ranks_equals_one_rank() {
         "paper",
         &["--sync-bn"],
         &[(1, Params::Elementwise), (3, Params::L2(2e-3))],
+        false,
     );
+}
+
+/// losses.csv of two runs: the same rows and, in every loss column (between `epoch` and
+/// `seconds`), the same values to 1e-5 relative (plus the 1e-6 the file's six decimals round).
+fn assert_same_losses_csv(got: &Path, want: &Path, what: &str) {
+    let read = |d: &Path| std::fs::read_to_string(d.join("losses.csv")).expect("losses.csv");
+    let (g, w) = (read(got), read(want));
+    let (gl, wl): (Vec<&str>, Vec<&str>) = (g.lines().collect(), w.lines().collect());
+    assert_eq!(gl.len(), wl.len(), "{what}: losses.csv rows");
+    assert_eq!(gl[0], wl[0], "{what}: losses.csv header");
+    let losses = wl[0].split(',').position(|c| c == "seconds").unwrap();
+    let mut worst = 0f64;
+    for (a, b) in gl[1..].iter().zip(&wl[1..]) {
+        for (x, y) in a.split(',').zip(b.split(',')).take(losses).skip(1) {
+            let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+            let d = (x - y).abs();
+            assert!(d <= 1e-5 * y.abs() + 1e-6, "{what}: losses.csv {x} vs {y}");
+            worst = worst.max(d);
+        }
+    }
+    eprintln!("{what}: losses.csv of 2 ranks and 1 rank agree, largest difference {worst:.1e}");
 }
 
 /// A fault on rank 1 after global step 3 of a run resumed from a checkpoint at step 2. Returns
