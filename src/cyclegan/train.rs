@@ -1,5 +1,8 @@
 //! The training loop: epochs of shuffled unpaired batches, per-epoch losses (losses.csv, the
 //! paper's Table 2 columns), loss curves and sample grids (PNG), atomic checkpoints and resume.
+//! Past 500 lines since data-parallel training (each rank's share of a global batch, collective
+//! stop decisions, rank 0 writing): the loop and the batch assembly it drives are kept together;
+//! the crop windows and gathering (the second half) could move to their own file.
 
 use std::path::PathBuf;
 use std::rc::Rc;
