@@ -5,7 +5,19 @@
 # bookworm's Mesa 22.3: the same training iteration runs about 1.6x faster on it
 # (benches/NOTES.md). A machine that already has Mesa >= 25, or a Vulkan driver that is not
 # Mesa's (a GPU vendor's), is left alone, and the script says what it found.
+#
+# `--mpi` also installs what `cargo build --features mpi` (training on several GPUs or hosts
+# with mpirun/srun) needs: OpenMPI (libopenmpi-dev, openmpi-bin) and libclang-dev, with which
+# the mpi crate's bindgen reads mpi.h. Without it nothing MPI is installed.
 set -euo pipefail
+
+WANT_MPI=0
+for arg in "$@"; do
+    case "$arg" in
+        --mpi) WANT_MPI=1 ;;
+        *) echo "setup: unknown option $arg (known: --mpi)" >&2; exit 2 ;;
+    esac
+done
 
 MIN_MESA=25
 SUDO=""
@@ -69,6 +81,20 @@ elif [ -z "$installed" ]; then
     $SUDO apt-get install -y -qq mesa-vulkan-drivers >/dev/null
 else
     echo "setup: found Mesa $installed lavapipe; Mesa >= $MIN_MESA is faster, but this is not Debian 12, so it is left as it is" >&2
+fi
+
+if [ "$WANT_MPI" -eq 1 ]; then
+    missing=""
+    for pkg in libopenmpi-dev openmpi-bin libclang-dev; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
+    done
+    if [ -n "$missing" ]; then
+        echo "setup: installing MPI build and launch tools:$missing" >&2
+        apt_update
+        # shellcheck disable=SC2086
+        $SUDO apt-get install -y -qq $missing >/dev/null
+    fi
+    echo "setup: $(mpirun --version 2>/dev/null | head -n 1)" >&2
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod cyclegan;
 pub mod data;
+pub mod dist;
 pub mod engine;
 pub mod io;
 pub mod metrics;

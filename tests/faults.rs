@@ -39,6 +39,8 @@ fn opts(dir: &std::path::Path, stop: Option<Arc<AtomicBool>>) -> RunOptions {
         checkpoint_every: 1,
         progress: false,
         stop,
+        stop_after_steps: None,
+        after_step: None,
     }
 }
 

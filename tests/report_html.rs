@@ -117,6 +117,8 @@ fn run_writes_a_well_formed_report_that_shows_its_files_and_config() {
             checkpoint_every: 0,
             progress: false,
             stop: None,
+            stop_after_steps: None,
+            after_step: None,
         },
     )
     .unwrap();

@@ -89,6 +89,8 @@ fn resume_continues_exactly_like_an_uninterrupted_run() {
             checkpoint_every: 1,
             progress: false,
             stop: None,
+            stop_after_steps: None,
+            after_step: None,
         };
         let mut full = Trainer::new(&g, cfg.clone()).unwrap();
         full.run(&data, &opts(&full_dir)).unwrap();
@@ -198,6 +200,8 @@ fn training_reduces_the_cycle_loss_on_a_learnable_task() {
             checkpoint_every: 0,
             progress: false,
             stop: None,
+            stop_after_steps: None,
+            after_step: None,
         },
     )
     .unwrap();

@@ -49,9 +49,17 @@ pub struct BenchArgs {
     /// CycleGAN iterations with images/s), or both.
     #[arg(long, value_enum, default_value_t = Suite::Paper)]
     suite: Suite,
+    /// Only time all-reduces of these sizes in MB (comma-separated) between the ranks of
+    /// `mpirun -np N mr2ct bench --allreduce ...` (needs the mpi feature): the rank-ordered one
+    /// training uses against MPI_Allreduce.
+    #[arg(long, value_delimiter = ',')]
+    allreduce: Vec<f64>,
 }
 
 pub fn bench(adapter: Option<&str>, args: &BenchArgs) -> Result<()> {
+    if !args.allreduce.is_empty() {
+        return super::parallel::bench_allreduce(&args.allreduce, args.iters);
+    }
     let gpu = Gpu::new(adapter)?;
     let mut batches = args.batches.clone();
     if let Some(b) = args.batch {

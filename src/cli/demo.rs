@@ -175,6 +175,8 @@ pub fn demo(adapter: Option<&str>, args: &DemoArgs) -> Result<()> {
             checkpoint_every: cfg.epochs,
             progress: true,
             stop: None,
+            stop_after_steps: None,
+            after_step: None,
         };
         trainer.run(&set.domains(), &opts)?;
         trainer.save_weights(&weights, &meta, Precision::F32)?;

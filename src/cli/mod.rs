@@ -4,6 +4,7 @@
 mod bench;
 mod data;
 mod demo;
+mod parallel;
 mod phantom;
 mod smoke;
 mod train;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::data::{load_for, validation_for};
+use super::parallel;
 use mr2ct::cyclegan::train::{RunEnd, RunOptions, Trainer};
 use mr2ct::cyclegan::{GanLoss, ModelKind, Objective, TrainConfig};
 use mr2ct::io::weights::Precision;
@@ -150,6 +151,14 @@ pub struct TrainArgs {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// Several ranks (mpirun -np N): BatchNorm uses the statistics of the global batch, summed
+    /// over ranks, instead of each rank's share (the paper's model; a readback per BatchNorm
+    /// layer in forward and backward).
+    #[arg(long)]
+    sync_bn: bool,
+    /// Diagnostic: stop after this many steps in all, writing a checkpoint, and exit 0.
+    #[arg(long, hide = true)]
+    stop_after_steps: Option<usize>,
 }
 
 /// Defaults of the model family, then the config file, then the flags.
@@ -222,20 +231,36 @@ fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
     if args.n4 && cfg.n4.is_none() {
         cfg.n4 = Some(mr2ct::data::N4Options::default());
     }
+    if args.sync_bn {
+        cfg.sync_bn = true;
+    }
     cfg.validate().map_err(Error::Invalid)?;
     Ok(cfg)
 }
 
+/// `mr2ct train`, alone or as one rank of `mpirun -np N mr2ct train ...` (every rank runs this
+/// with the same arguments; rank 0 alone writes). A rank's error ends the whole job.
 pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<super::Outcome> {
+    let ranks = parallel::join()?;
+    train_rank(adapter, args, &ranks).map_err(|e| parallel::fail_all(&ranks, e))
+}
+
+fn train_rank(
+    adapter: Option<&str>,
+    args: &TrainArgs,
+    ranks: &parallel::Ranks,
+) -> Result<super::Outcome> {
+    let root = ranks.collective.is_root();
+    let label = ranks.collective.label();
     let cfg = build_config(args)?;
     let checkpoint = args.out.join("checkpoint.safetensors");
     if checkpoint.exists() && !args.resume && !args.force {
         return Err(Error::file(&args.out, "already holds a run (checkpoint.safetensors); use --resume to continue it or --force to start over"));
     }
     let (data, load) = load_for(&cfg, &args.data)?;
-    let gpu = Gpu::new(adapter)?;
+    let gpu = Gpu::new(parallel::adapter_for(adapter, ranks).as_deref())?;
     eprintln!(
-        "adapter: {} ({}, {} {})",
+        "{label}adapter: {} ({}, {} {})",
         gpu.adapter.name, gpu.adapter.backend, gpu.adapter.driver, gpu.adapter.driver_info
     );
     let mut trainer = if args.resume && checkpoint.exists() {
@@ -249,27 +274,19 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<super::Outcome> 
             ));
         }
         t.set_epochs(cfg.epochs);
-        eprintln!("resuming after epoch {}", t.epoch);
+        if root {
+            eprintln!("resuming after epoch {} step {}", t.epoch, t.step);
+        }
         t
     } else {
         Trainer::new(&gpu, cfg.clone())?
     };
+    trainer.gan.collective = ranks.collective.clone();
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Error::file(&args.out, format!("cannot create: {e}")))?;
-    // The data report: what was used and every file skipped, with its reason.
-    mr2ct::io::write_atomic(
-        &args.out.join("data_report.json"),
-        serde_json::to_string_pretty(&data.summary)
-            .map_err(|e| Error::Invalid(e.to_string()))?
-            .as_bytes(),
-    )?;
-    let record = serde_json::json!({ "train": trainer.config(), "prep": &data.prep, "data": args.data, "adapter": gpu.adapter.name });
-    mr2ct::io::write_atomic(
-        &args.out.join("config.json"),
-        serde_json::to_string_pretty(&record)
-            .map_err(|e| Error::Invalid(e.to_string()))?
-            .as_bytes(),
-    )?;
+    if root {
+        write_run_records(args, &trainer, &data, &gpu, ranks)?;
+    }
     // Ctrl-C: finish the current step, write a checkpoint, exit; a second Ctrl-C kills.
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -292,12 +309,29 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<super::Outcome> 
         checkpoint_every: args.checkpoint_every,
         progress: !args.quiet,
         stop: Some(stop),
+        stop_after_steps: args.stop_after_steps,
+        after_step: parallel::fault_hook(ranks)?,
     };
     let t = Instant::now();
     if let RunEnd::Interrupted { epoch, step } = trainer.run(&data.domains(), &opts)? {
-        println!("interrupted in epoch {epoch} after step {step}; checkpoint written to {}; continue with --resume", args.out.join("checkpoint.safetensors").display());
+        let asked = args
+            .stop_after_steps
+            .is_some_and(|n| trainer.step_log.len() >= n);
+        if root {
+            println!("{} in epoch {epoch} after step {step}; checkpoint written to {}; continue with --resume", if asked { "stopped as asked (--stop-after-steps)" } else { "interrupted" }, args.out.join("checkpoint.safetensors").display());
+        }
+        if asked {
+            if root {
+                parallel::report_exchange(&trainer, ranks, t.elapsed().as_secs_f64());
+            }
+            return Ok(super::Outcome::Clean);
+        }
         std::process::exit(130);
     }
+    if !root {
+        return Ok(super::Outcome::Clean);
+    }
+    parallel::report_exchange(&trainer, ranks, t.elapsed().as_secs_f64());
     let mut meta = weights_meta;
     meta.insert("epochs_trained".to_owned(), trainer.epoch.to_string());
     let weights = args.out.join("weights.safetensors");
@@ -329,6 +363,30 @@ pub fn train(adapter: Option<&str>, args: &TrainArgs) -> Result<super::Outcome> 
         );
     }
     Ok(super::Outcome::from_skipped(data.summary.skipped.len()))
+}
+
+/// data_report.json (what was used and every file skipped, with its reason) and config.json.
+fn write_run_records(
+    args: &TrainArgs,
+    trainer: &Trainer,
+    data: &super::data::Loaded,
+    gpu: &Gpu,
+    ranks: &parallel::Ranks,
+) -> Result<()> {
+    mr2ct::io::write_atomic(
+        &args.out.join("data_report.json"),
+        serde_json::to_string_pretty(&data.summary)
+            .map_err(|e| Error::Invalid(e.to_string()))?
+            .as_bytes(),
+    )?;
+    let record = serde_json::json!({ "train": trainer.config(), "prep": &data.prep, "data": args.data, "adapter": gpu.adapter.name, "ranks": ranks.collective.size() });
+    mr2ct::io::write_atomic(
+        &args.out.join("config.json"),
+        serde_json::to_string_pretty(&record)
+            .map_err(|e| Error::Invalid(e.to_string()))?
+            .as_bytes(),
+    )?;
+    Ok(())
 }
 
 #[derive(clap::Args)]

@@ -92,7 +92,11 @@ impl Trainer {
             serde_json::to_string(&self.gan.cfg).map_err(|e| Error::Invalid(e.to_string()))?,
         );
         meta.insert("epoch".into(), self.epoch.to_string());
+        // Steps are global batches (config batch_size images over all ranks), so a run can
+        // resume on another number of ranks at the same place in the data; "ranks" is a record.
         meta.insert("step".into(), self.step.to_string());
+        meta.insert("global_batch".into(), self.gan.cfg.batch_size.to_string());
+        meta.insert("ranks".into(), self.gan.collective.size().to_string());
         meta.insert(
             "partial_sums".into(),
             serde_json::to_string(&self.partial_sums).map_err(|e| Error::Invalid(e.to_string()))?,

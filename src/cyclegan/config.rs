@@ -89,6 +89,9 @@ pub struct TrainConfig {
     pub wgan_clip: f32,
     /// N4 bias-field correction of every MR volume before its intensity scaling (None: off).
     pub n4: Option<crate::data::N4Options>,
+    /// Data-parallel runs: BatchNorm normalizes with the statistics of the global batch
+    /// (summed over ranks) instead of each rank's micro-batch. No effect on one rank.
+    pub sync_bn: bool,
 }
 
 impl Default for TrainConfig {
@@ -123,6 +126,7 @@ impl Default for TrainConfig {
             gan_loss: GanLoss::Bce,
             wgan_clip: 0.01,
             n4: None,
+            sync_bn: false,
         }
     }
 }

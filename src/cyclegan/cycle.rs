@@ -80,7 +80,8 @@ impl CycleGan {
                 &total,
             )?;
         }
-        let grads = backward(&total)?;
+        let mut grads = backward(&total)?;
+        self.mean_gradients(&mut grads, true)?;
         self.opt_g.step(&grads)?;
         let losses = Losses {
             g: total.detach(),
@@ -110,7 +111,8 @@ impl CycleGan {
             &self.adversarial(&d_b.forward(b, Pass::TRAIN)?, true)?,
             &self.adversarial(&d_b.forward(fake_b, Pass::TRAIN)?, false)?,
         )?;
-        let grads = backward(&add(&da, &db)?)?;
+        let mut grads = backward(&add(&da, &db)?)?;
+        self.mean_gradients(&mut grads, false)?;
         self.opt_d.step(&grads)?;
         self.constrain_critics()?;
         Ok((da.detach(), db.detach()))

@@ -18,10 +18,12 @@ pub mod validation;
 
 use std::rc::Rc;
 
+use crate::dist::{all_reduce_mean_f32, Collective, Single, SyncBatchStats};
+use crate::engine::autograd::Gradients;
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
 use crate::engine::nn::init::Rng;
-use crate::engine::nn::{init_deterministic, init_normal, Named, Pass};
+use crate::engine::nn::{init_deterministic, init_normal, with_batch_stats_reducer, Named, Pass};
 use crate::engine::ops::elementwise::scale;
 use crate::engine::ops::loss;
 use crate::engine::ops::reduce::mean;
@@ -55,7 +57,25 @@ pub struct CycleGan {
     pub pool_a: ImagePool,
     pub pool_b: ImagePool,
     pub rng: Rng,
+    /// The ranks of a data-parallel run (`Single` alone): gradients and losses are averaged
+    /// over them before every optimizer step and every report.
+    pub collective: Rc<dyn Collective>,
+    /// What the gradient exchange of a data-parallel run has cost so far.
+    pub exchange: ExchangeStats,
     gpu: Rc<Gpu>,
+}
+
+/// Gradient exchange totals of a data-parallel run (benches/NOTES.md reports them).
+#[derive(Default, Debug)]
+pub struct ExchangeStats {
+    /// Training steps (each one or more optimizer steps) taken on several ranks.
+    pub steps: std::cell::Cell<u64>,
+    /// Gradient values all-reduced, over all optimizer steps.
+    pub values: std::cell::Cell<u64>,
+    /// Seconds in device readback and upload of the flat gradient buffer.
+    pub transfer_seconds: std::cell::Cell<f64>,
+    /// Seconds in the all-reduce itself (including waiting for slower ranks).
+    pub reduce_seconds: std::cell::Cell<f64>,
 }
 
 /// How the weights start.
@@ -92,6 +112,8 @@ impl CycleGan {
             pool_a: ImagePool::new(cfg.synthetic_pool_size),
             pool_b: ImagePool::new(cfg.synthetic_pool_size),
             rng: Rng::new(cfg.seed),
+            collective: Rc::new(Single),
+            exchange: ExchangeStats::default(),
             cfg,
             g_ab,
             critics,
@@ -198,11 +220,23 @@ impl CycleGan {
                 ),
             ));
         }
-        let on_device = match self.cfg.objective {
-            Objective::Cyclegan => self.cycle_step(a, b)?,
-            Objective::Paired => self.paired_step(a, b)?,
+        let step = |gan: &mut Self| match gan.cfg.objective {
+            Objective::Cyclegan => gan.cycle_step(a, b),
+            Objective::Paired => gan.paired_step(a, b),
         };
-        let values = stack_scalars(&on_device.fields())?.to_vec()?;
+        let on_device = if self.cfg.sync_bn && self.collective.size() > 1 {
+            let reducer = Rc::new(SyncBatchStats(self.collective.clone()));
+            with_batch_stats_reducer(reducer, || step(self))?
+        } else {
+            step(self)?
+        };
+        let mut values = stack_scalars(&on_device.fields())?.to_vec()?;
+        // Every rank reports the mean over the global batch (a NaN on one rank reaches all,
+        // so all stop together).
+        all_reduce_mean_f32(self.collective.as_ref(), &mut values)?;
+        if self.collective.size() > 1 {
+            self.exchange.steps.set(self.exchange.steps.get() + 1);
+        }
         let n = values.len();
         let values = values.try_into().map_err(|_| {
             Error::Invalid(format!(
@@ -215,6 +249,40 @@ impl CycleGan {
             return Err(Error::NonFinite(format!("{name} = {v}")));
         }
         Ok(l)
+    }
+
+    /// Data parallel: replaces the gradients of the generators' (`generators`) or the
+    /// discriminators' parameters by their mean over ranks, read back in one buffer, so
+    /// every rank applies the same update. Nothing happens on a single rank.
+    fn mean_gradients(&self, grads: &mut Gradients, generators: bool) -> Result<()> {
+        if self.collective.size() == 1 {
+            return Ok(());
+        }
+        let params = if generators {
+            self.opt_g.params()
+        } else {
+            self.opt_d.params()
+        };
+        let Some(flat) = grads.pack(params)? else {
+            return Ok(());
+        };
+        // The readback would wait for the step's kernels; wait first, so the time below is
+        // the transfer alone.
+        flat.gpu().synchronize()?;
+        let t = std::time::Instant::now();
+        let mut host = flat.to_vec()?;
+        let read = t.elapsed().as_secs_f64();
+        all_reduce_mean_f32(self.collective.as_ref(), &mut host)?;
+        let reduced = t.elapsed().as_secs_f64();
+        flat.load(&host)?;
+        grads.unpack(params, &flat)?;
+        let e = &self.exchange;
+        e.values.set(e.values.get() + host.len() as u64);
+        e.reduce_seconds
+            .set(e.reduce_seconds.get() + reduced - read);
+        e.transfer_seconds
+            .set(e.transfer_seconds.get() + read + t.elapsed().as_secs_f64() - reduced);
+        Ok(())
     }
 
     /// Inference: MRI -> synthetic CT (eval-mode normalization, no graph).

@@ -34,7 +34,8 @@ impl CycleGan {
             total = scale_add(&adv, self.cfg.lambda_gan, &total)?;
             losses.g_ab_adv = adv.detach();
         }
-        let grads = backward(&total)?;
+        let mut grads = backward(&total)?;
+        self.mean_gradients(&mut grads, true)?;
         self.opt_g.step(&grads)?;
         losses.g = total.detach();
         if let Some(d) = d_b {
@@ -46,7 +47,8 @@ impl CycleGan {
                 false,
             )?;
             let d_loss = scale(&add(&real, &fake)?, 0.5)?;
-            let grads = backward(&d_loss)?;
+            let mut grads = backward(&d_loss)?;
+            self.mean_gradients(&mut grads, false)?;
             self.opt_d.step(&grads)?;
             self.constrain_critics()?;
             losses.db = d_loss.detach();

@@ -1,5 +1,8 @@
 //! The training loop: epochs of shuffled unpaired batches, per-epoch losses (losses.csv, the
 //! paper's Table 2 columns), loss curves and sample grids (PNG), atomic checkpoints and resume.
+//! Past 500 lines since data-parallel training (each rank's share of a global batch, collective
+//! stop decisions, rank 0 writing): the loop and the batch assembly it drives are kept together;
+//! the crop windows and gathering (the second half) could move to their own file.
 
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -27,6 +30,12 @@ pub struct RunOptions {
     pub progress: bool,
     /// Set (e.g. by a Ctrl-C handler) to stop after the current step with a checkpoint.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Stop as if interrupted once this many steps (global batches) have been taken in all,
+    /// counting those before a resume (a diagnostic: equivalence tests compare checkpoints).
+    pub stop_after_steps: Option<usize>,
+    /// Called after every step with the number of steps taken in all; an error ends the run
+    /// (fault injection for the data-parallel tests).
+    pub after_step: Option<fn(usize) -> Result<()>>,
 }
 
 /// How `Trainer::run` ended.
@@ -79,7 +88,10 @@ pub struct Trainer {
 
 /// The fixed facts of one `run`: batch geometry and progress accounting.
 struct Plan {
+    /// The global batch; this rank trains on its `micro` samples from `first` on.
     batch: usize,
+    micro: usize,
+    first: usize,
     steps: usize,
     /// Steps this call of `run` will take in all, and has taken, for the rate and ETA.
     total_steps: usize,
@@ -149,8 +161,18 @@ impl Trainer {
         // Batch statistics need full batches; a set smaller than the batch trains on what it has.
         let batch = cfg.batch_size.min(n_a).min(n_b);
         let steps = n_a.max(n_b) / batch;
+        let ranks = self.gan.collective.size();
+        if !batch.is_multiple_of(ranks) {
+            return Err(Error::Invalid(format!(
+                "the global batch of {batch} images cannot be shared by {ranks} ranks; use a multiple of {ranks}"
+            )));
+        }
+        let micro = batch / ranks;
+        let root = self.gan.collective.is_root();
         let mut plan = Plan {
             batch,
+            micro,
+            first: self.gan.collective.rank() * micro,
             steps,
             total_steps: (cfg.epochs.saturating_sub(self.epoch) * steps).max(1),
             done_steps: 0,
@@ -163,8 +185,11 @@ impl Trainer {
                 EpochEnd::Complete(sums) => sums,
                 EpochEnd::Interrupted => {
                     self.partial_seconds += t0.elapsed().as_secs_f64();
-                    self.save_checkpoint(&opts.out_dir)?;
-                    if opts.progress {
+                    if root {
+                        self.save_checkpoint(&opts.out_dir)?;
+                    }
+                    self.gan.collective.barrier()?;
+                    if opts.progress && root {
                         eprintln!();
                     }
                     return Ok(RunEnd::Interrupted {
@@ -174,6 +199,7 @@ impl Trainer {
                 }
             };
             let seconds = t0.elapsed().as_secs_f64() + self.partial_seconds;
+            let seconds = self.max_over_ranks(seconds)?;
             (self.step, self.partial_sums, self.partial_seconds) = (0, LossSums::default(), 0.0);
             self.history.push(EpochLosses {
                 mean: sums.mean(steps),
@@ -183,17 +209,23 @@ impl Trainer {
             });
             self.epoch += 1;
             let last = self.epoch == cfg.epochs;
-            self.validate_epoch(&opts.out_dir, last)?;
-            self.write_epoch_reports(data, opts, last)?;
-            let stop = opts.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
-            if last
-                || stop
-                || (opts.checkpoint_every > 0 && self.epoch.is_multiple_of(opts.checkpoint_every))
+            // Rank 0 alone scores, plots and saves; the others hold the same weights.
+            if root {
+                self.validate_epoch(&opts.out_dir, last)?;
+                self.write_epoch_reports(data, opts, last)?;
+            }
+            let stop = self.stop_requested(opts)?;
+            if root
+                && (last
+                    || stop
+                    || (opts.checkpoint_every > 0
+                        && self.epoch.is_multiple_of(opts.checkpoint_every)))
             {
                 self.save_checkpoint(&opts.out_dir)?;
             }
             if stop && !last {
-                if opts.progress {
+                self.gan.collective.barrier()?;
+                if opts.progress && root {
                     eprintln!();
                 }
                 return Ok(RunEnd::Interrupted {
@@ -202,10 +234,36 @@ impl Trainer {
                 });
             }
         }
-        if opts.progress && plan.tty {
+        if opts.progress && plan.tty && root {
             eprintln!();
         }
+        // No rank leaves (and finalizes MPI) before rank 0 has written the last files.
+        self.gan.collective.barrier()?;
         Ok(RunEnd::Finished)
+    }
+
+    /// Whether to stop after this step: asked by Ctrl-C on any rank (so all stop at the same
+    /// step) or by `stop_after_steps`.
+    fn stop_requested(&self, opts: &RunOptions) -> Result<bool> {
+        let asked = opts.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
+        let mut flag = [asked as u8 as f32];
+        self.gan.collective.all_reduce_sum_f32(&mut flag)?;
+        let limit = opts
+            .stop_after_steps
+            .is_some_and(|n| self.step_log.len() >= n);
+        Ok(flag[0] > 0.0 || limit)
+    }
+
+    /// The slowest rank's time, which is the step's time (one rank: itself).
+    fn max_over_ranks(&self, seconds: f64) -> Result<f64> {
+        let c = &self.gan.collective;
+        if c.size() == 1 {
+            return Ok(seconds);
+        }
+        let mut each = vec![0f32; c.size()];
+        each[c.rank()] = seconds as f32;
+        c.all_reduce_sum_f32(&mut each)?;
+        Ok(each.into_iter().fold(0f32, f32::max) as f64)
     }
 
     /// The remaining steps of the current epoch. The order of an epoch depends only on
@@ -242,22 +300,36 @@ impl Trainer {
                 channels: 1,
                 size,
             };
-            let windows_b =
+            // Every rank draws the windows of the whole global batch, so the crops do not
+            // depend on the number of ranks, and keeps its own share.
+            let mut windows_b =
                 batch_windows(ct_planes, CT_HEAD, &ib, step, batch, patch, &mut crop_rng);
             let windows_a = if paired {
-                windows_b.clone()
+                windows_b[plan.first..plan.first + plan.micro].to_vec()
             } else {
                 let mr_planes = Planes {
                     src: data.mr,
                     channels,
                     size,
                 };
-                batch_windows(mr_planes, MR_HEAD, &ia, step, batch, patch, &mut crop_rng)
+                let mut w =
+                    batch_windows(mr_planes, MR_HEAD, &ia, step, batch, patch, &mut crop_rng);
+                w.drain(..plan.first);
+                w.truncate(plan.micro);
+                w
             };
-            let a = gather(data.mr, &ia, step, channels, size, &windows_a);
-            let b = gather(data.ct, &ib, step, 1, size, &windows_b);
-            let a = Tensor::from_slice(&self.gpu, &a, &[batch, channels, patch, patch])?;
-            let b = Tensor::from_slice(&self.gpu, &b, &[batch, 1, patch, patch])?;
+            windows_b.drain(..plan.first);
+            windows_b.truncate(plan.micro);
+            let at = Batch {
+                k: step,
+                batch,
+                first: plan.first,
+            };
+            let a = gather(data.mr, &ia, at, channels, size, &windows_a);
+            let b = gather(data.ct, &ib, at, 1, size, &windows_b);
+            let micro = plan.micro;
+            let a = Tensor::from_slice(&self.gpu, &a, &[micro, channels, patch, patch])?;
+            let b = Tensor::from_slice(&self.gpu, &b, &[micro, 1, patch, patch])?;
             let l = self.gan.train_step(&a, &b).map_err(|e| match e {
                 Error::NonFinite(what) => Error::NonFinite(format!(
                     "epoch {} step {}: {what}; training stopped, the last checkpoint is unchanged",
@@ -270,13 +342,17 @@ impl Trainer {
             self.step_log.push(l);
             plan.done_steps += 1;
             self.step = step + 1;
-            if opts.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst))
-                && self.step < plan.steps
-            {
+            if let Some(hook) = opts.after_step {
+                hook(self.step_log.len())?;
+            }
+            if self.step < plan.steps && self.stop_requested(opts)? {
                 self.partial_sums = sums;
                 return Ok(EpochEnd::Interrupted);
             }
-            if opts.progress && (plan.tty || step + 1 == plan.steps) {
+            if opts.progress
+                && self.gan.collective.is_root()
+                && (plan.tty || step + 1 == plan.steps)
+            {
                 self.print_progress(plan, step, &l);
             }
         }
@@ -422,11 +498,21 @@ fn batch_windows(
         .collect()
 }
 
-/// Batch `k` of an epoch's order `idx`: each sample's `channels` planes cut by its window.
+/// Which samples of an epoch's order a rank gathers: global batch `k` of `batch`, entries
+/// from `first` on.
+#[derive(Clone, Copy)]
+struct Batch {
+    k: usize,
+    batch: usize,
+    first: usize,
+}
+
+/// This rank's share of a global batch of an epoch's order `idx`: each sample's `channels`
+/// planes cut by its window (`windows[j]` is entry `at.first + j`).
 fn gather(
     src: &[f32],
     idx: &[usize],
-    k: usize,
+    at: Batch,
     channels: usize,
     size: usize,
     windows: &[Window],
@@ -436,7 +522,7 @@ fn gather(
         windows.len() * channels * windows.first().map_or(0, |w| w.side * w.side),
     );
     for (j, w) in windows.iter().enumerate() {
-        let i = sample(idx, k, windows.len(), j);
+        let i = sample(idx, at.k, at.batch, at.first + j);
         for c in 0..channels {
             let plane = &src[(i * channels + c) * per..][..per];
             for r in w.top..w.top + w.side {

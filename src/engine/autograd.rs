@@ -76,6 +76,53 @@ impl Gradients {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
+
+    /// The gradients of those of `params` that have one, in `params` order, copied on the
+    /// device into one flat tensor (so a data-parallel step reads all of them back at once),
+    /// or None when none has a gradient.
+    pub fn pack(&self, params: &[Tensor]) -> Result<Option<Tensor>> {
+        let present: Vec<&Tensor> = params.iter().filter_map(|p| self.get(p)).collect();
+        let total: usize = present.iter().map(|g| g.numel()).sum();
+        let Some(first) = present.first() else {
+            return Ok(None);
+        };
+        let flat = Tensor::uninit(first.gpu(), &[total])?;
+        let mut offset = 0u64;
+        for g in present {
+            flat.gpu()
+                .copy(g.buffer(), 0, flat.buffer(), offset, g.bytes());
+            offset += g.bytes();
+        }
+        Ok(Some(flat))
+    }
+
+    /// The inverse of `pack`: the gradient of each of `params` that has one becomes its slice
+    /// of `flat` (e.g. after `flat` was replaced by the sum over processes).
+    pub fn unpack(&mut self, params: &[Tensor], flat: &Tensor) -> Result<()> {
+        let total: usize = params
+            .iter()
+            .filter_map(|p| self.get(p))
+            .map(|g| g.numel())
+            .sum();
+        if flat.numel() != total {
+            return Err(Error::shape(
+                "gradients.unpack",
+                format!("{:?} for {total} gradient values", flat.shape()),
+            ));
+        }
+        let mut offset = 0u64;
+        for p in params {
+            let Some(g) = self.map.get(&p.id()) else {
+                continue;
+            };
+            let fresh = Tensor::uninit(g.gpu(), g.shape())?;
+            flat.gpu()
+                .copy(flat.buffer(), offset, fresh.buffer(), 0, fresh.bytes());
+            offset += fresh.bytes();
+            self.map.insert(p.id(), fresh);
+        }
+        Ok(())
+    }
 }
 
 /// Tensors reachable from `root` through nodes, inputs before the ops that use them.

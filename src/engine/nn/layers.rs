@@ -197,15 +197,19 @@ impl Module for BatchNorm2d {
     fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         let (w, b) = (pass.param(&self.weight), pass.param(&self.bias));
         let training = pass.mode == Mode::Train;
-        ops::norm::batch_norm2d(
+        let reducer = if training {
+            super::batch_stats_reducer()
+        } else {
+            None
+        };
+        ops::norm::batch_norm2d_synced(
             x,
             Some(&w),
             Some(&b),
-            &self.running_mean,
-            &self.running_var,
+            (&self.running_mean, &self.running_var),
             training,
-            self.momentum,
-            self.eps,
+            (self.momentum, self.eps),
+            reducer.as_ref(),
         )
     }
     fn named(&self, prefix: &str, out: &mut Vec<Named>) {

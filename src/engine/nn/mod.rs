@@ -8,8 +8,13 @@ pub mod containers;
 pub mod init;
 pub mod layers;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use crate::engine::error::Result;
 use crate::engine::tensor::Tensor;
+
+pub use crate::engine::ops::norm::StatsReducer;
 
 pub use containers::{ConcatSkip, Residual, Sequential};
 pub use layers::{
@@ -89,6 +94,30 @@ impl Pass {
             Weights::Frozen => t.detach(),
         }
     }
+}
+
+thread_local! {
+    static BATCH_STATS: RefCell<Option<Rc<dyn StatsReducer>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with every training-mode BatchNorm2d normalizing over the whole batch that
+/// `reducer` spans (synchronized BatchNorm), as `no_grad` scopes gradient recording: a model's
+/// layers need not be rebuilt or told, and inference (eval mode) is unaffected.
+pub fn with_batch_stats_reducer<T>(reducer: Rc<dyn StatsReducer>, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Rc<dyn StatsReducer>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            BATCH_STATS.with(|b| *b.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(BATCH_STATS.with(|b| b.borrow_mut().replace(reducer)));
+    f()
+}
+
+/// The reducer set by `with_batch_stats_reducer`, if any.
+pub(crate) fn batch_stats_reducer() -> Option<Rc<dyn StatsReducer>> {
+    BATCH_STATS.with(|b| b.borrow().clone())
 }
 
 /// A layer or a network: a forward pass and the tensors it owns, by name.

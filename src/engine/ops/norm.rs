@@ -6,6 +6,8 @@
 //! two-pass workgroup reduction; the backward reduces (sum gy, sum gy * xhat) per group the
 //! same way and then applies the standard formula elementwise.
 
+use std::rc::Rc;
+
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::{grid_1d, Kernel};
 use crate::engine::shaders::NORM;
@@ -24,6 +26,18 @@ uniform_blocks! {
         momentum: f32,
         train: u32,
     }
+}
+
+/// Sums per-channel terms over the parts of a batch that live elsewhere (other processes of a
+/// data-parallel run), so BatchNorm normalizes with the statistics of the whole batch: the
+/// hook of synchronized BatchNorm. The engine only calls it; what carries the sums is the
+/// caller's business.
+pub trait StatsReducer {
+    /// How many parts the batch is split into (1: nothing to reduce).
+    fn ranks(&self) -> usize;
+    /// Replaces `values` with their sum over all parts; every part calls it in the same order
+    /// with the same length, and gets the same result.
+    fn sum(&self, values: &mut [f32]) -> Result<()>;
 }
 
 /// Workgroup size of the reduction kernels (`WG` in shaders/norm.wgsl).
@@ -176,6 +190,9 @@ struct Saved {
     want_x: bool,
     want_weight: bool,
     want_bias: bool,
+    /// Synchronized BatchNorm: the reducer and the element count per channel over the whole
+    /// batch; the input gradient then uses the whole batch's (sum gy, sum gy * xhat).
+    sync: Option<(Rc<dyn StatsReducer>, usize)>,
 }
 
 impl Saved {
@@ -201,16 +218,31 @@ impl Saved {
         )?;
         let mut grads = Vec::with_capacity(3);
         if self.want_x {
+            // Each part's gy is that of the mean over its own micro-batch, i.e. `ranks` times
+            // its share of the whole batch's mean; the summed terms over the whole count give
+            // `ranks` times the whole batch's input gradient, which the optimizer's gradient
+            // mean over parts divides out again. The parameter gradients keep the local sums
+            // (that mean sums them).
+            let (red_x, params_x) = match &self.sync {
+                Some((reducer, count)) => {
+                    let mut sums = red.to_vec()?;
+                    reducer.sum(&mut sums)?;
+                    let mut p = params;
+                    p.count = *count as u32;
+                    (Tensor::from_slice(gpu, &sums, &[l.groups, 2])?, p)
+                }
+                None => (red.clone(), params),
+            };
             let gx = Tensor::uninit(gpu, gy.shape())?;
             gpu.dispatch(
                 Kernel::new(&NORM, "norm_backward_input"),
-                bytemuck::bytes_of(&params),
+                bytemuck::bytes_of(&params_x),
                 &[
                     gx.write(),
                     gy.read(),
                     self.x.read(),
                     self.stats.read(),
-                    red.read(),
+                    red_x.read(),
                     self.weight.read(),
                 ],
                 grid_1d(l.numel, 256),
@@ -275,6 +307,29 @@ pub fn batch_norm2d(
     momentum: f32,
     eps: f32,
 ) -> Result<Tensor> {
+    batch_norm2d_synced(
+        x,
+        weight,
+        bias,
+        (running_mean, running_var),
+        training,
+        (momentum, eps),
+        None,
+    )
+}
+
+/// `batch_norm2d` whose training-mode statistics (and input gradient) cover the whole batch
+/// of which `x` is one part, the others' terms summed by `reducer` (PyTorch's SyncBatchNorm).
+/// Costs a readback and a reduction of 2C values in the forward and in the backward.
+pub fn batch_norm2d_synced(
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    (running_mean, running_var): (&Tensor, &Tensor),
+    training: bool,
+    (momentum, eps): (f32, f32),
+    reducer: Option<&Rc<dyn StatsReducer>>,
+) -> Result<Tensor> {
     const OP: &str = "batch_norm2d";
     check_nchw(OP, x)?;
     let c = x.shape()[1];
@@ -293,11 +348,20 @@ pub fn batch_norm2d(
         ));
     }
     let gpu = x.gpu();
+    let reducer = reducer.filter(|r| training && r.ranks() > 1);
+    let mut sync = None;
     let stats = if training {
-        let stats = group_stats(x, l, eps)?;
+        let mut stats = group_stats(x, l, eps)?;
+        let mut params = l.params(eps, momentum, true);
+        if let Some(r) = reducer {
+            let (whole, count) = whole_batch_stats(&stats, l, eps, r.as_ref())?;
+            stats = whole;
+            params.count = count as u32;
+            sync = Some((r.clone(), count));
+        }
         gpu.dispatch(
             Kernel::new(&NORM, "batch_norm_update_running"),
-            bytemuck::bytes_of(&l.params(eps, momentum, true)),
+            bytemuck::bytes_of(&params),
             &[running_mean.write(), running_var.write(), stats.read()],
             grid_1d(c, 64),
         )?;
@@ -325,8 +389,52 @@ pub fn batch_norm2d(
         want_x: x.requires_grad(),
         want_weight: weight.is_some_and(Tensor::requires_grad),
         want_bias: bias.is_some_and(Tensor::requires_grad),
+        sync,
     };
     Ok(record(y, OP, x, weight, bias, saved))
+}
+
+/// The statistics of the whole batch from this part's `[C, 4]` ones: counts and count-weighted
+/// means summed first, then each part's spread about the whole mean (its variance plus its
+/// mean's squared offset), in f64 on the host. Returns the `[C, 4]` stats tensor and the whole
+/// batch's count per channel.
+fn whole_batch_stats(
+    stats: &Tensor,
+    l: Layout,
+    eps: f32,
+    reducer: &dyn StatsReducer,
+) -> Result<(Tensor, usize)> {
+    let c = l.groups;
+    let local = stats.to_vec()?;
+    let n = l.count() as f64;
+    let mean = |g: usize| local[4 * g] as f64 + local[4 * g + 1] as f64;
+    let mut first = Vec::with_capacity(c + 1);
+    first.push(l.count() as f32);
+    first.extend((0..c).map(|g| (n * mean(g)) as f32));
+    reducer.sum(&mut first)?;
+    let total = first[0] as f64;
+    let whole_mean: Vec<f64> = first[1..].iter().map(|&s| s as f64 / total).collect();
+    let mut spread: Vec<f32> = (0..c)
+        .map(|g| {
+            let d = mean(g) - whole_mean[g];
+            (n * (local[4 * g + 3] as f64 + d * d)) as f32
+        })
+        .collect();
+    reducer.sum(&mut spread)?;
+    let mut out = Vec::with_capacity(4 * c);
+    for g in 0..c {
+        let var = spread[g] as f64 / total;
+        out.extend([
+            whole_mean[g] as f32,
+            0.0,
+            (1.0 / (var + eps as f64).sqrt()) as f32,
+            var as f32,
+        ]);
+    }
+    Ok((
+        Tensor::from_slice(stats.gpu(), &out, &[c, 4])?,
+        total.round() as usize,
+    ))
 }
 
 /// InstanceNorm2d without running statistics (PyTorch default), affine optional: each (n, c)
@@ -366,6 +474,7 @@ pub fn instance_norm2d(
         want_x: x.requires_grad(),
         want_weight: weight.is_some_and(Tensor::requires_grad),
         want_bias: bias.is_some_and(Tensor::requires_grad),
+        sync: None,
     };
     Ok(record(y, OP, x, weight, bias, saved))
 }
