@@ -93,7 +93,7 @@ done
 [ -s "$out/page.png" ] || { echo "test_web: no screenshot" >&2; exit 1; }
 if [ -n "${MR2CT_WEB_BENCH:-}" ]; then
     [ -s "$out/results/bench.json" ] || { echo "test_web: the bench handed back no JSON" >&2; exit 1; }
-    cat "$out/results/bench.txt"
+    cat "$out/results/bench.txt"; echo
 fi
 python3 scripts/web_test.py compare "$out/results/sct.nii.gz" "$out/native/sct.nii.gz" \
     "$tolerance" > "$out/compare.json" || {

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use mr2ct::data::{
-    load_volume, load_volume_bytes, load_volume_reported, write_phantom, Modality,
-    PhantomOptions, SkipKind, Volume,
+    load_volume, load_volume_bytes, load_volume_reported, write_phantom, Modality, PhantomOptions,
+    SkipKind, Volume,
 };
 use mr2ct::sct::translate::mri_options;
 use mr2ct::sct::write_nifti;
@@ -78,7 +78,11 @@ fn dicom_series_from_bytes_is_the_directory_load() {
     assert_eq!(summary.skipped[0].kind, SkipKind::NotDicom);
     assert_eq!(
         summary.skipped.iter().map(|s| s.kind).collect::<Vec<_>>(),
-        dir_summary.skipped.iter().map(|s| s.kind).collect::<Vec<_>>()
+        dir_summary
+            .skipped
+            .iter()
+            .map(|s| s.kind)
+            .collect::<Vec<_>>()
     );
 }
 
@@ -92,8 +96,7 @@ fn nifti_from_bytes_is_the_file_load() {
     write_nifti(&path, &vol, vol.rows(), vol.cols(), &hu, "test").unwrap();
     let by_file = load_volume(&path, &opts).unwrap();
     let bytes = std::fs::read(&path).unwrap();
-    let (by_bytes, summary) =
-        load_volume_bytes(&path, vec![(path.clone(), bytes)], &opts).unwrap();
+    let (by_bytes, summary) = load_volume_bytes(&path, vec![(path.clone(), bytes)], &opts).unwrap();
     assert_same_volume(&by_file, &by_bytes);
     assert_eq!(by_bytes.modality, Modality::Mr);
     assert_eq!((summary.files_seen, summary.files_used), (1, 1));

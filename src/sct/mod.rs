@@ -34,12 +34,12 @@ use std::path::{Path, PathBuf};
 use crate::data::prep::{resample, CtScaling};
 use crate::engine::error::{Error, Result};
 
+pub use dicom_out::{encode_series, EncodedSeries};
 pub use eval::{
     body_mask, evaluate, evaluate_with, pair_subjects, score_volume, EvalOptions, EvalReport,
     MaskRule, Scores, SsimMode, Stat, SubjectMetrics, SubjectPair,
 };
 pub use model::{reflect, SctModel, SyntheticCt};
-pub use dicom_out::{encode_series, EncodedSeries};
 pub use nifti_out::{nifti_affine, nifti_bytes, write_nifti};
 pub use png_out::{CT_DISPLAY_HU, ERROR_DISPLAY_HU};
 pub use translate::{translate, OutputFormat, TranslateOptions, TranslateSummary, MANIFEST};

@@ -332,7 +332,6 @@ impl SctModel {
     }
 }
 
-
 /// Index `i` of a line of `n` samples mirrored at its ends without repeating the edge sample
 /// (numpy's and PyTorch's "reflect"), for any `i`: the pattern repeats every 2(n - 1).
 pub fn reflect(i: isize, n: usize) -> usize {

@@ -87,7 +87,9 @@ impl Session {
             .clone()
             .ok_or_else(|| JsError::new("no weights loaded"))?;
         if names.len() != contents.length() as usize {
-            return Err(JsError::new("translate: names and contents differ in length"));
+            return Err(JsError::new(
+                "translate: names and contents differ in length",
+            ));
         }
         let files: Vec<(PathBuf, Vec<u8>)> = names
             .into_iter()
@@ -171,10 +173,7 @@ impl Translation {
 
 /// `mr2ct translate` on files in memory: the same load, gap rule, generator, air rule and
 /// encoders, with the async readback.
-async fn translate(
-    model: &SctModel,
-    files: Vec<(PathBuf, Vec<u8>)>,
-) -> mr2ct::Result<Translation> {
+async fn translate(model: &SctModel, files: Vec<(PathBuf, Vec<u8>)>) -> mr2ct::Result<Translation> {
     let root = Path::new("dropped files");
     let opts = mri_options();
     let (vol, loaded) = load_volume_bytes(root, files, &opts)?;

@@ -70,7 +70,10 @@ mod tests {
     fn records_and_crc() {
         let z = super::stored(&[("a.dcm".into(), b"123456789".to_vec())]);
         assert_eq!(&z[0..4], &[0x50, 0x4b, 0x03, 0x04]);
-        assert_eq!(u32::from_le_bytes(z[14..18].try_into().unwrap()), 0xCBF4_3926);
+        assert_eq!(
+            u32::from_le_bytes(z[14..18].try_into().unwrap()),
+            0xCBF4_3926
+        );
         let end = z.len() - 22;
         assert_eq!(&z[end..end + 4], &[0x50, 0x4b, 0x05, 0x06]);
         let cd = u32::from_le_bytes(z[end + 16..end + 20].try_into().unwrap()) as usize;

@@ -70,9 +70,7 @@ impl Gpu {
         self.copy(buffer, 0, &staging, 0, size);
         self.flush()?;
         let (mapped, deliver) = pending();
-        staging
-            .slice(..)
-            .map_async(wgpu::MapMode::Read, move |r| deliver(r));
+        staging.slice(..).map_async(wgpu::MapMode::Read, deliver);
         #[cfg(not(target_arch = "wasm32"))]
         self.device
             .poll(wgpu::PollType::Wait {
