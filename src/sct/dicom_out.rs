@@ -1,3 +1,6 @@
+//! Slightly over 500 lines: one module per written object, attribute by attribute; the
+//! in-memory encoder (the web page's) and the directory writer share every line of it.
+//!
 //! The synthetic CT as a DICOM CT series: one CT Image Storage file per input slice,
 //! Explicit VR Little Endian, int16 stored values with RescaleSlope 1 / RescaleIntercept -1024
 //! (stored = HU + 1024, so 0..4024), MONOCHROME2.
