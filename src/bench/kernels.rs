@@ -293,12 +293,12 @@ impl KernelSpec {
         !matches!(self.0, Spec::Adam)
     }
     /// Inputs on `gpu` at batch `n` (random values from `seed`), the graph of a backward row
-    /// built and synchronized.
+    /// built.
     pub fn prepare(&self, gpu: &Rc<Gpu>, n: usize, seed: u64) -> Result<KernelCase> {
         let mut rng = Rng::new(seed);
         let spec = self.0;
+        // No wait here: time_runs waits for the device before every timed run.
         let (shape, flops, bytes, bound, run) = prepare(gpu, spec, n, &mut rng)?;
-        gpu.synchronize()?;
         Ok(KernelCase {
             name: spec.name(),
             layer: spec.layer(),

@@ -314,6 +314,16 @@ pub fn run(
     opts: &BenchOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<BenchReport> {
+    crate::engine::gpu::block_on(run_async(gpu, opts, progress))
+}
+
+/// [`run`] as a future: the in-page bench awaits it (the same rows, timed on the page's
+/// clock; timestamp queries are left out there).
+pub async fn run_async(
+    gpu: &Rc<Gpu>,
+    opts: &BenchOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<BenchReport> {
     if opts.iters == 0 {
         return Err(Error::Invalid("bench: iters must be at least 1".into()));
     }
@@ -374,7 +384,8 @@ pub fn run(
                 spec.layer()
             ));
             let mut case = spec.prepare(gpu, n, i as u64 + 1)?;
-            let timed = time_runs(gpu, warmup, opts.iters, opts.timestamps, || case.record())?;
+            let timed =
+                time_runs(gpu, warmup, opts.iters, opts.timestamps, || case.record()).await?;
             let c = case;
             let device_timed = timed.device.is_some();
             let row = KernelRow {
@@ -449,7 +460,7 @@ pub fn run(
                 cfg.patch(),
                 cfg.batch_size
             ));
-            let row = train_row(gpu, cfg, opts, progress)?;
+            let row = train_row(gpu, cfg, opts, progress).await?;
             progress(&format!(
                 "  median {:.3} s ({:.2} images/s) over {} iterations ({} warm-up)",
                 row.median_s(),

@@ -1,9 +1,31 @@
 //! Timing runs and the statistics the report prints.
 
-use std::time::Instant;
-
 use crate::engine::error::Result;
 use crate::engine::gpu::Gpu;
+
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
+}
+
+/// Seconds from a fixed origin: `Instant` on native targets; in a browser, where `Instant`
+/// panics, `performance.now()`.
+pub(super) fn now_s() -> f64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        performance_now() / 1e3
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        ORIGIN
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_secs_f64()
+    }
+}
 
 pub(super) fn loadavg() -> Option<[f64; 3]> {
     let s = std::fs::read_to_string("/proc/loadavg").ok()?;
@@ -44,7 +66,7 @@ pub(super) struct Timed {
     pub(super) device: Option<Vec<f64>>,
 }
 
-pub(super) fn time_runs(
+pub(super) async fn time_runs(
     gpu: &Gpu,
     warmup: usize,
     iters: usize,
@@ -53,17 +75,19 @@ pub(super) fn time_runs(
 ) -> Result<Timed> {
     for _ in 0..warmup {
         f()?;
-        gpu.synchronize()?;
+        gpu.synchronize_async().await?;
     }
+    // Timestamp queries are read back with a blocking map: not in a browser.
+    let timestamps = timestamps && !cfg!(target_arch = "wasm32");
     let mut wall = Vec::with_capacity(iters);
     let mut device = Vec::with_capacity(iters);
     for _ in 0..iters {
-        gpu.synchronize()?;
+        gpu.synchronize_async().await?;
         let timed = timestamps && gpu.start_device_timing();
-        let t = Instant::now();
+        let t = now_s();
         f()?;
-        gpu.synchronize()?;
-        wall.push(t.elapsed().as_secs_f64());
+        gpu.synchronize_async().await?;
+        wall.push(now_s() - t);
         if let Some(seconds) = gpu.stop_device_timing().filter(|_| timed) {
             device.push(seconds);
         }

@@ -2,18 +2,17 @@
 //! device memory they hold.
 
 use std::rc::Rc;
-use std::time::Instant;
 
 use super::kernels::random;
 use super::memory::{paper_analytic_memory, MemoryReport};
-use super::timing::time_runs;
+use super::timing::now_s;
 use super::{BenchOptions, TrainRow};
 use crate::cyclegan::{CycleGan, Init, ModelKind, TrainConfig};
 use crate::engine::error::Result;
 use crate::engine::gpu::Gpu;
 use crate::engine::nn::init::Rng;
 
-pub(super) fn train_row(
+pub(super) async fn train_row(
     gpu: &Rc<Gpu>,
     cfg: TrainConfig,
     opts: &BenchOptions,
@@ -22,7 +21,7 @@ pub(super) fn train_row(
     let (n, s) = (cfg.batch_size, cfg.patch());
     // Free what earlier rows left in the pool, so the pool's growth from here on is this
     // model's footprint.
-    gpu.synchronize()?;
+    gpu.synchronize_async().await?;
     gpu.trim_pool();
     let base = gpu.pool_stats().bytes_allocated;
     let mut gan = CycleGan::new(gpu, cfg.clone(), Init::Normal)?;
@@ -38,18 +37,18 @@ pub(super) fn train_row(
     let mut rng = Rng::new(7);
     let a = random(gpu, &mut rng, &[n, cfg.input_channels(), s, s], 1.0)?;
     let b = random(gpu, &mut rng, &[n, 1, s, s], 1.0)?;
-    gpu.synchronize()?;
+    gpu.synchronize_async().await?;
     let budget = if opts.budget_s > 0.0 {
         opts.budget_s
     } else {
         f64::INFINITY
     };
     let mut times = Vec::new();
-    let t = Instant::now();
+    let t = now_s();
     let (mut created, mut submits) = (gpu.pool_stats().buffers_created, gpu.submits());
-    gan.train_step(&a, &b)?;
-    gpu.synchronize()?;
-    let first_s = t.elapsed().as_secs_f64();
+    gan.train_step_async(&a, &b).await?;
+    gpu.synchronize_async().await?;
+    let first_s = now_s() - t;
     progress(&format!("  first iteration {first_s:.3} s"));
     let mut warmup = 0;
     if opts.warmup == 0 {
@@ -60,9 +59,9 @@ pub(super) fn train_row(
         warmup = 1;
         let mut warm_spent = first_s;
         while warmup < opts.warmup && warm_spent < budget / 3.0 {
-            let t = Instant::now();
-            gan.train_step(&a, &b)?;
-            warm_spent += t.elapsed().as_secs_f64();
+            let t = now_s();
+            gan.train_step_async(&a, &b).await?;
+            warm_spent += now_s() - t;
             warmup += 1;
         }
         (created, submits) = (gpu.pool_stats().buffers_created, gpu.submits());
@@ -76,11 +75,17 @@ pub(super) fn train_row(
     };
     let mut device_times = Vec::new();
     while times.len() < opts.iters {
-        let timed = time_runs(gpu, 0, 1, opts.timestamps, || {
-            gan.train_step(&a, &b).map(|_| ())
-        })?;
-        times.extend(timed.wall);
-        device_times.extend(timed.device.unwrap_or_default());
+        // One iteration timed as time_runs times a kernel row, its loss readback awaited
+        // inside the timed span.
+        gpu.synchronize_async().await?;
+        let timed = opts.timestamps && !cfg!(target_arch = "wasm32") && gpu.start_device_timing();
+        let t = now_s();
+        gan.train_step_async(&a, &b).await?;
+        gpu.synchronize_async().await?;
+        times.push(now_s() - t);
+        if let Some(seconds) = gpu.stop_device_timing().filter(|_| timed) {
+            device_times.push(seconds);
+        }
         if times.len() >= min_iters && times.iter().sum::<f64>() >= budget {
             break;
         }

@@ -204,6 +204,11 @@ impl CycleGan {
     /// One training iteration on a batch of MRI `a` ([N, C, S, S], C = 2K+1 slices with 2.5D
     /// context) and CT `b` ([N, 1, S, S]), both in [-1, 1]; paired objective: `b` is `a`'s CT.
     pub fn train_step(&mut self, a: &Tensor, b: &Tensor) -> Result<StepLosses> {
+        crate::engine::gpu::block_on(self.train_step_async(a, b))
+    }
+
+    /// [`CycleGan::train_step`] as a future (the in-page bench awaits it).
+    pub async fn train_step_async(&mut self, a: &Tensor, b: &Tensor) -> Result<StepLosses> {
         let (sa, sb) = (a.shape(), b.shape());
         if sa.len() != 4
             || sb.len() != 4
@@ -230,7 +235,7 @@ impl CycleGan {
         } else {
             step(self)?
         };
-        let mut values = stack_scalars(&on_device.fields())?.to_vec()?;
+        let mut values = stack_scalars(&on_device.fields())?.to_vec_async().await?;
         // Every rank reports the mean over the global batch (a NaN on one rank reaches all,
         // so all stop together).
         all_reduce_mean_f32(self.collective.as_ref(), &mut values)?;

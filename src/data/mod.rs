@@ -69,7 +69,9 @@ pub use prep::{
     prepare_volume, BackgroundRule, Batcher, CtScaling, MrScaling, MrVolumeScaling, PrepRecord,
     PreparedVolume,
 };
-pub use scan::{for_each_volume, load_volume, load_volume_reported, scan_volumes};
+pub use scan::{
+    for_each_volume, load_volume, load_volume_bytes, load_volume_reported, scan_volumes,
+};
 pub use series::{find_series_gaps, volumes_from_dicom, SeriesGaps};
 pub use summary::{LoadSummary, SkipKind, Skipped};
 pub use synthrad::{

@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::metaimage::{is_metaimage_name, read_metaimage_inner};
-use super::series::group_series;
+use super::metaimage::{self, is_metaimage_name, read_metaimage_inner};
+use super::series::{group_series, volumes_from_dicom};
 use super::{
     dicom, io_reason, nifti, Fail, LoadOptions, LoadSummary, Modality, SkipKind, Skipped, Volume,
 };
@@ -316,7 +316,72 @@ pub fn load_volume_reported(path: &Path, opts: &LoadOptions) -> Result<(Volume, 
 
 /// The one series under the directory `path`, with the summary of its load.
 fn load_series_dir(path: &Path, opts: &LoadOptions) -> Result<(Volume, LoadSummary)> {
-    let (mut vols, summary) = scan_volumes(path, opts)?;
+    let (vols, summary) = scan_volumes(path, opts)?;
+    one_volume(path, vols, summary)
+}
+
+/// [`load_volume_reported`] of files held in memory (what a web page was given): one NIfTI
+/// or MetaImage (.mha) file, or the files of one DICOM series, each named by its path (which
+/// stands in for the folder when a file has no SeriesInstanceUID, and names it in messages).
+/// `root` names the whole in errors. A NIfTI or MetaImage needs `opts.force_modality`.
+pub fn load_volume_bytes(
+    root: &Path,
+    files: Vec<(PathBuf, Vec<u8>)>,
+    opts: &LoadOptions,
+) -> Result<(Volume, LoadSummary)> {
+    let mut summary = LoadSummary {
+        root: root.to_path_buf(),
+        files_seen: files.len(),
+        ..Default::default()
+    };
+    if let [(name, bytes)] = files.as_slice() {
+        if is_grid_image_name(name) {
+            let modality = opts.force_modality.ok_or_else(|| {
+                Error::file(name, format!("{} file with no modality", format_name(name)))
+            })?;
+            let v = if is_metaimage_name(name) {
+                let img = metaimage::read_metaimage_bytes(bytes, name, opts)
+                    .map_err(|s| Error::file(name, s.reason))?;
+                if img.data_file.is_some() {
+                    return Err(Error::file(
+                        name,
+                        "its voxels are in a separate data file; give the single-file .mha form",
+                    ));
+                }
+                img.to_volume(modality)?
+            } else {
+                nifti::read_nifti_bytes(bytes, name, opts)
+                    .map_err(|s| Error::file(name, s.reason))?
+                    .to_volume(modality)?
+            };
+            summary.files_used = 1;
+            return Ok((v, summary));
+        }
+    }
+    let accept = match opts.force_modality {
+        Some(m) => dicom::Accept::Forced(m),
+        None => dicom::Accept::MrCt,
+    };
+    let mut decoded = Vec::new();
+    for (name, bytes) in files {
+        match dicom::read_dicom_bytes(bytes, &name, opts, accept) {
+            Ok(f) => decoded.push(f),
+            Err(skipped) => summary.skipped.push(skipped),
+        }
+    }
+    let (vols, grouped) = volumes_from_dicom(decoded);
+    summary.files_used = grouped.files_used;
+    summary.skipped.extend(grouped.skipped);
+    summary.warnings.extend(grouped.warnings);
+    one_volume(root, vols, summary)
+}
+
+/// The single volume of a load, or an error naming what was there instead.
+fn one_volume(
+    path: &Path,
+    mut vols: Vec<Volume>,
+    summary: LoadSummary,
+) -> Result<(Volume, LoadSummary)> {
     match vols.len() {
         0 => Err(Error::file(path, no_usable_reason(&summary))),
         1 => Ok((vols.pop().expect("one volume"), summary)),

@@ -203,6 +203,12 @@ impl Tensor {
         Ok(bytemuck::cast_slice(&bytes[..self.bytes() as usize]).to_vec())
     }
 
+    /// [`Tensor::to_vec`] as a future, the form a web page awaits.
+    pub async fn to_vec_async(&self) -> Result<Vec<f32>> {
+        let bytes = self.gpu().read_async(self.buffer(), self.bytes()).await?;
+        Ok(bytemuck::cast_slice(&bytes[..self.bytes() as usize]).to_vec())
+    }
+
     /// The value of a one-element tensor.
     pub fn item(&self) -> Result<f32> {
         if self.numel() != 1 {

@@ -86,7 +86,12 @@ pub struct Loaded {
 
 pub fn load(path: &Path) -> Result<Loaded> {
     let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
+    load_bytes(&bytes, path)
+}
+
+/// [`load`] of a file already in memory (a web page's fetch); `path` names it in messages.
+pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<Loaded> {
+    let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| Error::file(path, format!("not a valid safetensors file: {e}")))?;
     let mut tensors = BTreeMap::new();
     for (name, view) in st.tensors() {
@@ -111,7 +116,7 @@ pub fn load(path: &Path) -> Result<Loaded> {
         tensors.insert(name.to_string(), (view.shape().to_vec(), values));
     }
     crate::models::upgrade_legacy_keys(&mut tensors);
-    let (_, md) = safetensors::SafeTensors::read_metadata(&bytes)
+    let (_, md) = safetensors::SafeTensors::read_metadata(bytes)
         .map_err(|e| Error::file(path, format!("bad safetensors header: {e}")))?;
     let metadata = md.metadata().clone().unwrap_or_default();
     Ok(Loaded { tensors, metadata })

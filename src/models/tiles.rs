@@ -43,6 +43,86 @@ pub fn ramp_weight(p: usize, len: usize, ramp: usize, before: bool, after: bool)
     w
 }
 
+/// Overlapping tiles of at most `tile` x `tile` pixels over a `rows` x `cols` slice and the
+/// weighted sum of their outputs: cut each tile's input ([`TileBlend::cut`]), run the model on
+/// it, add its output ([`TileBlend::add`]), and [`TileBlend::finish`] divides by the weights.
+/// The caller runs the model, so a synchronous loop and an awaiting one share this.
+pub struct TileBlend {
+    rows: usize,
+    cols: usize,
+    overlap: usize,
+    row_starts: Vec<usize>,
+    col_starts: Vec<usize>,
+    /// Tile height and width (the slice's where it is smaller than a tile).
+    pub tile_rows: usize,
+    pub tile_cols: usize,
+    sum: Vec<f32>,
+    weight: Vec<f32>,
+}
+
+impl TileBlend {
+    pub fn new(rows: usize, cols: usize, tile: usize) -> Self {
+        let overlap = tile / 4;
+        TileBlend {
+            rows,
+            cols,
+            overlap,
+            row_starts: tile_starts(rows, tile, overlap),
+            col_starts: tile_starts(cols, tile, overlap),
+            tile_rows: tile.min(rows),
+            tile_cols: tile.min(cols),
+            sum: vec![0.0; rows * cols],
+            weight: vec![0.0; rows * cols],
+        }
+    }
+
+    /// Top-left corners of the tiles, row by row.
+    pub fn origins(&self) -> Vec<(usize, usize)> {
+        self.row_starts
+            .iter()
+            .flat_map(|&r| self.col_starts.iter().map(move |&c| (r, c)))
+            .collect()
+    }
+
+    /// The `channels` planes of the tile at (`r0`, `c0`), channel after channel.
+    pub fn cut(&self, planes: &[f32], channels: usize, r0: usize, c0: usize) -> Vec<f32> {
+        let (th, tw, plane) = (self.tile_rows, self.tile_cols, self.rows * self.cols);
+        let mut input = Vec::with_capacity(channels * th * tw);
+        for ch in 0..channels {
+            let p = &planes[ch * plane..][..plane];
+            for i in 0..th {
+                input.extend_from_slice(&p[(r0 + i) * self.cols + c0..][..tw]);
+            }
+        }
+        input
+    }
+
+    /// Adds the single-plane output of the tile at (`r0`, `c0`) with its ramp weights.
+    pub fn add(&mut self, r0: usize, c0: usize, out: &[f32]) {
+        let (th, tw) = (self.tile_rows, self.tile_cols);
+        let (up, down) = (r0 > 0, r0 + th < self.rows);
+        let (left, right) = (c0 > 0, c0 + tw < self.cols);
+        for i in 0..th {
+            let wr = ramp_weight(i, th, self.overlap, up, down);
+            for j in 0..tw {
+                let w = wr * ramp_weight(j, tw, self.overlap, left, right);
+                let at = (r0 + i) * self.cols + c0 + j;
+                self.sum[at] += w * out[i * tw + j];
+                self.weight[at] += w;
+            }
+        }
+    }
+
+    /// The blended `rows` x `cols` plane.
+    pub fn finish(self) -> Vec<f32> {
+        self.sum
+            .iter()
+            .zip(&self.weight)
+            .map(|(s, w)| s / w)
+            .collect()
+    }
+}
+
 /// Runs `run(tile_planes, channels, tile_rows, tile_cols)` on overlapping tiles of at most
 /// `tile` x `tile` pixels of `channels` planes of `rows` x `cols` and blends the single-plane
 /// outputs into one `rows` x `cols` plane (module docs).
@@ -54,34 +134,11 @@ pub fn blend_tiles<E>(
     tile: usize,
     mut run: impl FnMut(&[f32], usize, usize, usize) -> Result<Vec<f32>, E>,
 ) -> Result<Vec<f32>, E> {
-    let overlap = tile / 4;
-    let row_starts = tile_starts(rows, tile, overlap);
-    let col_starts = tile_starts(cols, tile, overlap);
-    let (th, tw) = (tile.min(rows), tile.min(cols));
-    let mut sum = vec![0f32; rows * cols];
-    let mut weight = vec![0f32; rows * cols];
-    for (ri, &r0) in row_starts.iter().enumerate() {
-        for (ci, &c0) in col_starts.iter().enumerate() {
-            let mut input = Vec::with_capacity(channels * th * tw);
-            for ch in 0..channels {
-                let plane = &planes[ch * rows * cols..][..rows * cols];
-                for i in 0..th {
-                    input.extend_from_slice(&plane[(r0 + i) * cols + c0..][..tw]);
-                }
-            }
-            let out = run(&input, channels, th, tw)?;
-            let (up, down) = (ri > 0, ri + 1 < row_starts.len());
-            let (left, right) = (ci > 0, ci + 1 < col_starts.len());
-            for i in 0..th {
-                let wr = ramp_weight(i, th, overlap, up, down);
-                for j in 0..tw {
-                    let w = wr * ramp_weight(j, tw, overlap, left, right);
-                    let at = (r0 + i) * cols + c0 + j;
-                    sum[at] += w * out[i * tw + j];
-                    weight[at] += w;
-                }
-            }
-        }
+    let mut blend = TileBlend::new(rows, cols, tile);
+    for (r0, c0) in blend.origins() {
+        let input = blend.cut(planes, channels, r0, c0);
+        let out = run(&input, channels, blend.tile_rows, blend.tile_cols)?;
+        blend.add(r0, c0, &out);
     }
-    Ok(sum.iter().zip(&weight).map(|(s, w)| s / w).collect())
+    Ok(blend.finish())
 }

@@ -1,3 +1,6 @@
+//! Slightly over 500 lines: one module per written object, attribute by attribute; the
+//! in-memory encoder (the web page's) and the directory writer share every line of it.
+//!
 //! The synthetic CT as a DICOM CT series: one CT Image Storage file per input slice,
 //! Explicit VR Little Endian, int16 stored values with RescaleSlope 1 / RescaleIntercept -1024
 //! (stored = HU + 1024, so 0..4024), MONOCHROME2.
@@ -44,6 +47,14 @@ use values::{ds, limit, put, strs};
 /// What was written.
 pub(crate) struct DicomSeries {
     pub files: Vec<PathBuf>,
+    pub series_instance_uid: String,
+    pub warnings: Vec<String>,
+}
+
+/// The series encoded in memory: (file name, bytes) in slice order, for a web page to offer
+/// as a download, or for [`write_series`] to write.
+pub struct EncodedSeries {
+    pub files: Vec<(String, Vec<u8>)>,
     pub series_instance_uid: String,
     pub warnings: Vec<String>,
 }
@@ -162,6 +173,27 @@ pub(crate) fn write_series(
     model: &SctModel,
     image_comments: Option<&str>,
 ) -> Result<DicomSeries> {
+    let encoded = encode_series(v, sct, model, image_comments)?;
+    let mut files = Vec::with_capacity(encoded.files.len());
+    for (name, bytes) in &encoded.files {
+        let path = dir.join(name);
+        crate::io::write_atomic(&path, bytes)?;
+        files.push(path);
+    }
+    Ok(DicomSeries {
+        files,
+        series_instance_uid: encoded.series_instance_uid,
+        warnings: encoded.warnings,
+    })
+}
+
+/// The synthetic CT `sct` of `v` as DICOM files in memory (module docs).
+pub fn encode_series(
+    v: &Volume,
+    sct: &SyntheticCt,
+    model: &SctModel,
+    image_comments: Option<&str>,
+) -> Result<EncodedSeries> {
     let info = &v.info;
     let series_uid = new_uid();
     let study_uid = info.study_instance_uid.clone().unwrap_or_else(new_uid);
@@ -469,7 +501,8 @@ pub(crate) fn write_series(
             VR::OW,
             PrimitiveValue::I16(C::from_vec(stored)),
         ));
-        let path = dir.join(format!("CT{:0digits$}.dcm", k + 1));
+        let name = format!("CT{:0digits$}.dcm", k + 1);
+        let path = Path::new(&name);
         let file = o
             .with_meta(
                 FileMetaTableBuilder::new()
@@ -477,14 +510,13 @@ pub(crate) fn write_series(
                     .media_storage_sop_class_uid(uids::CT_IMAGE_STORAGE)
                     .media_storage_sop_instance_uid(sop.as_str()),
             )
-            .map_err(|e| Error::file(&path, format!("cannot build the DICOM file meta: {e}")))?;
+            .map_err(|e| Error::file(path, format!("cannot build the DICOM file meta: {e}")))?;
         let mut bytes = Vec::with_capacity(plane * 2 + 4096);
         file.write_all(&mut bytes)
-            .map_err(|e| Error::file(&path, format!("cannot encode DICOM: {e}")))?;
-        crate::io::write_atomic(&path, &bytes)?;
-        files.push(path);
+            .map_err(|e| Error::file(path, format!("cannot encode DICOM: {e}")))?;
+        files.push((name, bytes));
     }
-    Ok(DicomSeries {
+    Ok(EncodedSeries {
         files,
         series_instance_uid: series_uid,
         warnings,

@@ -34,12 +34,13 @@ use std::path::{Path, PathBuf};
 use crate::data::prep::{resample, CtScaling};
 use crate::engine::error::{Error, Result};
 
+pub use dicom_out::{encode_series, EncodedSeries};
 pub use eval::{
     body_mask, evaluate, evaluate_with, pair_subjects, score_volume, EvalOptions, EvalReport,
     MaskRule, Scores, SsimMode, Stat, SubjectMetrics, SubjectPair,
 };
 pub use model::{reflect, SctModel, SyntheticCt};
-pub use nifti_out::{nifti_affine, write_nifti};
+pub use nifti_out::{nifti_affine, nifti_bytes, write_nifti};
 pub use png_out::{CT_DISPLAY_HU, ERROR_DISPLAY_HU};
 pub use translate::{translate, OutputFormat, TranslateOptions, TranslateSummary, MANIFEST};
 
@@ -93,12 +94,31 @@ pub fn sanitize_name(s: &str) -> String {
     out
 }
 
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = Date, js_name = now)]
+    fn date_now_ms() -> f64;
+}
+
+/// Seconds since 1970-01-01 UTC (in a browser, where `SystemTime` panics, from `Date.now()`).
+fn unix_seconds() -> u64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        (date_now_ms() / 1e3).max(0.0) as u64
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+}
+
 /// UTC date and time now as DICOM DA and TM strings.
 pub(crate) fn dicom_now() -> (String, String) {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = unix_seconds();
     let days = (secs / 86400) as i64;
     let tod = secs % 86400;
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

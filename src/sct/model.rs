@@ -10,10 +10,11 @@ use crate::cyclegan::{ModelKind, TrainConfig};
 use crate::data::prep::{self, resample, CtScaling, PrepRecord};
 use crate::data::{LoadOptions, Modality, Volume};
 use crate::engine::error::{Error, Result};
-use crate::engine::gpu::Gpu;
+use crate::engine::gpu::{block_on, Gpu};
 use crate::engine::nn::Pass;
 use crate::engine::tensor::Tensor;
 use crate::io::weights;
+use crate::models::tiles::TileBlend;
 use crate::models::{self, Network};
 
 /// A generator loaded from a weights file, ready to translate MRI volumes.
@@ -58,9 +59,14 @@ impl SctModel {
     pub fn load(gpu: &Rc<Gpu>, path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path)
             .map_err(|e| Error::file(path, format!("cannot read weights: {e}")))?;
-        let fingerprint = format!("{:016x}", crate::engine::nn::init::fnv1a64_bytes(&bytes));
-        drop(bytes);
-        let loaded = weights::load(path)?;
+        Self::from_bytes(gpu, path, &bytes)
+    }
+
+    /// [`SctModel::load`] of a weights file already in memory (what a web page fetched);
+    /// `path` names it in messages and descriptions.
+    pub fn from_bytes(gpu: &Rc<Gpu>, path: &Path, bytes: &[u8]) -> Result<Self> {
+        let fingerprint = format!("{:016x}", crate::engine::nn::init::fnv1a64_bytes(bytes));
+        let loaded = weights::load_bytes(bytes, path)?;
         let cfg_text = loaded.metadata.get("config").ok_or_else(|| {
             Error::file(path, "not an mr2ct weights file: its metadata has no \"config\" (which model and size the weights belong to)")
         })?;
@@ -152,12 +158,17 @@ impl SctModel {
 
     /// MRI volume -> synthetic CT in the volume's own matrix (module docs).
     pub fn synthesize(&self, v: &Volume, batch_size: usize) -> Result<SyntheticCt> {
+        block_on(self.synthesize_async(v, batch_size))
+    }
+
+    /// [`SctModel::synthesize`] as a future (what a web page awaits; the same code path).
+    pub async fn synthesize_async(&self, v: &Volume, batch_size: usize) -> Result<SyntheticCt> {
         if let (Some(mm), Some(_)) = (
             self.prep.as_ref().and_then(|p| p.spacing),
             self.size_multiple(),
         ) {
             if v.modality == Modality::Mr && !v.is_empty() {
-                return self.synthesize_whole_slices(v, mm);
+                return self.synthesize_whole_slices(v, mm).await;
             }
         }
         if batch_size == 0 {
@@ -198,7 +209,7 @@ impl SctModel {
         for chunk in p.images.chunks(batch_size * plane) {
             let n = chunk.len() / plane;
             let x = Tensor::from_slice(&self.gpu, chunk, &[n, 1, size, size])?;
-            let y = self.generate_unit(&x)?;
+            let y = self.generate_unit_async(&x).await?;
             batches += 1;
             if let Some(bad) = y.iter().find(|u| !u.is_finite()) {
                 return Err(Error::NonFinite(format!(
@@ -234,7 +245,7 @@ impl SctModel {
     /// translated whole (no fixed matrix, no stretching), then resampled back onto the source
     /// matrix. With 2.5D context the neighbouring slices (repeated at the volume's ends) are
     /// the extra channels, as in training.
-    fn synthesize_whole_slices(&self, v: &Volume, mm: f64) -> Result<SyntheticCt> {
+    async fn synthesize_whole_slices(&self, v: &Volume, mm: f64) -> Result<SyntheticCt> {
         let mut values: Vec<f32> = v.values().collect();
         let (lo, hi) = self.mr_percentiles;
         let scaling = prep::MrScaling::from_values(&mut values, lo, hi)
@@ -259,7 +270,9 @@ impl SctModel {
                         .copied()
                 })
                 .collect();
-            let y = self.generate_whole(&stack, 2 * context as usize + 1, r, c)?;
+            let y = self
+                .generate_whole_async(&stack, 2 * context as usize + 1, r, c)
+                .await?;
             if let Some(bad) = y.iter().find(|u| !u.is_finite()) {
                 return Err(Error::NonFinite(format!(
                     "the generator of {} produced {bad} on {}",
@@ -293,10 +306,24 @@ impl SctModel {
         rows: usize,
         cols: usize,
     ) -> Result<Vec<f32>> {
+        block_on(self.generate_whole_async(planes, channels, rows, cols))
+    }
+
+    /// [`SctModel::generate_whole`] as a future.
+    pub async fn generate_whole_async(
+        &self,
+        planes: &[f32],
+        channels: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>> {
         let m = self.fully_convolutional()?;
         let mut tile = match self.max_tile {
             Some(t) if t < rows.max(cols) => (t / m).max(1) * m,
-            _ => match self.generate_padded(planes, channels, rows, cols) {
+            _ => match self
+                .generate_padded_async(planes, channels, rows, cols)
+                .await
+            {
                 Err(Error::Limit { .. }) => {
                     // What was recorded before the refusal runs now, on buffers already back
                     // in the pool, so it cannot touch the tiles' inputs.
@@ -307,15 +334,10 @@ impl SctModel {
             },
         };
         loop {
-            let tiled = crate::models::tiles::blend_tiles(
-                planes,
-                channels,
-                rows,
-                cols,
-                tile,
-                |p, c, r, w| self.generate_padded(p, c, r, w),
-            );
-            match tiled {
+            match self
+                .generate_tiled_async(planes, channels, rows, cols, tile)
+                .await
+            {
                 Err(Error::Limit { .. }) if tile > m => {
                     self.gpu.flush()?;
                     tile = (tile / 2).div_ceil(m) * m;
@@ -323,6 +345,27 @@ impl SctModel {
                 done => return done,
             }
         }
+    }
+
+    /// The planes in overlapping tiles of at most `tile` pixels, blended
+    /// ([`crate::models::tiles`]).
+    async fn generate_tiled_async(
+        &self,
+        planes: &[f32],
+        channels: usize,
+        rows: usize,
+        cols: usize,
+        tile: usize,
+    ) -> Result<Vec<f32>> {
+        let mut blend = TileBlend::new(rows, cols, tile);
+        for (r0, c0) in blend.origins() {
+            let input = blend.cut(planes, channels, r0, c0);
+            let out = self
+                .generate_padded_async(&input, channels, blend.tile_rows, blend.tile_cols)
+                .await?;
+            blend.add(r0, c0, &out);
+        }
+        Ok(blend.finish())
     }
 
     fn fully_convolutional(&self) -> Result<usize> {
@@ -338,6 +381,17 @@ impl SctModel {
     /// downsampling factor (half before, half after), run in eval mode, and cropped back to
     /// `rows` x `cols`.
     pub fn generate_padded(
+        &self,
+        planes: &[f32],
+        channels: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>> {
+        block_on(self.generate_padded_async(planes, channels, rows, cols))
+    }
+
+    /// [`SctModel::generate_padded`] as a future.
+    pub async fn generate_padded_async(
         &self,
         planes: &[f32],
         channels: usize,
@@ -367,7 +421,7 @@ impl SctModel {
             }
         }
         let x = Tensor::from_slice(&self.gpu, &padded, &[1, channels, pr, pc])?;
-        let y = self.generate_unit(&x)?;
+        let y = self.generate_unit_async(&x).await?;
         Ok((0..rows)
             .flat_map(|i| y[(top + i) * pc + left..][..cols].to_vec())
             .collect())
@@ -375,8 +429,13 @@ impl SctModel {
 
     /// G_AB on a batch [N, 1, S, S] of normalized MRI: eval mode, no graph. Values in [-1, 1].
     pub fn generate_unit(&self, x: &Tensor) -> Result<Vec<f32>> {
+        block_on(self.generate_unit_async(x))
+    }
+
+    /// [`SctModel::generate_unit`] as a future: the one readback awaits the device.
+    pub async fn generate_unit_async(&self, x: &Tensor) -> Result<Vec<f32>> {
         let y = crate::no_grad(|| self.generator.forward(x, Pass::EVAL))?;
-        y.to_vec()
+        y.to_vec_async().await
     }
 }
 

@@ -153,6 +153,20 @@ pub fn write_nifti(
     hu: &[f32],
     description: &str,
 ) -> Result<Option<String>> {
+    let (bytes, warning) = nifti_bytes(path, v, rows, cols, hu, description)?;
+    crate::io::write_atomic(path, &bytes)?;
+    Ok(warning)
+}
+
+/// [`write_nifti`]'s file in memory (gzipped); `path` only names it in messages.
+pub fn nifti_bytes(
+    path: &Path,
+    v: &Volume,
+    rows: usize,
+    cols: usize,
+    hu: &[f32],
+    description: &str,
+) -> Result<(Vec<u8>, Option<String>)> {
     let nz = v.len();
     if hu.len() != rows * cols * nz || nz == 0 {
         return Err(Error::shape(
@@ -230,8 +244,7 @@ pub fn write_nifti(
     let bytes = gz
         .finish()
         .map_err(|e| Error::file(path, format!("gzip: {e}")))?;
-    crate::io::write_atomic(path, &bytes)?;
-    Ok(warning)
+    Ok((bytes, warning))
 }
 
 #[cfg(test)]

@@ -166,7 +166,8 @@ impl fmt::Display for TranslateSummary {
     }
 }
 
-fn mri_options() -> LoadOptions {
+/// How translate reads its input: as MRI, whatever the Modality tag of untagged files.
+pub fn mri_options() -> LoadOptions {
     LoadOptions {
         force_modality: Some(Modality::Mr),
         ..Default::default()

@@ -242,6 +242,12 @@ fn check_supported_compression(ts: &str, ts_name: &str) -> Result<(), Fail> {
                 format!("{ts_name} ({ts}) is not supported by this build: the CharLS decoder needs cmake and C++; convert the file (e.g. `gdcmconv --raw` or `dcmdjpls`)"),
             ))
         }
+        "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91" if cfg!(target_arch = "wasm32") => {
+            Err(Fail::new(
+                SkipKind::Unsupported,
+                format!("{ts_name} ({ts}) is not supported in the web page: its decoder (openjp2) needs the C library's allocator; translate the file with the mr2ct command line, or convert it (e.g. `gdcmconv --raw`)"),
+            ))
+        }
         "1.2.840.10008.1.2.5"
         | "1.2.840.10008.1.2.4.50"
         | "1.2.840.10008.1.2.4.51"

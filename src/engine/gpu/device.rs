@@ -56,8 +56,16 @@ fn rank(t: wgpu::DeviceType) -> u8 {
     }
 }
 
-fn sorted_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
-    let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+async fn sorted_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    let mut adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+    // A browser lists no adapters; WebGPU hands out one on request.
+    if adapters.is_empty() && cfg!(target_arch = "wasm32") {
+        let options = wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        };
+        adapters.extend(instance.request_adapter(&options).await.ok());
+    }
     adapters.sort_by_key(|a| rank(a.get_info().device_type));
     adapters
 }
@@ -82,8 +90,9 @@ fn summary(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
 }
 
 /// Every adapter wgpu finds, in the order `Gpu::new` prefers them.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters() -> Vec<AdapterSummary> {
-    sorted_adapters(&instance())
+    pollster::block_on(sorted_adapters(&instance()))
         .iter()
         .enumerate()
         .map(|(i, a)| summary(i, a))
@@ -109,13 +118,22 @@ pub struct Gpu {
 impl Gpu {
     /// Opens the preferred adapter, or the one named by `selector` (an index from
     /// `mr2ct devices` or part of the adapter's name), or by the env var `MR2CT_ADAPTER`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(selector: Option<&str>) -> Result<Rc<Gpu>> {
+        pollster::block_on(Self::new_async(selector))
+    }
+
+    /// [`Gpu::new`] as a future: what a web page awaits (in a browser the one adapter is
+    /// WebGPU's).
+    pub async fn new_async(selector: Option<&str>) -> Result<Rc<Gpu>> {
         let instance = instance();
-        let adapters = sorted_adapters(&instance);
+        let adapters = sorted_adapters(&instance).await;
         if adapters.is_empty() {
-            return Err(Error::NoAdapter(
-                "wgpu found no Vulkan/Metal/DX12 adapter; on Debian install the CPU adapter with `apt-get install mesa-vulkan-drivers`".into(),
-            ));
+            return Err(Error::NoAdapter(if cfg!(target_arch = "wasm32") {
+                "this browser offers no WebGPU adapter (navigator.gpu missing or refused)".into()
+            } else {
+                "wgpu found no Vulkan/Metal/DX12 adapter; on Debian install the CPU adapter with `apt-get install mesa-vulkan-drivers`".into()
+            }));
         }
         let env = std::env::var("MR2CT_ADAPTER")
             .ok()
@@ -156,15 +174,17 @@ impl Gpu {
         if summary.subgroups {
             features |= wgpu::Features::SUBGROUP;
         }
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("mr2ct"),
-            required_features: features,
-            required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|e| Error::Gpu(format!("requesting a device from {}: {e}", summary.name)))?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("mr2ct"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("requesting a device from {}: {e}", summary.name)))?;
         let errors: Arc<Mutex<Vec<String>>> = Arc::default();
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -249,20 +269,29 @@ impl Gpu {
         let buffer = match pool.take(class) {
             Some(b) => b,
             None => {
-                let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-                let b = self.device.create_buffer(&wgpu::BufferDescriptor {
+                let descriptor = wgpu::BufferDescriptor {
                     label: Some("mr2ct tensor"),
                     size: class,
                     usage: wgpu::BufferUsages::STORAGE
                         | wgpu::BufferUsages::COPY_SRC
                         | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
-                });
-                if let Some(e) = pollster::block_on(scope.pop()) {
-                    return Err(Error::Gpu(format!(
-                        "out of device memory allocating {class} bytes: {e}"
-                    )));
-                }
+                };
+                // A browser cannot wait for the scope; there an out-of-memory error reaches
+                // the uncaptured-error log and the next flush or read reports it.
+                #[cfg(not(target_arch = "wasm32"))]
+                let b = {
+                    let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+                    let b = self.device.create_buffer(&descriptor);
+                    if let Some(e) = pollster::block_on(scope.pop()) {
+                        return Err(Error::Gpu(format!(
+                            "out of device memory allocating {class} bytes: {e}"
+                        )));
+                    }
+                    b
+                };
+                #[cfg(target_arch = "wasm32")]
+                let b = self.device.create_buffer(&descriptor);
                 pool.created(class);
                 b
             }
@@ -461,42 +490,12 @@ impl Gpu {
         Ok(())
     }
 
-    /// Reads `size` bytes of `buffer` back to the host: submits pending work and waits.
-    pub fn read(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
-        let size = size.div_ceil(4) * 4;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("mr2ct readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        self.copy(buffer, 0, &staging, 0, size);
-        self.flush()?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: None,
-                timeout: None,
-            })
-            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
-        rx.recv()
-            .map_err(|_| Error::Gpu("readback callback never ran".into()))?
-            .map_err(|e| Error::Gpu(format!("mapping a readback buffer: {e}")))?;
-        let bytes = staging
-            .slice(..)
-            .get_mapped_range()
-            .map_err(|e| Error::Gpu(format!("reading a mapped buffer: {e}")))?
-            .to_vec();
-        staging.unmap();
-        self.check_errors()?;
-        Ok(bytes)
-    }
-
-    /// Waits until the device has finished all submitted work.
+    /// Waits until the device has finished all submitted work (in a browser, which cannot
+    /// wait, an error: await `synchronize_async`).
     pub fn synchronize(&self) -> Result<()> {
+        if cfg!(target_arch = "wasm32") {
+            return super::block_on(self.synchronize_async());
+        }
         self.flush()?;
         self.device
             .poll(wgpu::PollType::Wait {
@@ -507,7 +506,7 @@ impl Gpu {
         self.check_errors()
     }
 
-    fn check_errors(&self) -> Result<()> {
+    pub(super) fn check_errors(&self) -> Result<()> {
         let mut errs = self
             .errors
             .lock()

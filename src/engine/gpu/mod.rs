@@ -5,11 +5,15 @@
 mod device;
 mod pipelines;
 mod pool;
+mod readback;
 mod recorder;
 
-pub use device::{list_adapters, AdapterSummary, Gpu};
+#[cfg(not(target_arch = "wasm32"))]
+pub use device::list_adapters;
+pub use device::{AdapterSummary, Gpu};
 pub use pipelines::Kernel;
 pub use pool::{PoolStats, PooledBuffer};
+pub use readback::block_on;
 pub use recorder::Arg;
 
 /// Workgroups for `n` invocations of a 1-D kernel with `workgroup_size` invocations per group.
