@@ -78,16 +78,8 @@ const fn convt(
     uses: [f64; 3],
 ) -> ConvLayer {
     ConvLayer {
-        cin,
-        cout,
-        k,
-        stride: s,
-        pad: p,
-        op: 0,
-        h,
         transpose: true,
-        uses,
-        sct: false,
+        ..conv(cin, cout, k, s, p, h, uses)
     }
 }
 
