@@ -361,6 +361,50 @@ fn conv_transpose2d_gradients_match_finite_differences() {
     );
 }
 
+/// The one-output-channel kernels (shaders/conv2d_one_channel.wgsl: conv2d with cout = 1,
+/// conv_transpose2d with one output channel, conv2d's input gradient with cin = 1) at the sCT
+/// models' last-layer shapes, pixel counts not a multiple of their 8-pixel tile, against the
+/// f64 host reference; the small ones also in every gradient against finite differences.
+#[test]
+fn one_output_channel_layers_match_host_reference() {
+    let g = gpu();
+    for (i, (op, c)) in [
+        // n, cin, cout, h, w, k, s, p, output_padding
+        (Op::Conv, Case::new(2, 12, 1, 19, 21, 7, 1, 3, 0)), // the ResNet's Conv(ngf->1) k7
+        (Op::Conv, Case::new(1, 9, 1, 17, 15, 4, 1, 1, 0)),  // the PatchGAN's score map
+        (Op::ConvT, Case::new(2, 10, 1, 9, 11, 4, 2, 1, 0)), // the U-Net's last up-convolution
+        (Op::ConvT, Case::new(1, 5, 1, 7, 6, 3, 2, 1, 1)),   // odd kernel, output_padding 1
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (x, w, b, _) = inputs(*op, c, 1300 + 10 * i as u64);
+        let xt = Tensor::from_slice(&g, &x, &[c.n, c.cin, c.h, c.w]).unwrap();
+        let wt = Tensor::from_slice(&g, &w, &op.w_shape(c)).unwrap();
+        let bt = Tensor::from_slice(&g, &b, &[c.cout]).unwrap();
+        let y = op.gpu(c, &xt, &wt, Some(&bt)).unwrap();
+        assert_eq!(y.shape(), op.y_shape(c));
+        let want = op.host(c, &to_f64(&x), &to_f64(&w), Some(&to_f64(&b)));
+        let e = rel_l2_f64(&to_f64(&y.to_vec().unwrap()), &want);
+        assert!(e < 1e-5, "{} {c:?}: forward vs host {e:.2e}", op.name());
+    }
+    check_finite_differences(
+        Op::Conv,
+        &[
+            Case::new(2, 5, 1, 6, 7, 3, 1, 1, 0), // cout = 1
+            Case::new(1, 1, 1, 9, 7, 3, 2, 1, 0), // cin = 1 too: the input gradient's kernel
+            Case::new(1, 1, 3, 8, 8, 4, 2, 1, 0), // cin = 1 only
+        ],
+    );
+    check_finite_differences(
+        Op::ConvT,
+        &[
+            Case::new(1, 6, 1, 4, 5, 4, 2, 1, 0), // one output channel
+            Case::new(1, 3, 1, 3, 3, 1, 2, 0, 1), // k1 s2: output pixels no tap reaches get the bias
+        ],
+    );
+}
+
 /// Shapes whose weight gradient splits the reduction over output rows (conv2d_reduce_weight
 /// then sums several partial results): checked against finite differences in the weight and
 /// bias only (the input's would take long on the host).

@@ -41,6 +41,11 @@ shaders! {
         include_str!("../../shaders/conv2d.wgsl"),
         include_str!("../../shaders/conv2d_subgroup.wgsl")
     )),
+    /// conv2d.wgsl with the one-output-channel kernels of conv2d_one_channel.wgsl appended.
+    CONV2D_ONE_CHANNEL = "conv2d_one_channel" (concat!(
+        include_str!("../../shaders/conv2d.wgsl"),
+        include_str!("../../shaders/conv2d_one_channel.wgsl")
+    )),
     NORM = "norm",
     PAD = "pad",
     REDUCE = "reduce",

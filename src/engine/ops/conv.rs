@@ -14,13 +14,13 @@
 
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::{grid_1d, Kernel};
-use crate::engine::shaders::{CONV2D, CONV2D_SUBGROUP};
+use crate::engine::shaders::{CONV2D, CONV2D_ONE_CHANNEL, CONV2D_SUBGROUP};
 use crate::engine::tensor::Tensor;
 use crate::engine::uniforms::uniform_blocks;
 
 uniform_blocks! {
     #[derive(Default)]
-    struct ConvParams fills Params in [CONV2D, CONV2D_SUBGROUP] {
+    struct ConvParams fills Params in [CONV2D, CONV2D_SUBGROUP, CONV2D_ONE_CHANNEL] {
         n: u32,
         cin: u32,
         cout: u32,
@@ -46,7 +46,7 @@ uniform_blocks! {
     }
 
     #[derive(Default)]
-    struct PackParams fills PackParams in [CONV2D, CONV2D_SUBGROUP] {
+    struct PackParams fills PackParams in [CONV2D, CONV2D_SUBGROUP, CONV2D_ONE_CHANNEL] {
         total: u32,
         c: u32,
         h: u32,
@@ -73,6 +73,9 @@ const TP: usize = 4;
 const WEIGHT_GRAD_MIN_GROUPS: usize = 64;
 /// ...but gives each split at least this many output pixels.
 const WEIGHT_GRAD_MIN_PIXELS: usize = 256;
+
+/// Pixels per lane of the one-channel kernels (fixed in conv2d_one_channel.wgsl).
+const ONE_CHANNEL_TP: usize = 8;
 
 /// Pixels and channels per lane of the subgroup kernels (fixed in conv2d_subgroup.wgsl).
 const SUBGROUP_TP: usize = 2;
@@ -322,12 +325,25 @@ fn pack_weight(g: &Geom, w: &Tensor, for_input_grad: bool) -> Result<Tensor> {
 /// y [n, cout, oh, ow] = conv(x) + bias, from x packed by `pack_x`; `w` in conv layout.
 pub(crate) fn forward(g: &Geom, xp: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     let gpu = xp.gpu();
-    let wp = pack_weight(g, w, false)?;
     let y = Tensor::uninit(gpu, &[g.n, g.cout, g.oh, g.ow])?;
     let mut params = g.params();
     params.has_bias = bias.is_some() as u32;
     let b = bias.unwrap_or(w);
     let pixels = g.n * g.oh * g.ow;
+    if g.cout == 1 {
+        // The reduction runs along the vec4s, so the weight is packed with the reduction
+        // channels as columns: the input-gradient packing.
+        let wp = pack_weight(g, w, true)?;
+        gpu.dispatch(
+            Kernel::new(&CONV2D_ONE_CHANNEL, "conv2d_forward_one_channel")
+                .with_constants(&[("WG", WG as f64)]),
+            bytemuck::bytes_of(&params),
+            &[y.write(), xp.read(), wp.read(), b.read()],
+            grid_1d(pixels.div_ceil(ONE_CHANNEL_TP), WG as u32),
+        )?;
+        return Ok(y);
+    }
+    let wp = pack_weight(g, w, false)?;
     if let Some((wg, grid)) = subgroup_grid(gpu, pixels, g.cout.div_ceil(SUBGROUP_TC), g.cout) {
         let consts = [("SWG", wg as f64)];
         gpu.dispatch(
@@ -359,13 +375,27 @@ pub(crate) fn backward_input(
     bias: Option<&Tensor>,
 ) -> Result<Tensor> {
     let gpu = gyp.gpu();
-    let wp = pack_weight(g, w, true)?;
     let gx = Tensor::uninit(gpu, &[g.n, g.cin, g.h, g.w])?;
     let mut params = g.params();
     params.has_bias = bias.is_some() as u32;
     let b = bias.unwrap_or(w);
     // Each of the stride^2 phases holds at most ceil(h/s) x ceil(w/s) pixels per image.
     let phase_pixels = g.n * g.h.div_ceil(g.stride) * g.w.div_ceil(g.stride);
+    if g.cin == 1 {
+        // As in `forward`: the reduction channels (cout) as the packed weight's columns.
+        let wp = pack_weight(g, w, false)?;
+        params.ptiles = phase_pixels.div_ceil(ONE_CHANNEL_TP) as u32;
+        let tiles = params.ptiles as usize * g.stride * g.stride;
+        gpu.dispatch(
+            Kernel::new(&CONV2D_ONE_CHANNEL, "conv2d_backward_input_one_channel")
+                .with_constants(&[("WG", WG as f64)]),
+            bytemuck::bytes_of(&params),
+            &[gx.write(), gyp.read(), wp.read(), b.read()],
+            grid_1d(tiles, WG as u32),
+        )?;
+        return Ok(gx);
+    }
+    let wp = pack_weight(g, w, true)?;
     // The subgroup kernel walks every tap of a phase for every pixel; when grad_out is
     // smaller than the kernel (the 1x1 input of a transposed conv) most taps would read the
     // border, and the plain kernel, which skips them, is faster.
