@@ -40,6 +40,18 @@ def loadavg():
         return None
 
 
+def host_cpu():
+    """The CPU's model name (/proc/cpuinfo): lavapipe's and PyTorch's figures are the host's."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def python_for_torch(arg):
     for p in [arg, os.environ.get("TORCH_PYTHON"), "/opt/torchenv/bin/python"]:
         if p and os.path.exists(p):
@@ -145,6 +157,7 @@ def main():
     ma, ta = m["adapter"], t["adapter"]
     out(f"mr2ct:   {ma['name']} ({ma['backend']}, {ma['driver']} {ma.get('driver_info', '')})")
     out(f"PyTorch: {ta['name']} ({ta['backend']}, {ta['driver']})")
+    out(f"host CPU: {host_cpu()} ({os.cpu_count()} CPUs)")
     out(f"numpy sgemm 2048^2 in this sitting: {', '.join(f'{v:.1f}' for v in sgs)} GFLOP/s (ceiling used: {ceiling:.1f})")
     for k, v in sitting.items():
         if isinstance(v, dict):
@@ -261,7 +274,7 @@ def main():
     with open(os.path.join(a.out, "compare.txt"), "w") as f:
         f.write(text + "\n")
     with open(os.path.join(a.out, "compare.json"), "w") as f:
-        json.dump({"sitting": sitting, "sgemm_gflops": sgs, "adapter": m["adapter"], "peer_adapter": t["adapter"], "kernels": rows, "train": trows, "targets": targets}, f, indent=1)
+        json.dump({"sitting": sitting, "host_cpu": host_cpu(), "sgemm_gflops": sgs, "adapter": m["adapter"], "peer_adapter": t["adapter"], "kernels": rows, "train": trows, "targets": targets}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::layers::{unet_parameters, PAPER_CONVS, PAPER_G_PARAMS, SCT_CONVS};
-use super::timing::{median, min_max};
+use super::timing::{host_cpu, median, min_max};
 use super::{model_name, BenchReport, Bound};
 use crate::cyclegan::ModelKind;
 
@@ -180,6 +180,7 @@ impl BenchReport {
             "batches": self.batches,
             "host": {
                 "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+                "cpu_model": host_cpu(),
                 "loadavg_start": self.loadavg.0,
                 "loadavg_end": self.loadavg.1,
             },
@@ -204,6 +205,9 @@ impl BenchReport {
             self.iters,
             self.warmup
         );
+        if let Some(cpu) = host_cpu() {
+            let _ = writeln!(s, "host CPU: {cpu}");
+        }
         if let (Some(a), Some(b)) = self.loadavg {
             let _ = writeln!(s, "host load average (1/5/15 min): {:.2} {:.2} {:.2} at the start, {:.2} {:.2} {:.2} at the end", a[0], a[1], a[2], b[0], b[1], b[2]);
         }

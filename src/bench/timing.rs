@@ -37,6 +37,15 @@ pub(super) fn loadavg() -> Option<[f64; 3]> {
     (v.len() == 3).then(|| [v[0], v[1], v[2]])
 }
 
+/// The host CPU's model name (Linux: /proc/cpuinfo), for CPU adapters whose speed is the
+/// host's: two machines "of the same kind" differed 2-4x in lavapipe's figures.
+pub(super) fn host_cpu() -> Option<String> {
+    let s = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+}
+
 pub(super) fn median(v: &[f64]) -> f64 {
     if v.is_empty() {
         return f64::NAN;
