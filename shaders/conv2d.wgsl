@@ -257,6 +257,17 @@ fn phase_output_base(ph: Phase, q: vec3<u32>) -> u32 {
     return q.x * p.cin * p.h * p.w + iy * p.w + ix;
 }
 
+// The taps [t0, t1) (returned as (t0, t1)) of a lane whose phase pixels span q in
+// [qlo, qhi]: only taps with 0 <= q - t < oh for some of its pixels reach real grad_out; the
+// others would read the zero border. Skipping them matters when grad_out is small next to
+// the kernel (a 1x1 input of a transposed conv: 15 of 16 taps miss). Lanes of one SIMD batch
+// may disagree on the range; lavapipe then masks, and masked lanes skip their loads, which is
+// where the time goes.
+fn reaching_taps(ph: Phase, qlo: vec2<u32>, qhi: vec2<u32>) -> vec4<u32> {
+    let t0 = select(vec2<u32>(0u), qlo + 1u - vec2<u32>(p.oh, p.ow), qlo + 1u > vec2<u32>(p.oh, p.ow));
+    return vec4<u32>(t0, min(ph.taps, qhi + 1u));
+}
+
 @compute @workgroup_size(WG)
 fn conv2d_backward_input(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let s = p.stride;
@@ -279,13 +290,9 @@ fn conv2d_backward_input(@builtin(local_invocation_index) lid: u32, @builtin(wor
         qlo = min(qlo, q.yz);
         qhi = max(qhi, q.yz);
     }
-    // Only taps with 0 <= q - t < oh for some pixel of this lane reach real grad_out; the
-    // others would read the zero border. Skipping them matters when grad_out is small
-    // next to the kernel (a 1x1 input of a transposed conv: 15 of 16 taps miss). Lanes of
-    // one SIMD batch may disagree on the range; lavapipe then masks, and masked lanes skip
-    // their loads, which is where the time goes.
-    let t0 = select(vec2<u32>(0u), qlo + 1u - vec2<u32>(p.oh, p.ow), qlo + 1u > vec2<u32>(p.oh, p.ow));
-    let t1 = min(ph.taps, qhi + 1u);
+    let taps = reaching_taps(ph, qlo, qhi);
+    let t0 = taps.xy;
+    let t1 = taps.zw;
     var col: array<u32, FC4>;
     for (var q = 0u; q < TC / 4u; q++) {
         col[q] = min(c0 + q, p.cin4 - 1u);

@@ -3,7 +3,8 @@
 // 7x7 conv, the PatchGAN's score map) and conv2d_backward_input when cin = 1 (so
 // conv_transpose2d's forward to one channel: the U-Net's last up-convolution). This file is
 // appended to conv2d.wgsl (src/engine/shaders.rs: CONV2D_ONE_CHANNEL) and uses its Params,
-// bindings, tile_index, forward_input_base and the input-gradient phase helpers.
+// bindings, tile_index, forward_input_base and the input-gradient phase helpers (reaching_taps
+// included).
 //
 // Why: the general kernels keep a tile of output channels per lane with the reduction
 // channels broadcast into it (mac4), so one output channel fills one column of each vec4
@@ -90,10 +91,9 @@ fn conv2d_backward_input_one_channel(@builtin(local_invocation_index) lid: u32, 
         qlo = min(qlo, q.yz);
         qhi = max(qhi, q.yz);
     }
-    // Taps that miss grad_out for every pixel of the lane are skipped, as in
-    // conv2d_backward_input.
-    let t0 = select(vec2<u32>(0u), qlo + 1u - vec2<u32>(p.oh, p.ow), qlo + 1u > vec2<u32>(p.oh, p.ow));
-    let t1 = min(ph.taps, qhi + 1u);
+    let taps = reaching_taps(ph, qlo, qhi);
+    let t0 = taps.xy;
+    let t1 = taps.zw;
     var acc: array<vec4<f32>, OP>;
     for (var ty = t0.x; ty < t1.x; ty++) {
         for (var tx = t0.y; tx < t1.y; tx++) {

@@ -1,4 +1,4 @@
-//! Longer than 500 lines on purpose: the plain and subgroup kernels' host side shares the `Geom`
+//! Longer than 500 lines on purpose: the plain, subgroup and one-channel kernels' host side shares the `Geom`
 //! arithmetic and the dispatch choice; forward, input gradient and weight gradient stay side by
 //! side as the engine's contract asks.
 //!
