@@ -187,7 +187,7 @@ fn sct_table_has_the_issue_layers_and_the_shipped_unet() {
     // The table's U-Net layers are the model's: the same parameter count as the generator the
     // library builds for the shipped weights (ngf 32, 7 levels, 3 input slices).
     let gpu = common::gpu();
-    let g = UnetGenerator::new(&gpu, 3, 32, 7).unwrap();
+    let g = UnetGenerator::new(&gpu, 3, 32, 7, 0.0).unwrap();
     let count: usize = g.trainable().iter().map(|t| t.numel()).sum();
     assert_eq!(count, 10_457_793);
     assert_eq!(unet_parameters(), count as f64);

@@ -72,8 +72,8 @@ fn check(net: &dyn Module, case: &str) {
 
 #[test]
 fn unet_matches_pytorch_at_two_depths() {
-    check(&UnetGenerator::new(&gpu(), 1, 4, 5).unwrap(), "unet_a");
-    check(&UnetGenerator::new(&gpu(), 3, 4, 6).unwrap(), "unet_b");
+    check(&UnetGenerator::new(&gpu(), 1, 4, 5, 0.0).unwrap(), "unet_a");
+    check(&UnetGenerator::new(&gpu(), 3, 4, 6, 0.0).unwrap(), "unet_b");
 }
 
 #[test]
@@ -94,7 +94,7 @@ fn conditional_patch_discriminator_matches_pytorch() {
 
 #[test]
 fn unet_refuses_sizes_that_are_not_multiples_of_its_levels() {
-    let net = UnetGenerator::new(&gpu(), 1, 2, 5).unwrap();
+    let net = UnetGenerator::new(&gpu(), 1, 2, 5, 0.0).unwrap();
     let x = mr2ct::Tensor::zeros(&gpu(), &[1, 1, 48, 32]).unwrap();
     let e = net.forward(&x, Pass::EVAL).unwrap_err().to_string();
     assert!(e.contains("multiples of 32"), "{e}");

@@ -64,11 +64,22 @@ fn resume_continues_exactly_like_an_uninterrupted_run() {
         spacing: 0.0,
         ..tiny_config(ModelKind::Unet)
     };
+    // Six levels, so one up-block has dropout: its masks come from the step count, which
+    // the checkpoint keeps.
+    let unet_dropout = TrainConfig {
+        crop: 0,
+        size: 64,
+        spacing: 0.0,
+        unet_downs: 6,
+        unet_dropout: 0.5,
+        ..tiny_config(ModelKind::Unet)
+    };
     let wgan = tiny_config(ModelKind::Resnet).with_wgan();
     let cases = [
         ("paper", tiny_config(ModelKind::Paper)),
         ("resnet", tiny_config(ModelKind::Resnet)),
         ("unet", unet),
+        ("unet-dropout", unet_dropout),
         ("wgan", wgan),
     ];
     for (model, cfg) in cases {

@@ -70,6 +70,10 @@ pub struct TrainArgs {
     /// U-Net levels (halvings) [default: 7].
     #[arg(long)]
     unet_downs: Option<usize>,
+    /// U-Net: dropout probability at the end of the inner 8ngf up-blocks while training
+    /// (pix2pix uses 0.5; translate never drops) [default: 0].
+    #[arg(long)]
+    unet_dropout: Option<f32>,
     /// Score the held-out pairs (the data's test/ split) every N epochs: MAE, PSNR and SSIM go
     /// into losses.csv and the plot, and the best MAE's weights into best.safetensors
     /// (paired objective; 0: never) [default: 1].
@@ -217,7 +221,16 @@ fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
         batch_size,
         epochs
     );
-    set!(objective, spacing, crop, context, lambda_l1, lambda_gan, unet_downs);
+    set!(
+        objective,
+        spacing,
+        crop,
+        context,
+        lambda_l1,
+        lambda_gan,
+        unet_downs,
+        unet_dropout
+    );
     set!(
         generator_iterations,
         discriminator_iterations,

@@ -65,6 +65,9 @@ pub struct TrainConfig {
     /// Halvings of the U-Net generator (8: pix2pix's unet_256, 7: unet_128); whole slices are
     /// padded to a multiple of 2^unet_downs.
     pub unet_downs: usize,
+    /// Dropout probability at the end of the U-Net's inner 8ngf up-blocks in training passes
+    /// (pix2pix's `use_dropout`, 0.5 there; 0 = none). Inference never drops.
+    pub unet_dropout: f32,
     pub lambda_aba: f32,
     pub lambda_bab: f32,
     pub learning_rate_g: f32,
@@ -109,6 +112,7 @@ impl Default for TrainConfig {
             ndf: 64,
             n_blocks: 6,
             unet_downs: 7,
+            unet_dropout: 0.0,
             lambda_aba: 10.0,
             lambda_bab: 10.0,
             learning_rate_g: 2e-4,
@@ -155,6 +159,7 @@ impl TrainConfig {
             ndf: self.ndf,
             n_blocks: self.n_blocks,
             unet_downs: self.unet_downs,
+            unet_dropout: self.unet_dropout,
         }
     }
 
@@ -253,6 +258,12 @@ impl TrainConfig {
                 self.unet_downs,
                 1usize << self.unet_downs.min(20),
                 self.patch()
+            ));
+        }
+        if !(0.0..1.0).contains(&self.unet_dropout) {
+            errs.push(format!(
+                "unet_dropout must be in [0, 1), got {}",
+                self.unet_dropout
             ));
         }
         if self.ngf == 0 || self.ndf == 0 {

@@ -27,8 +27,9 @@ impl CycleGan {
             None => crate::no_grad(|| -> Result<(Tensor, Tensor)> {
                 let (g_ba, _, _) = self.cycle_networks()?;
                 Ok((
-                    g_ba.forward(b, Pass::TRAIN_FROZEN)?,
-                    self.g_ab.forward(a, Pass::TRAIN_FROZEN)?,
+                    g_ba.forward(b, self.generator_pass(Pass::TRAIN_FROZEN, 0))?,
+                    self.g_ab
+                        .forward(a, self.generator_pass(Pass::TRAIN_FROZEN, 1))?,
                 ))
             })?,
         };
@@ -52,10 +53,11 @@ impl CycleGan {
         b: &Tensor,
     ) -> Result<(Losses<Tensor>, Tensor, Tensor)> {
         let (g_ba, d_a, d_b) = self.cycle_networks()?;
-        let fake_b = self.g_ab.forward(a, Pass::TRAIN)?;
-        let fake_a = g_ba.forward(b, Pass::TRAIN)?;
-        let rec_a = g_ba.forward(&fake_b, Pass::TRAIN)?;
-        let rec_b = self.g_ab.forward(&fake_a, Pass::TRAIN)?;
+        let pass = |call| self.generator_pass(Pass::TRAIN, call);
+        let fake_b = self.g_ab.forward(a, pass(0))?;
+        let fake_a = g_ba.forward(b, pass(1))?;
+        let rec_a = g_ba.forward(&fake_b, pass(2))?;
+        let rec_b = self.g_ab.forward(&fake_a, pass(3))?;
         // The discriminators are frozen: gradients pass through them to the fakes, but no
         // discriminator weight gradient is computed (PyTorch computes and then discards it).
         let adv_ab = self.adversarial(&d_b.forward(&fake_b, Pass::TRAIN_FROZEN)?, true)?;
@@ -67,8 +69,8 @@ impl CycleGan {
         total = scale_add(&rec_bab, self.cfg.lambda_bab, &total)?;
         if self.cfg.identity_weight > 0.0 {
             // CycleGAN's identity term: G_AB(b) should leave a CT unchanged, G_BA(a) an MRI.
-            let idt_b = loss::l1(&self.g_ab.forward(b, Pass::TRAIN)?, b)?;
-            let idt_a = loss::l1(&g_ba.forward(a, Pass::TRAIN)?, a)?;
+            let idt_b = loss::l1(&self.g_ab.forward(b, pass(4))?, b)?;
+            let idt_a = loss::l1(&g_ba.forward(a, pass(5))?, a)?;
             total = scale_add(
                 &idt_b,
                 self.cfg.identity_weight * self.cfg.lambda_bab,

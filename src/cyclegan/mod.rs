@@ -194,6 +194,15 @@ impl CycleGan {
         Ok(())
     }
 
+    /// `pass` for a generator's `call`-th forward pass of this update, with its dropout noise
+    /// drawn from (seed, generator updates so far, rank, call): a new mask every step and
+    /// every call, the same ones after a resume, other ones on every rank.
+    pub(crate) fn generator_pass(&self, pass: Pass, call: u64) -> Pass {
+        let mix = crate::engine::nn::init::splitmix64_mix;
+        let step = mix(self.cfg.seed ^ mix(self.opt_g.steps()));
+        pass.with_noise(mix(step ^ mix((self.collective.rank() as u64) << 8 | call)))
+    }
+
     /// Sets both optimizers' learning rates for `epoch` (linear decay schedule).
     pub fn set_epoch(&mut self, epoch: usize) {
         let f = self.cfg.lr_factor(epoch);

@@ -31,6 +31,14 @@ impl Optimizer {
         }
     }
 
+    /// Updates taken so far (kept in checkpoints).
+    pub fn steps(&self) -> u64 {
+        match self {
+            Optimizer::Adam(o) => o.step,
+            Optimizer::RmsProp(o) => o.step,
+        }
+    }
+
     pub fn params(&self) -> &[Tensor] {
         match self {
             Optimizer::Adam(o) => o.params(),

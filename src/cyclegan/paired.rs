@@ -18,7 +18,7 @@ impl CycleGan {
             Critics::Paired { d_b } => d_b.as_ref(),
             Critics::Cycle { .. } => None,
         };
-        let fake_b = self.g_ab.forward(a, Pass::TRAIN)?;
+        let fake_b = self.g_ab.forward(a, self.generator_pass(Pass::TRAIN, 0))?;
         let l1 = loss::l1(&fake_b, b)?;
         let mut losses = Losses {
             ab_l1: l1.detach(),

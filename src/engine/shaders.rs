@@ -54,4 +54,5 @@ shaders! {
     RMSPROP = "rmsprop",
     CLIP = "clip",
     CONCAT = "concat",
+    DROPOUT = "dropout",
 }

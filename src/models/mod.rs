@@ -35,7 +35,7 @@ pub enum ModelKind {
 }
 
 /// What it takes to build a model's networks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Architecture {
     pub kind: ModelKind,
     /// MR slices the generator takes as channels (1, or 2K+1 with 2.5D context).
@@ -48,6 +48,8 @@ pub struct Architecture {
     pub n_blocks: usize,
     /// Halvings of the U-Net generator (8: pix2pix's unet_256, 7: unet_128).
     pub unet_downs: usize,
+    /// Dropout in the U-Net's inner up-blocks during training (0: none).
+    pub unet_dropout: f32,
 }
 
 /// A network as the trainer sees it.
@@ -67,6 +69,7 @@ pub fn generator(gpu: &Rc<Gpu>, arch: &Architecture) -> Result<Network> {
             arch.in_channels,
             arch.ngf,
             arch.unet_downs,
+            arch.unet_dropout,
         )?),
     })
 }

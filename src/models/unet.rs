@@ -4,8 +4,10 @@
 //! so fine detail reaches the output without passing through the bottleneck. Widths
 //! ngf-2ngf-4ngf-8ngf, then 8ngf for the remaining levels; instance norm (no affine
 //! parameters, so the convolutions have biases), LeakyReLU 0.2 down, ReLU up, tanh out.
-//! `downs` = 8 is pix2pix's unet_256, 7 its unet_128. Dropout in the inner up-blocks is not
-//! implemented (the engine has no dropout op); pix2pix uses it only as noise for the GAN.
+//! `downs` = 8 is pix2pix's unet_256, 7 its unet_128. With `dropout` > 0, the 8ngf blocks
+//! between the innermost and the four outer ones end in dropout (pix2pix's `use_dropout`, 0.5
+//! there: the noise its generator gets instead of a noise input); it has no tensors, so the
+//! keys are the same with or without it.
 //!
 //! The nesting follows pix2pix's `UnetSkipConnectionBlock`, so the keys are that
 //! implementation's `state_dict` keys (`model.model.0.weight`, `model.model.1.model.1.weight`,
@@ -17,8 +19,8 @@ use std::rc::Rc;
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
 use crate::engine::nn::{
-    join, ConcatSkip, Conv2d, ConvSpec, ConvTranspose2d, InstanceNorm2d, LeakyRelu, Module, Named,
-    Pass, Relu, Sequential, Tanh,
+    join, ConcatSkip, Conv2d, ConvSpec, ConvTranspose2d, Dropout, InstanceNorm2d, LeakyRelu,
+    Module, Named, Pass, Relu, Sequential, Tanh,
 };
 use crate::engine::tensor::Tensor;
 
@@ -32,10 +34,10 @@ pub struct UnetGenerator {
 }
 
 impl UnetGenerator {
-    /// `cin` MR slices in, one CT slice out, `downs` >= 5 halvings.
-    pub fn new(gpu: &Rc<Gpu>, cin: usize, ngf: usize, downs: usize) -> Result<Self> {
-        if ngf == 0 || cin == 0 || !(5..=10).contains(&downs) {
-            return Err(Error::Invalid(format!("U-Net needs ngf >= 1, input channels >= 1 and 5 to 10 levels; got ngf {ngf}, {cin} channels, {downs} levels")));
+    /// `cin` MR slices in, one CT slice out, `downs` >= 5 halvings, `dropout` in [0, 1).
+    pub fn new(gpu: &Rc<Gpu>, cin: usize, ngf: usize, downs: usize, dropout: f32) -> Result<Self> {
+        if ngf == 0 || cin == 0 || !(5..=10).contains(&downs) || !(0.0..1.0).contains(&dropout) {
+            return Err(Error::Invalid(format!("U-Net needs ngf >= 1, input channels >= 1, 5 to 10 levels and dropout in [0, 1); got ngf {ngf}, {cin} channels, {downs} levels, dropout {dropout}")));
         }
         // From the bottleneck out, as pix2pix builds it: (outer, inner) channels per level.
         let mut levels = vec![(8 * ngf, 8 * ngf); downs - 4];
@@ -48,7 +50,7 @@ impl UnetGenerator {
             .push(Relu)
             .push(ConvTranspose2d::new(gpu, inner_c, outer_c, STEP)?)
             .push(InstanceNorm2d::new(gpu, outer_c, false)?);
-        for &(outer_c, inner_c) in &levels[1..] {
+        for (level, &(outer_c, inner_c)) in levels.iter().enumerate().skip(1) {
             let inner = ConcatSkip::new("model", block);
             block = Sequential::new()
                 .push(LeakyRelu(0.2))
@@ -58,6 +60,12 @@ impl UnetGenerator {
                 .push(Relu)
                 .push(ConvTranspose2d::new(gpu, 2 * inner_c, outer_c, STEP)?)
                 .push(InstanceNorm2d::new(gpu, outer_c, false)?);
+            if dropout > 0.0 && level < downs - 4 {
+                block = block.push(Dropout {
+                    p: dropout,
+                    stream: level as u64,
+                });
+            }
         }
         let outer = Sequential::new()
             .push(Conv2d::new(gpu, cin, ngf, STEP)?)

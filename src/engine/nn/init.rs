@@ -17,7 +17,7 @@ pub fn fnv1a64_bytes(bytes: &[u8]) -> u64 {
     h
 }
 
-fn splitmix64_mix(mut z: u64) -> u64 {
+pub fn splitmix64_mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
     z ^ (z >> 31)

@@ -302,6 +302,29 @@ impl Module for Tanh {
     }
 }
 
+/// Inverted dropout with probability `p` in training passes, the identity in eval passes
+/// (PyTorch's `nn.Dropout`). `stream` tells the layers of one network apart, so each draws
+/// its own mask from the pass's noise seed.
+pub struct Dropout {
+    pub p: f32,
+    pub stream: u64,
+}
+
+impl Module for Dropout {
+    fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        if pass.mode == Mode::Eval || self.p == 0.0 {
+            return Ok(x.clone());
+        }
+        let seed = pass.noise.ok_or_else(|| {
+            Error::Invalid(
+                "a training pass through dropout needs a noise seed (Pass::with_noise)".into(),
+            )
+        })?;
+        let key = super::init::splitmix64_mix(seed ^ super::init::splitmix64_mix(self.stream));
+        ops::dropout::dropout(x, self.p, key)
+    }
+}
+
 /// Reflection padding by the same amount on all four sides.
 pub struct ReflectionPad2d(pub usize);
 

@@ -18,7 +18,7 @@ pub use crate::engine::ops::norm::StatsReducer;
 
 pub use containers::{ConcatSkip, Residual, Sequential};
 pub use layers::{
-    BatchNorm2d, Conv2d, ConvSpec, ConvTranspose2d, Flatten, InstanceNorm2d, LeakyRelu,
+    BatchNorm2d, Conv2d, ConvSpec, ConvTranspose2d, Dropout, Flatten, InstanceNorm2d, LeakyRelu,
     ReflectionPad2d, Relu, Tanh,
 };
 
@@ -63,11 +63,14 @@ pub enum Weights {
     Frozen,
 }
 
-/// How a forward pass runs: its `Mode` and whether its `Weights` take gradients.
+/// How a forward pass runs: its `Mode`, whether its `Weights` take gradients, and the seed of
+/// the noise its training-mode dropout layers draw (a new one per step and per call, set by
+/// the trainer with `with_noise`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pass {
     pub mode: Mode,
     pub weights: Weights,
+    pub noise: Option<u64>,
 }
 
 impl Pass {
@@ -75,17 +78,28 @@ impl Pass {
     pub const TRAIN: Pass = Pass {
         mode: Mode::Train,
         weights: Weights::Trainable,
+        noise: None,
     };
     /// Training-mode statistics, no parameter gradients (a network the loss only passes through).
     pub const TRAIN_FROZEN: Pass = Pass {
         mode: Mode::Train,
         weights: Weights::Frozen,
+        noise: None,
     };
     /// Inference.
     pub const EVAL: Pass = Pass {
         mode: Mode::Eval,
         weights: Weights::Frozen,
+        noise: None,
     };
+
+    /// This pass with dropout noise drawn from `seed`.
+    pub fn with_noise(self, seed: u64) -> Pass {
+        Pass {
+            noise: Some(seed),
+            ..self
+        }
+    }
 
     /// `t` as this pass uses a parameter: itself, or detached when the weights are frozen.
     pub fn param(self, t: &Tensor) -> Tensor {

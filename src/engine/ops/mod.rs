@@ -20,6 +20,7 @@ op_modules! {
     concat,
     conv,
     conv_transpose,
+    dropout,
     elementwise,
     loss,
     norm,
