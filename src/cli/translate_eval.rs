@@ -40,6 +40,10 @@ pub struct TranslateArgs {
     /// on whole slices; tiles also where the adapter's buffer limits refuse a whole slice.
     #[arg(long)]
     tile: Option<u32>,
+    /// ResNet and U-Net models: also translate every slice mirrored left-right and average
+    /// the two sCTs (test-time augmentation; twice the time).
+    #[arg(long)]
+    mirror: bool,
     /// Correct the MRI for its bias field with N4 (Tustison 2010; ITK's defaults, shrink 4)
     /// before translating; use it for models trained with `mr2ct train --n4`.
     #[arg(long)]
@@ -54,6 +58,7 @@ pub fn translate(adapter: Option<&str>, args: &TranslateArgs) -> Result<Outcome>
         force: args.force,
         allow_gaps: args.allow_gaps,
         tile: args.tile.map(|t| t as usize),
+        mirror: args.mirror,
         n4: args.n4.then(N4Options::default),
     };
     let s =
@@ -91,6 +96,9 @@ pub struct EvalArgs {
     /// whole slices, default the model's training crop.
     #[arg(long)]
     tile: Option<u32>,
+    /// As translate's --mirror: average each slice's sCT with its mirror image's.
+    #[arg(long)]
+    mirror: bool,
     /// Correct each MRI for its bias field with N4 (as `translate --n4`) before translating.
     #[arg(long)]
     n4: bool,
@@ -102,6 +110,7 @@ pub fn eval(adapter: Option<&str>, args: &EvalArgs) -> Result<Outcome> {
         batch_size: args.batch_size,
         force: args.force,
         tile: args.tile.map(|t| t as usize),
+        mirror: args.mirror,
         n4: args.n4.then(N4Options::default),
         ..EvalOptions::default()
     };

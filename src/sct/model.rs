@@ -31,6 +31,10 @@ pub struct SctModel {
     /// tiles only when the adapter's limits refuse a slice. Loaded as the model's training
     /// crop ([`TrainConfig::inference_tile`]).
     pub max_tile: Option<usize>,
+    /// Also translate every slice mirrored left-right and average the two (test-time
+    /// augmentation with the flip the crops were trained with; nnU-Net mirrors likewise,
+    /// Isensee et al. 2021). Fully convolutional models only.
+    pub mirror: bool,
     generator: Network,
     gpu: Rc<Gpu>,
 }
@@ -115,6 +119,7 @@ impl SctModel {
             mr_percentiles,
             fingerprint,
             max_tile,
+            mirror: false,
             generator,
             gpu: gpu.clone(),
         })
@@ -140,12 +145,32 @@ impl SctModel {
     pub fn describe_inference(&self) -> String {
         let mm = self.prep.as_ref().and_then(|p| p.spacing);
         match (mm, self.size_multiple()) {
-            (Some(mm), Some(_)) => match self.max_tile {
-                Some(t) => format!("{}, tiles of at most {t} px at {mm} mm", self.describe()),
-                None => format!("{}, whole slices at {mm} mm", self.describe()),
-            },
+            (Some(mm), Some(_)) => {
+                let mirror = if self.mirror {
+                    ", averaged with its mirror image"
+                } else {
+                    ""
+                };
+                match self.max_tile {
+                    Some(t) => format!(
+                        "{}, tiles of at most {t} px at {mm} mm{mirror}",
+                        self.describe()
+                    ),
+                    None => format!("{}, whole slices at {mm} mm{mirror}", self.describe()),
+                }
+            }
             _ => self.describe(),
         }
+    }
+
+    /// Asks for (or not) the mirrored second pass of [`SctModel::mirror`]; refused for a model
+    /// that cannot translate whole slices.
+    pub fn set_mirror(&mut self, mirror: bool) -> Result<()> {
+        if mirror {
+            self.fully_convolutional()?;
+        }
+        self.mirror = mirror;
+        Ok(())
     }
 
     /// The weights file's name (no directories), for descriptions.
@@ -309,8 +334,40 @@ impl SctModel {
         block_on(self.generate_whole_async(planes, channels, rows, cols))
     }
 
-    /// [`SctModel::generate_whole`] as a future.
+    /// [`SctModel::generate_whole`] as a future; with [`SctModel::mirror`], the mean of the
+    /// slice's output and its mirror image's output mirrored back.
     pub async fn generate_whole_async(
+        &self,
+        planes: &[f32],
+        channels: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>> {
+        let direct = self
+            .generate_once_async(planes, channels, rows, cols)
+            .await?;
+        if !self.mirror {
+            return Ok(direct);
+        }
+        let flip = |p: &[f32]| -> Vec<f32> {
+            p.chunks(cols)
+                .flat_map(|row| row.iter().rev().copied())
+                .collect()
+        };
+        let mirrored = flip(
+            &self
+                .generate_once_async(&flip(planes), channels, rows, cols)
+                .await?,
+        );
+        Ok(direct
+            .iter()
+            .zip(&mirrored)
+            .map(|(a, b)| 0.5 * (a + b))
+            .collect())
+    }
+
+    /// One generator pass over the slice: whole, or in tiles (see `generate_whole`).
+    async fn generate_once_async(
         &self,
         planes: &[f32],
         channels: usize,

@@ -75,6 +75,8 @@ pub struct TranslateOptions {
     /// Largest tile side in pixels for fully convolutional models; None: the model's own
     /// (its training crop, `TrainConfig::inference_tile`); Some(0): whole slices.
     pub tile: Option<usize>,
+    /// Average each slice's sCT with that of its mirror image ([`SctModel::mirror`]).
+    pub mirror: bool,
     /// Correct the MRI for its bias field with N4 before the generator sees it (recorded in
     /// sct.json); a model trained on N4-corrected MR needs it.
     pub n4: Option<N4Options>,
@@ -88,6 +90,7 @@ impl Default for TranslateOptions {
             force: false,
             allow_gaps: false,
             tile: None,
+            mirror: false,
             n4: None,
         }
     }
@@ -273,6 +276,7 @@ pub fn translate(
     let staged = StagedDir::new(output, opts.force, MANIFEST)?;
     let mut model = SctModel::load(gpu, weights)?;
     model.set_tile(opts.tile);
+    model.set_mirror(opts.mirror)?;
     let (vol, loaded, gaps) = load_mri_checked(input)?;
     if !gaps.is_empty() && !opts.allow_gaps {
         let others = others_skipped(&loaded.skipped, &gaps);

@@ -103,6 +103,8 @@ pub struct EvalOptions {
     /// Largest tile side for fully convolutional models, as translate's (None: the model's
     /// own, Some(0): whole slices).
     pub tile: Option<usize>,
+    /// Average each slice's sCT with that of its mirror image ([`crate::sct::SctModel::mirror`]).
+    pub mirror: bool,
     /// Correct each MRI for its bias field with N4 before translating it (`evaluate` only).
     pub n4: Option<crate::data::N4Options>,
 }
@@ -115,6 +117,7 @@ impl Default for EvalOptions {
             mask: MaskRule::default(),
             panels: true,
             tile: None,
+            mirror: false,
             n4: None,
         }
     }
@@ -220,6 +223,7 @@ pub fn evaluate(
     check_out(out, opts.force)?;
     let mut model = SctModel::load(gpu, weights)?;
     model.set_tile(opts.tile);
+    model.set_mirror(opts.mirror)?;
     let source = format!(
         "{} ({}, fnv1a64 {})",
         weights.display(),
