@@ -144,6 +144,65 @@ fn the_real_ct_against_itself_scores_perfectly_and_the_json_has_the_keys() {
 }
 
 #[test]
+fn mae_by_class_gives_each_class_its_own_offset() {
+    // sCT = CT + 10 HU where the CT is air (< -200), + 20 in soft tissue, + 30 in bone: each
+    // class's MAE is its offset exactly, and the voxel counts are the CT's own.
+    let dir = tempdir("classes");
+    let (test, _) = phantom(&dir);
+    let offset = |v: f32| {
+        if v < -200.0 {
+            10.0
+        } else if v < 200.0 {
+            20.0
+        } else {
+            30.0
+        }
+    };
+    let r = evaluate_with(
+        &test.join("mr"),
+        &test.join("ct"),
+        &dir.join("eval"),
+        &EvalOptions {
+            panels: false,
+            ..Default::default()
+        },
+        "classes",
+        |_, ct| Ok(ct.values().map(|v| v + offset(v)).collect()),
+    )
+    .unwrap();
+    for s in &r.subjects {
+        let ct = mr2ct::data::load_volume(&s.ct, &mr2ct::data::LoadOptions::default()).unwrap();
+        let hu: Vec<f32> = ct.values().collect();
+        let mask = body_mask(&hu, [8, 64, 64], &MaskRule::default());
+        let mut counts = [0usize; 3];
+        for (h, m) in hu.iter().zip(&mask) {
+            if *m {
+                counts[if *h < -200.0 {
+                    0
+                } else if *h < 200.0 {
+                    1
+                } else {
+                    2
+                }] += 1;
+            }
+        }
+        assert!(counts.iter().all(|&n| n > 0), "{}: {counts:?}", s.subject);
+        for (k, want) in [10.0, 20.0, 30.0].iter().enumerate() {
+            let (mae, n) = s.mae_by_class_hu[k];
+            assert_eq!(n, counts[k], "{} class {k}", s.subject);
+            assert!((mae - want).abs() < 1e-4, "{} class {k}: {mae}", s.subject);
+        }
+    }
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("eval/metrics.json")).unwrap())
+            .unwrap();
+    let first = &j["subjects"][&r.subjects[0].subject]["mae_by_class_hu"];
+    assert!((first["bone"]["mae_hu"].as_f64().unwrap() - 30.0).abs() < 1e-4);
+    assert!(r.to_string().contains("bone 30.0 +- 0.0"), "{r}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn a_known_offset_gives_the_closed_form_mae_and_psnr() {
     let dir = tempdir("offset");
     let (test, _) = phantom(&dir);

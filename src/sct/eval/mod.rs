@@ -158,6 +158,8 @@ pub struct SubjectMetrics {
     /// Mean |HU step| between neighbouring slices inside the body: of the sCT and of the real
     /// CT (NaN for a single slice). A 2-D model that flickers along z exceeds the real CT's.
     pub slice_step_hu: (f64, f64),
+    /// MAE and voxel count per real-CT class of [`crate::metrics::CT_CLASSES`].
+    pub mae_by_class_hu: [(f64, usize); 3],
     pub panel: Option<PathBuf>,
     pub warnings: Vec<String>,
 }
@@ -402,6 +404,11 @@ pub fn evaluate_with(
                 .unwrap_or(f64::NAN)
         };
         let slice_step_hu = (step(&sct), step(&ct_hu));
+        let mae_by_class_hu = crate::metrics::mae_by_class(
+            &crate::metrics::Vol { data: &sct, dims },
+            &crate::metrics::Vol { data: &ct_hu, dims },
+            &mask,
+        )?;
         let panel = if opts.panels {
             let mut file = format!("panel_{}.png", sanitize_name(&name));
             let mut i = 2;
@@ -434,6 +441,7 @@ pub fn evaluate_with(
             scores,
             background_hu,
             slice_step_hu,
+            mae_by_class_hu,
             panel,
             warnings,
         });

@@ -34,6 +34,12 @@ impl fmt::Display for EvalReport {
                 s.slices,
                 s.mask_voxels
             )?;
+            let classes: Vec<String> = crate::metrics::CT_CLASSES
+                .iter()
+                .zip(&s.mae_by_class_hu)
+                .map(|(c, (mae, n))| format!("{} {} ({n} voxels)", c.0, fmt_num(*mae, 1)))
+                .collect();
+            writeln!(f, "  MAE by real-CT class: {} HU", classes.join(", "))?;
             for w in &s.warnings {
                 writeln!(f, "  warning: {w}")?;
             }
@@ -48,6 +54,25 @@ impl fmt::Display for EvalReport {
             fmt_num(self.psnr_db.sd, 2),
             fmt_num(self.ssim.mean, 4),
             fmt_num(self.ssim.sd, 4)
+        )?;
+        let classes: Vec<String> = crate::metrics::CT_CLASSES
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                let v: Vec<f64> = self
+                    .subjects
+                    .iter()
+                    .map(|s| s.mae_by_class_hu[k].0)
+                    .filter(|v| v.is_finite())
+                    .collect();
+                let st = Stat::of(&v);
+                format!("{} {} +- {}", c.0, fmt_num(st.mean, 1), fmt_num(st.sd, 1))
+            })
+            .collect();
+        writeln!(
+            f,
+            "MAE by real-CT class (< -200 / -200..200 / >= 200 HU): {} HU",
+            classes.join(", ")
         )?;
         writeln!(
             f,
@@ -103,6 +128,9 @@ pub(super) fn write_metrics_json(
                 "background_hu": num(s.background_hu),
                 "slice_step_hu_sct": num(s.slice_step_hu.0),
                 "slice_step_hu_ct": num(s.slice_step_hu.1),
+                "mae_by_class_hu": crate::metrics::CT_CLASSES.iter().zip(&s.mae_by_class_hu)
+                    .map(|(c, (mae, n))| (c.0.to_string(), json!({"mae_hu": num(*mae), "voxels": n})))
+                    .collect::<serde_json::Map<_, _>>(),
                 "mask_voxels": s.mask_voxels,
                 "mask": s.mask_rule,
                 "slices": s.slices,
@@ -134,6 +162,7 @@ pub(super) fn write_metrics_json(
             "psnr_db": "10 log10(4024^2 / MSE) over the mask after clipping to [-1024, 3000] HU; null when infinite (identical images)",
             "ssim": "scikit-image structural_similarity (7-wide uniform window, K1 0.01, K2 0.03, data range 4024) of the clipped images with outside-mask voxels set to -1024 HU, averaged over the mask; 3-D when the volume has >= 7 slices, else 2-D per slice averaged over the mask voxels",
             "background_hu": "mean sCT HU outside the mask (air is -1024); null when the mask covers the volume",
+            "mae_by_class_hu": "MAE over the mask voxels whose clipped real CT is below -200 HU (air), in [-200, 200) (soft_tissue) or at least 200 (bone); null for a class without voxels",
             "sd": "sample standard deviation over subjects (n - 1); 0 for one subject",
         },
         "n4": opts.n4,
