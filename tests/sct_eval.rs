@@ -1,7 +1,8 @@
 //! eval: subject pairing, body mask, per-subject and aggregate metrics, metrics.json and
 //! panels. The metric/mask plumbing is checked without a generator (the real CT scored
 //! against itself and against a known offset); one test runs the whole path with a freshly
-//! initialised model.
+//! initialised model. Over 500 lines: each mask rule and metric has its closed-form case, and
+//! the SynthRAD layouts each their own tree.
 
 mod common;
 

@@ -1,6 +1,10 @@
 //! A generator loaded from a weights file ([`SctModel`]) and its application to a whole MRI
 //! volume: the fixed-size path of the paper's model (every slice stretched to its matrix) and
 //! the fully convolutional path (whole slices at the model's pixel spacing).
+//!
+//! Over 500 lines because every inference step is here twice, blocking for the command line and
+//! async for the web page (`synthesize`/`synthesize_async`, `generate_whole[_async]`, ...), and
+//! the whole-slice path's layers (mirror, tiles, padding) share the model's state.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
