@@ -262,3 +262,110 @@ fn n4_and_a_synthrad_tree_through_train_and_eval() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// Where a paired run validates: `--val-data` when given, else the data's val/ split, else its
+/// test/ split with a warning; a held-out volume that is also a training volume is refused
+/// before anything is written.
+#[test]
+fn validation_uses_named_then_val_then_test_and_refuses_training_subjects() {
+    let data = tmp("val-data");
+    let other = tmp("val-other");
+    let runs = tmp("val-runs");
+    for (dir, subjects, seed) in [(&data, "3", "4"), (&other, "2", "5")] {
+        let (ok, _, err) = mr2ct(&[
+            "phantom",
+            "--kind",
+            "ellipse",
+            "--matrix",
+            "64",
+            "--subjects",
+            subjects,
+            "--seed",
+            seed,
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
+        assert!(ok, "{err}");
+    }
+    let train = |name: &str, extra: &[&str]| {
+        let run = runs.join(name);
+        let mut args = vec![
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--objective",
+            "paired",
+            "--model",
+            "paper",
+            "--ngf",
+            "4",
+            "--ndf",
+            "4",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        let (ok, _, err) = mr2ct(&args);
+        (ok, err, run)
+    };
+    let val_line = |err: &str| {
+        err.lines()
+            .find(|l| l.starts_with("validation: ") && l.contains("held-out slice pairs"))
+            .unwrap_or("")
+            .to_owned()
+    };
+    // A training subject named as validation: refused, naming it, and no run directory.
+    let own = data.join("train");
+    let (ok, err, run) = train("own", &["--val-data", own.to_str().unwrap()]);
+    assert!(!ok);
+    let line = error_line(&err);
+    assert!(
+        line.contains("phantom-001") && line.contains("also in the training data"),
+        "{err}"
+    );
+    assert!(!run.exists());
+    // Only test/: used, with the warning that best.safetensors is chosen on it.
+    let (ok, err, _) = train("test", &[]);
+    assert!(ok, "{err}");
+    assert!(
+        val_line(&err).ends_with(&format!(
+            "in {}, every 1 epoch(s)",
+            data.join("test").display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("best.safetensors is chosen on them"), "{err}");
+    // Named: used, no warning, and its scores are in losses.csv.
+    let named = other.join("test");
+    let (ok, err, run) = train("named", &["--val-data", named.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        val_line(&err).contains(&format!("in {},", named.display())),
+        "{err}"
+    );
+    assert!(!err.contains("best.safetensors is chosen"), "{err}");
+    let csv = std::fs::read_to_string(run.join("losses.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "val_MAE_HU").unwrap();
+    for row in csv.lines().skip(1) {
+        let mae: f64 = row.split(',').nth(col).unwrap().parse().unwrap();
+        assert!(mae > 0.0 && mae < 3000.0, "{row}");
+    }
+    // A val/ split beside test/ is preferred to it.
+    std::fs::rename(&named, data.join("val")).unwrap();
+    let (ok, err, _) = train("val", &[]);
+    assert!(ok, "{err}");
+    assert!(
+        val_line(&err).contains(&format!("in {},", data.join("val").display())),
+        "{err}"
+    );
+    assert!(!err.contains("best.safetensors is chosen"), "{err}");
+    for d in [data, other, runs] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

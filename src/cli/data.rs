@@ -8,9 +8,9 @@ use std::time::Instant;
 use mr2ct::cyclegan::train::Domains;
 use mr2ct::cyclegan::validation::{HeldOut, Validation};
 use mr2ct::cyclegan::{Objective, TrainConfig};
-use mr2ct::data::paired::validation_dir;
+use mr2ct::data::paired::{shared_volume, validation_dir};
 use mr2ct::data::{load_paired_set, load_training_set, LoadOptions, LoadSummary, PrepRecord};
-use mr2ct::Result;
+use mr2ct::{Error, Result};
 
 /// Training images of either objective, normalized, with their preprocessing record.
 pub struct Loaded {
@@ -84,24 +84,39 @@ pub fn load_for(cfg: &TrainConfig, dir: &Path) -> Result<(Loaded, LoadOptions)> 
     Ok((data, load))
 }
 
-/// Held-out pairs of `dir` (its test/ split) for validation while training, when the
-/// objective is paired and `every` > 0.
+/// Held-out pairs for validation while training, when the objective is paired and `every`
+/// > 0: `named` (`--val-data`) when given, else `dir`'s val/ split, else its test/ split. A
+/// held-out volume that is also a training volume is refused, naming it.
 pub fn validation_for(
     cfg: &TrainConfig,
     dir: &Path,
+    named: Option<&Path>,
+    train_prep: &PrepRecord,
     load: &LoadOptions,
     every: usize,
     weights_meta: &HashMap<String, String>,
 ) -> Result<Option<Validation>> {
     if cfg.objective != Objective::Paired || every == 0 {
+        if let Some(named) = named {
+            eprintln!(
+                "validation: none ({} is not used: only the paired objective validates, and --val-every is {every})",
+                named.display()
+            );
+        }
         return Ok(None);
     }
-    let Some(test) = validation_dir(dir) else {
-        eprintln!(
-            "validation: none ({} has no test/ split of held-out subjects)",
-            dir.display()
-        );
-        return Ok(None);
+    let test = match named {
+        Some(named) => named.to_path_buf(),
+        None => match validation_dir(dir) {
+            Some(t) => t,
+            None => {
+                eprintln!(
+                    "validation: none ({} has no val/ or test/ split of held-out subjects; --val-data names one)",
+                    dir.display()
+                );
+                return Ok(None);
+            }
+        },
     };
     let held = load_paired_set(
         &test,
@@ -118,6 +133,21 @@ pub fn validation_for(
         held.subjects().len(),
         test.display()
     );
+    if let Some((v, why)) = shared_volume(train_prep, &held.prep) {
+        return Err(Error::file(
+            &test,
+            format!(
+                "held-out volume {} is also in the training data ({why}); validate on subjects the run does not train on",
+                v.source
+            ),
+        ));
+    }
+    // With more than one validation in the run, best.safetensors is a choice among epochs.
+    if named.is_none() && test.ends_with("test") && every < cfg.epochs {
+        eprintln!(
+            "validation: these are the test subjects, so best.safetensors is chosen on them; for an unbiased test give other subjects (--val-data, or a val/ split)"
+        );
+    }
     Ok(Some(Validation {
         held_out: HeldOut {
             mr: held.mr,

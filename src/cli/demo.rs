@@ -168,7 +168,8 @@ pub fn demo(adapter: Option<&str>, args: &DemoArgs) -> Result<()> {
             "prep".to_owned(),
             serde_json::to_string(&set.prep).map_err(|e| Error::Invalid(e.to_string()))?,
         )]);
-        trainer.validation = validation_for(&cfg, &data, &load, cfg.epochs, &meta)?;
+        trainer.validation =
+            validation_for(&cfg, &data, None, &set.prep, &load, cfg.epochs, &meta)?;
         let opts = RunOptions {
             out_dir: run.clone(),
             sample_every: cfg.epochs,

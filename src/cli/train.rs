@@ -74,11 +74,16 @@ pub struct TrainArgs {
     /// (pix2pix uses 0.5; translate never drops) [default: 0].
     #[arg(long)]
     unet_dropout: Option<f32>,
-    /// Score the held-out pairs (the data's test/ split) every N epochs: MAE, PSNR and SSIM go
+    /// Score the held-out pairs (--val-data, else the data's val/ or test/ split) every N epochs: MAE, PSNR and SSIM go
     /// into losses.csv and the plot, and the best MAE's weights into best.safetensors
     /// (paired objective; 0: never) [default: 1].
     #[arg(long, default_value_t = 1)]
     val_every: usize,
+    /// Validate on these held-out pairs (a folder of subjects laid out like the data's test/
+    /// split) instead of the data's val/ split, or failing that its test/ split [default: the
+    /// data's val/, else test/].
+    #[arg(long)]
+    val_data: Option<PathBuf>,
     /// Generator base width [default: 64 paper, 32 resnet].
     #[arg(long)]
     ngf: Option<usize>,
@@ -276,6 +281,21 @@ fn train_rank(
         "{label}adapter: {} ({}, {} {})",
         gpu.adapter.name, gpu.adapter.backend, gpu.adapter.driver, gpu.adapter.driver_info
     );
+    let mut weights_meta = HashMap::new();
+    weights_meta.insert(
+        "prep".to_owned(),
+        serde_json::to_string(&data.prep).map_err(|e| Error::Invalid(e.to_string()))?,
+    );
+    weights_meta.insert("adapter".to_owned(), gpu.adapter.name.clone());
+    let validation = validation_for(
+        &cfg,
+        &args.data,
+        args.val_data.as_deref(),
+        &data.prep,
+        &load,
+        args.val_every,
+        &weights_meta,
+    )?;
     let mut trainer = if args.resume && checkpoint.exists() {
         let mut t = Trainer::resume(&gpu, &args.out)?;
         let mut want = cfg.clone();
@@ -309,13 +329,7 @@ fn train_rank(
         }
         eprintln!("\ninterrupt: stopping after this step and writing a checkpoint (Ctrl-C again to abort)");
     });
-    let mut weights_meta = HashMap::new();
-    weights_meta.insert(
-        "prep".to_owned(),
-        serde_json::to_string(&data.prep).map_err(|e| Error::Invalid(e.to_string()))?,
-    );
-    weights_meta.insert("adapter".to_owned(), gpu.adapter.name.clone());
-    trainer.validation = validation_for(&cfg, &args.data, &load, args.val_every, &weights_meta)?;
+    trainer.validation = validation;
     let opts = RunOptions {
         out_dir: args.out.clone(),
         sample_every: args.sample_every,

@@ -231,8 +231,42 @@ pub fn load_paired_set(
     })
 }
 
-/// The held-out pairs of a data directory: its `test/` split when it has one.
+/// The held-out pairs a run validates on when none are named: the data directory's `val/`
+/// split, else its `test/` split (then the epoch kept as best is chosen on the very subjects
+/// the model will be tested on; callers say so).
 pub fn validation_dir(dir: &Path) -> Option<PathBuf> {
-    let t = dir.join("test");
-    t.is_dir().then_some(t)
+    ["val", "test"]
+        .into_iter()
+        .map(|split| dir.join(split))
+        .find(|d| d.is_dir())
+}
+
+/// The first MR volume of `held` that is also one of `train`'s, with why: the same
+/// SeriesInstanceUID, or the same source on disk. Validation on a training subject would
+/// report the fit, not the generalization.
+pub fn shared_volume<'a>(
+    train: &PrepRecord,
+    held: &'a PrepRecord,
+) -> Option<(&'a MrVolumeScaling, &'static str)> {
+    let place = |v: &MrVolumeScaling| {
+        std::fs::canonicalize(&v.source).unwrap_or_else(|_| PathBuf::from(&v.source))
+    };
+    let uids: std::collections::HashSet<&str> = train
+        .mr_volumes
+        .iter()
+        .filter_map(|v| v.series_instance_uid.as_deref())
+        .collect();
+    let places: std::collections::HashSet<PathBuf> = train.mr_volumes.iter().map(place).collect();
+    held.mr_volumes.iter().find_map(|v| {
+        if v.series_instance_uid
+            .as_deref()
+            .is_some_and(|u| uids.contains(u))
+        {
+            Some((v, "the same SeriesInstanceUID"))
+        } else if places.contains(&place(v)) {
+            Some((v, "the same file"))
+        } else {
+            None
+        }
+    })
 }
