@@ -85,7 +85,7 @@ pub fn load_for(cfg: &TrainConfig, dir: &Path) -> Result<(Loaded, LoadOptions)> 
 }
 
 /// Held-out pairs for validation while training, when the objective is paired and `every`
-/// > 0: `named` (`--val-data`) when given, else `dir`'s val/ split, else its test/ split. A
+/// is not 0: `named` (`--val-data`) when given, else `dir`'s val/ split, else its test/ split. A
 /// held-out volume that is also a training volume is refused, naming it.
 pub fn validation_for(
     cfg: &TrainConfig,
