@@ -296,3 +296,46 @@ fn paired_loading_refuses_subjects_that_do_not_pair() {
         "{e}"
     );
 }
+
+/// A held-out volume is a training volume when it has the same SeriesInstanceUID or, for
+/// files without one (NIfTI, MetaImage), the same file on disk however the path is spelled.
+#[test]
+fn a_held_out_volume_shared_with_training_is_found_by_uid_or_by_file() {
+    use mr2ct::data::paired::shared_volume;
+    use mr2ct::data::prep::{MrScaling, MrVolumeScaling};
+    let dir = temp_dir("shared");
+    std::fs::create_dir_all(dir.join("a")).unwrap();
+    for f in ["a/one.nii.gz", "two.nii.gz"] {
+        std::fs::write(dir.join(f), b"x").unwrap();
+    }
+    let volume = |source: PathBuf, uid: Option<&str>| MrVolumeScaling {
+        source: source.display().to_string(),
+        series_instance_uid: uid.map(str::to_owned),
+        scaling: MrScaling {
+            low_percentile: 0.5,
+            high_percentile: 99.5,
+            low: 0.0,
+            high: 1.0,
+        },
+    };
+    let record = |v: Vec<MrVolumeScaling>| PrepRecord::new(64, &LoadOptions::default(), v);
+    let train = record(vec![
+        volume(dir.join("a/one.nii.gz"), None),
+        volume(dir.join("s1"), Some("1.2.3")),
+    ]);
+    let apart = record(vec![
+        volume(dir.join("two.nii.gz"), None),
+        volume(dir.join("s2"), Some("1.2.4")),
+    ]);
+    assert!(shared_volume(&train, &apart).is_none());
+    let by_file = record(vec![
+        volume(dir.join("two.nii.gz"), None),
+        volume(dir.join("a/../a/one.nii.gz"), None),
+    ]);
+    let (v, why) = shared_volume(&train, &by_file).unwrap();
+    assert!(v.source.ends_with("a/../a/one.nii.gz") && why == "the same file");
+    let by_uid = record(vec![volume(dir.join("elsewhere"), Some("1.2.3"))]);
+    let (v, why) = shared_volume(&train, &by_uid).unwrap();
+    assert!(v.source.ends_with("elsewhere") && why == "the same SeriesInstanceUID");
+    let _ = std::fs::remove_dir_all(dir);
+}
