@@ -4,6 +4,7 @@
 mod bench;
 mod data;
 mod demo;
+mod export;
 mod parallel;
 mod phantom;
 mod smoke;
@@ -12,9 +13,10 @@ mod translate_eval;
 
 pub use bench::{bench, BenchArgs};
 pub use demo::{demo, DemoArgs};
+pub use export::{export, ExportArgs};
 pub use phantom::{phantom, PhantomArgs};
 pub use smoke::{smoke, SmokeArgs};
-pub use train::{export, train, ExportArgs, TrainArgs};
+pub use train::{train, TrainArgs};
 pub use translate_eval::{eval, translate, EvalArgs, TranslateArgs};
 
 use mr2ct::Result;

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::data::{load_for, validation_for};
 use super::parallel;
-use mr2ct::cyclegan::train::{RunEnd, RunOptions, Trainer};
+use mr2ct::cyclegan::train::{RunEnd, RunOptions, Snapshots, Trainer};
 use mr2ct::cyclegan::{GanLoss, ModelKind, Objective, TrainConfig};
 use mr2ct::io::weights::Precision;
 use mr2ct::{Error, Gpu, Result};
@@ -79,6 +79,10 @@ pub struct TrainArgs {
     /// (paired objective; 0: never) [default: 1].
     #[arg(long, default_value_t = 1)]
     val_every: usize,
+    /// Keep the weights after every N epochs as weights_epochNNNN.safetensors (f32), e.g. to
+    /// average the last ones with `mr2ct export --average` (0: never).
+    #[arg(long, default_value_t = 0)]
+    keep_weights_every: usize,
     /// Validate on these held-out pairs (a folder of subjects laid out like the data's test/
     /// split) instead of the data's val/ split, or failing that its test/ split [default: the
     /// data's val/, else test/].
@@ -330,6 +334,10 @@ fn train_rank(
         eprintln!("\ninterrupt: stopping after this step and writing a checkpoint (Ctrl-C again to abort)");
     });
     trainer.validation = validation;
+    trainer.snapshots = (args.keep_weights_every > 0).then(|| Snapshots {
+        every: args.keep_weights_every,
+        meta: weights_meta.clone(),
+    });
     let opts = RunOptions {
         out_dir: args.out.clone(),
         sample_every: args.sample_every,
@@ -413,77 +421,5 @@ fn write_run_records(
             .map_err(|e| Error::Invalid(e.to_string()))?
             .as_bytes(),
     )?;
-    Ok(())
-}
-
-#[derive(clap::Args)]
-pub struct ExportArgs {
-    /// Run directory holding checkpoint.safetensors (and config.json from `mr2ct train`).
-    #[arg(long, required_unless_present = "from")]
-    run: Option<PathBuf>,
-    /// A weights file (e.g. a run's best.safetensors) to store again, instead of a checkpoint.
-    #[arg(long, conflicts_with = "run")]
-    from: Option<PathBuf>,
-    /// Weights file to write.
-    #[arg(long)]
-    out: PathBuf,
-    /// Store f16 values (half the size).
-    #[arg(long)]
-    f16: bool,
-}
-
-pub fn export(adapter: Option<&str>, args: &ExportArgs) -> Result<()> {
-    let precision = if args.f16 {
-        Precision::F16
-    } else {
-        Precision::F32
-    };
-    let run = match (&args.run, &args.from) {
-        (_, Some(from)) => {
-            let loaded = mr2ct::io::weights::load(from)?;
-            if !loaded.metadata.contains_key("config") {
-                return Err(Error::file(
-                    from,
-                    "is not an mr2ct weights file (no \"config\" metadata)",
-                ));
-            }
-            mr2ct::io::weights::save(&args.out, &loaded.tensors, &loaded.metadata, precision)?;
-            println!(
-                "{}: the weights of {} stored as {precision:?}",
-                args.out.display(),
-                from.display()
-            );
-            return Ok(());
-        }
-        (Some(run), None) => run,
-        (None, None) => {
-            return Err(Error::Invalid(
-                "export needs --run DIR or --from FILE".into(),
-            ))
-        }
-    };
-    let gpu = Gpu::new(adapter)?;
-    let t = Trainer::resume(&gpu, run)?;
-    let mut meta = HashMap::new();
-    let cfg_path = run.join("config.json");
-    if let Ok(text) = std::fs::read_to_string(&cfg_path) {
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::file(&cfg_path, format!("not valid JSON: {e}")))?;
-        if let Some(prep) = v.get("prep") {
-            meta.insert("prep".to_owned(), prep.to_string());
-        }
-    }
-    meta.insert(
-        "epochs_trained".to_owned(),
-        format!("{} (+{} steps)", t.epoch, t.step),
-    );
-    t.save_weights(&args.out, &meta, precision)?;
-    println!(
-        "{}: weights after {} epochs (+{} steps) of {}",
-        args.out.display(),
-        t.epoch,
-        t.step,
-        run.display()
-    );
     Ok(())
 }

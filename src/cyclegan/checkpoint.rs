@@ -142,4 +142,21 @@ impl Trainer {
         meta.insert("format".into(), "mr2ct-cyclegan-1".into());
         weights::save(path, &tensors, &meta, precision)
     }
+
+    /// weights_epochNNNN.safetensors after an epoch that [`super::train::Snapshots`] asks for.
+    pub(super) fn save_snapshot(&self, dir: &Path) -> Result<()> {
+        let Some(s) = &self.snapshots else {
+            return Ok(());
+        };
+        if s.every == 0 || !self.epoch.is_multiple_of(s.every) {
+            return Ok(());
+        }
+        let mut meta = s.meta.clone();
+        meta.insert("epochs_trained".into(), self.epoch.to_string());
+        self.save_weights(
+            &dir.join(format!("weights_epoch{:04}.safetensors", self.epoch)),
+            &meta,
+            weights::Precision::F32,
+        )
+    }
 }

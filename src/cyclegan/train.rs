@@ -18,6 +18,14 @@ use crate::engine::gpu::Gpu;
 use crate::engine::nn::init::Rng;
 use crate::engine::tensor::Tensor;
 
+/// The weights kept after every `every` epochs as weights_epochNNNN.safetensors (f32, with
+/// `meta`, e.g. the preprocessing record): what `mr2ct export --average` averages.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshots {
+    pub every: usize,
+    pub meta: std::collections::HashMap<String, String>,
+}
+
 /// What the loop writes and how often.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -82,6 +90,8 @@ pub struct Trainer {
     pub validation: Option<Validation>,
     /// The lowest validation MAE so far (its weights are best.safetensors).
     pub best_val_mae: Option<f64>,
+    /// Weights kept along the run, if asked for.
+    pub snapshots: Option<Snapshots>,
     /// Every step's losses, for the per-step loss curve.
     pub step_log: Vec<StepLosses>,
 }
@@ -119,6 +129,7 @@ impl Trainer {
             gpu: gpu.clone(),
             validation: None,
             best_val_mae: None,
+            snapshots: None,
             step_log: Vec::new(),
         })
     }
@@ -212,6 +223,7 @@ impl Trainer {
             // Rank 0 alone scores, plots and saves; the others hold the same weights.
             if root {
                 self.validate_epoch(&opts.out_dir, last)?;
+                self.save_snapshot(&opts.out_dir)?;
                 self.write_epoch_reports(data, opts, last)?;
             }
             let stop = self.stop_requested(opts)?;
