@@ -101,15 +101,15 @@ fn whole_slice_inference_equals_the_generator_on_the_slice_padded_by_hand() {
 }
 
 /// Weight of sample `p` of a tile starting at `start` with `len` samples on a line of `n`,
-/// written from the rule (1 inside, rising over 16 samples from a side that another tile
+/// written from the rule (1 inside, rising over `over` samples from a side that another tile
 /// overlaps), as the reference for the blend.
-fn ramp(p: usize, start: usize, len: usize, n: usize) -> f64 {
+fn ramp(p: usize, start: usize, len: usize, n: usize, over: usize) -> f64 {
     let mut w = 1f64;
     if start > 0 {
-        w = w.min(((p - start) as f64 + 0.5) / 16.0);
+        w = w.min(((p - start) as f64 + 0.5) / over as f64);
     }
     if start + len < n {
-        w = w.min(((start + len - 1 - p) as f64 + 0.5) / 16.0);
+        w = w.min(((start + len - 1 - p) as f64 + 0.5) / over as f64);
     }
     w.min(1.0)
 }
@@ -118,13 +118,27 @@ fn ramp(p: usize, start: usize, len: usize, n: usize) -> f64 {
 fn tiled_inference_blends_each_tile_run_alone_and_covers_the_slice() {
     let dir = temp_dir("tiles");
     let mut model = small_unet(&dir);
-    let (channels, rows, cols, tile) = (3, 100, 150, 64);
-    let planes = host_values(77, channels * rows * cols);
+    let tile = 64;
     model.max_tile = Some(tile);
+    // The default overlap (a quarter of the tile: 2 x 3 tiles), then a dense one (4 x 7).
+    for (asked, over, tiles) in [(None, 16, 6), (Some(48), 48, 28)] {
+        model.set_tile_overlap(asked).unwrap();
+        check_tiles(&model, tile, over, tiles);
+    }
+    assert!(
+        model.set_tile_overlap(Some(64)).is_err(),
+        "overlap as large as the tile"
+    );
+}
+
+fn check_tiles(model: &SctModel, tile: usize, over: usize, tiles: usize) {
+    let (channels, rows, cols) = (3, 100, 150);
+    let planes = host_values(77, channels * rows * cols);
     let got = model.generate_whole(&planes, channels, rows, cols).unwrap();
     assert_eq!(got.len(), rows * cols);
-    let row_starts = mr2ct::models::tiles::tile_starts(rows, tile, tile / 4);
-    let col_starts = mr2ct::models::tiles::tile_starts(cols, tile, tile / 4);
+    let row_starts = mr2ct::models::tiles::tile_starts(rows, tile, over);
+    let col_starts = mr2ct::models::tiles::tile_starts(cols, tile, over);
+    assert_eq!(row_starts.len() * col_starts.len(), tiles);
     for (n, starts) in [(rows, &row_starts), (cols, &col_starts)] {
         assert_eq!(starts[0], 0);
         assert_eq!(
@@ -134,8 +148,8 @@ fn tiled_inference_blends_each_tile_run_alone_and_covers_the_slice() {
         );
         for w in starts.windows(2) {
             assert!(
-                w[0] + tile >= w[1] + 16,
-                "tiles {w:?} overlap by less than 16"
+                w[0] + tile >= w[1] + over,
+                "tiles {w:?} overlap by less than {over}"
             );
         }
     }
@@ -157,7 +171,7 @@ fn tiled_inference_blends_each_tile_run_alone_and_covers_the_slice() {
             for i in 0..tile {
                 for j in 0..tile {
                     let at = (r0 + i) * cols + c0 + j;
-                    let w = ramp(r0 + i, r0, tile, rows) * ramp(c0 + j, c0, tile, cols);
+                    let w = ramp(r0 + i, r0, tile, rows, over) * ramp(c0 + j, c0, tile, cols, over);
                     sum[at] += w * out[i * tile + j] as f64;
                     weight[at] += w;
                     single[at] += 1;

@@ -13,7 +13,7 @@ use crate::engine::error::{Error, Result};
 use crate::engine::nn::Pass;
 use crate::engine::tensor::Tensor;
 use crate::metrics::{self, Vol};
-use crate::models::tiles::blend_tiles;
+use crate::models::tiles::{blend_tiles, default_overlap};
 
 /// Held-out pairs prepared exactly like the training data: MR [n, channels, size, size] and
 /// CT [n, 1, size, size] in [-1, 1], whole slices (never cropped).
@@ -114,9 +114,15 @@ impl Trainer {
                 Some(t) => {
                     let mut y = Vec::with_capacity(k * plane);
                     for stack in mr.chunks(c * plane) {
-                        y.extend(blend_tiles(stack, c, s, s, t, |p, c, r, w| {
-                            self.generate_eval(p, &[1, c, r, w])
-                        })?);
+                        y.extend(blend_tiles(
+                            stack,
+                            c,
+                            s,
+                            s,
+                            t,
+                            default_overlap(t),
+                            |p, c, r, w| self.generate_eval(p, &[1, c, r, w]),
+                        )?);
                     }
                     y
                 }

@@ -12,6 +12,11 @@
 //! crop's. Tiles are also the fallback when an activation exceeds the adapter's buffer
 //! limits, and what `--tile` asks for to bound memory.
 
+/// The overlap of neighbouring tiles unless asked otherwise: a quarter of the tile.
+pub fn default_overlap(tile: usize) -> usize {
+    tile / 4
+}
+
 /// Where tiles of length `tile` start along a line of `n` samples so that neighbours overlap
 /// by at least `overlap`: evenly spread from 0 to `n - tile`. One tile when it covers the line.
 pub fn tile_starts(n: usize, tile: usize, overlap: usize) -> Vec<usize> {
@@ -61,8 +66,11 @@ pub struct TileBlend {
 }
 
 impl TileBlend {
-    pub fn new(rows: usize, cols: usize, tile: usize) -> Self {
-        let overlap = tile / 4;
+    /// Tiles overlapping by at least `overlap` pixels (less than `tile`), whose weights ramp
+    /// over `overlap` pixels. A larger overlap averages more tiles per pixel (more shifted
+    /// views of it, at the cost of more tiles).
+    pub fn new(rows: usize, cols: usize, tile: usize, overlap: usize) -> Self {
+        let overlap = overlap.min(tile.saturating_sub(1));
         TileBlend {
             rows,
             cols,
@@ -123,18 +131,19 @@ impl TileBlend {
     }
 }
 
-/// Runs `run(tile_planes, channels, tile_rows, tile_cols)` on overlapping tiles of at most
-/// `tile` x `tile` pixels of `channels` planes of `rows` x `cols` and blends the single-plane
-/// outputs into one `rows` x `cols` plane (module docs).
+/// Runs `run(tile_planes, channels, tile_rows, tile_cols)` on tiles of at most `tile` x
+/// `tile` pixels, overlapping by at least `overlap`, of `channels` planes of `rows` x `cols`
+/// and blends the single-plane outputs into one `rows` x `cols` plane (module docs).
 pub fn blend_tiles<E>(
     planes: &[f32],
     channels: usize,
     rows: usize,
     cols: usize,
     tile: usize,
+    overlap: usize,
     mut run: impl FnMut(&[f32], usize, usize, usize) -> Result<Vec<f32>, E>,
 ) -> Result<Vec<f32>, E> {
-    let mut blend = TileBlend::new(rows, cols, tile);
+    let mut blend = TileBlend::new(rows, cols, tile, overlap);
     for (r0, c0) in blend.origins() {
         let input = blend.cut(planes, channels, r0, c0);
         let out = run(&input, channels, blend.tile_rows, blend.tile_cols)?;

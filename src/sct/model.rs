@@ -18,7 +18,7 @@ use crate::engine::gpu::{block_on, Gpu};
 use crate::engine::nn::Pass;
 use crate::engine::tensor::Tensor;
 use crate::io::weights;
-use crate::models::tiles::TileBlend;
+use crate::models::tiles::{default_overlap, TileBlend};
 use crate::models::{self, Network};
 
 /// A generator loaded from a weights file, ready to translate MRI volumes.
@@ -39,6 +39,9 @@ pub struct SctModel {
     /// augmentation with the flip the crops were trained with; nnU-Net mirrors likewise,
     /// Isensee et al. 2021). Fully convolutional models only.
     pub mirror: bool,
+    /// Least overlap of neighbouring tiles in pixels; None: a quarter of the tile
+    /// ([`crate::models::tiles::default_overlap`]). More overlap blends more tiles per pixel.
+    pub tile_overlap: Option<usize>,
     generator: Network,
     gpu: Rc<Gpu>,
 }
@@ -124,6 +127,7 @@ impl SctModel {
             fingerprint,
             max_tile,
             mirror: false,
+            tile_overlap: None,
             generator,
             gpu: gpu.clone(),
         })
@@ -157,14 +161,39 @@ impl SctModel {
                 };
                 match self.max_tile {
                     Some(t) => format!(
-                        "{}, tiles of at most {t} px at {mm} mm{mirror}",
-                        self.describe()
+                        "{}, tiles of at most {t} px overlapping by {} px at {mm} mm{mirror}",
+                        self.describe(),
+                        self.overlap_for(t)
                     ),
                     None => format!("{}, whole slices at {mm} mm{mirror}", self.describe()),
                 }
             }
             _ => self.describe(),
         }
+    }
+
+    /// Asks for tiles that overlap by at least `overlap` pixels (None: the default); refused
+    /// for a model that cannot translate whole slices, and when the overlap is not less than
+    /// the tile.
+    pub fn set_tile_overlap(&mut self, overlap: Option<usize>) -> Result<()> {
+        if let Some(o) = overlap {
+            self.fully_convolutional()?;
+            if let Some(t) = self.max_tile.filter(|&t| o >= t) {
+                return Err(Error::Invalid(format!(
+                    "a tile overlap of {o} px needs tiles larger than that; the tiles are {t} px"
+                )));
+            }
+        }
+        self.tile_overlap = overlap;
+        Ok(())
+    }
+
+    /// The overlap tiles of side `tile` get: as asked, else the default, always less than the
+    /// tile.
+    fn overlap_for(&self, tile: usize) -> usize {
+        self.tile_overlap
+            .unwrap_or_else(|| default_overlap(tile))
+            .min(tile.saturating_sub(1))
     }
 
     /// Asks for (or not) the mirrored second pass of [`SctModel::mirror`]; refused for a model
@@ -418,7 +447,7 @@ impl SctModel {
         cols: usize,
         tile: usize,
     ) -> Result<Vec<f32>> {
-        let mut blend = TileBlend::new(rows, cols, tile);
+        let mut blend = TileBlend::new(rows, cols, tile, self.overlap_for(tile));
         for (r0, c0) in blend.origins() {
             let input = blend.cut(planes, channels, r0, c0);
             let out = self

@@ -77,6 +77,9 @@ pub struct TranslateOptions {
     pub tile: Option<usize>,
     /// Average each slice's sCT with that of its mirror image ([`SctModel::mirror`]).
     pub mirror: bool,
+    /// Least overlap of neighbouring tiles in pixels ([`SctModel::tile_overlap`]); None: a
+    /// quarter of the tile.
+    pub tile_overlap: Option<usize>,
     /// Correct the MRI for its bias field with N4 before the generator sees it (recorded in
     /// sct.json); a model trained on N4-corrected MR needs it.
     pub n4: Option<N4Options>,
@@ -91,6 +94,7 @@ impl Default for TranslateOptions {
             allow_gaps: false,
             tile: None,
             mirror: false,
+            tile_overlap: None,
             n4: None,
         }
     }
@@ -277,6 +281,7 @@ pub fn translate(
     let mut model = SctModel::load(gpu, weights)?;
     model.set_tile(opts.tile);
     model.set_mirror(opts.mirror)?;
+    model.set_tile_overlap(opts.tile_overlap)?;
     let (vol, loaded, gaps) = load_mri_checked(input)?;
     if !gaps.is_empty() && !opts.allow_gaps {
         let others = others_skipped(&loaded.skipped, &gaps);

@@ -105,6 +105,9 @@ pub struct EvalOptions {
     pub tile: Option<usize>,
     /// Average each slice's sCT with that of its mirror image ([`crate::sct::SctModel::mirror`]).
     pub mirror: bool,
+    /// Least overlap of neighbouring tiles in pixels ([`SctModel::tile_overlap`]); None: a
+    /// quarter of the tile.
+    pub tile_overlap: Option<usize>,
     /// Correct each MRI for its bias field with N4 before translating it (`evaluate` only).
     pub n4: Option<crate::data::N4Options>,
 }
@@ -118,6 +121,7 @@ impl Default for EvalOptions {
             panels: true,
             tile: None,
             mirror: false,
+            tile_overlap: None,
             n4: None,
         }
     }
@@ -226,6 +230,7 @@ pub fn evaluate(
     let mut model = SctModel::load(gpu, weights)?;
     model.set_tile(opts.tile);
     model.set_mirror(opts.mirror)?;
+    model.set_tile_overlap(opts.tile_overlap)?;
     let source = format!(
         "{} ({}, fnv1a64 {})",
         weights.display(),
