@@ -120,7 +120,8 @@ fn a_two_pixel_bone_ring_survives_translate() {
         if tile == Some(0) {
             // Whole slices: the brain inside is soft tissue. (In the default tiles the middle
             // one holds nothing but this featureless disc, which no training crop looked like,
-            // and comes out between -720 and 5 HU: a limitation the model card states.)
+            // and came out between -720 and 5 HU with the epoch-31 weights: a limitation the
+            // model card states.)
             let brain: Vec<f32> = (0..60).step_by(10).map(at).collect();
             assert!(
                 brain.iter().all(|&h| (-150.0..250.0).contains(&h)),
