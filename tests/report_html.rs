@@ -103,7 +103,6 @@ fn run_writes_a_well_formed_report_that_shows_its_files_and_config() {
             size,
         },
         every: 1,
-        weights_meta: Default::default(),
     });
     t.run(
         &Domains {

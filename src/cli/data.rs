@@ -1,7 +1,6 @@
 //! The training data of a run, as `mr2ct train` and `mr2ct demo` load it: unpaired slices
 //! or registered pairs at the configuration's spacing, and the held-out pairs it validates on.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -94,7 +93,6 @@ pub fn validation_for(
     train_prep: &PrepRecord,
     load: &LoadOptions,
     every: usize,
-    weights_meta: &HashMap<String, String>,
 ) -> Result<Option<Validation>> {
     if cfg.objective != Objective::Paired || every == 0 {
         if let Some(named) = named {
@@ -156,6 +154,5 @@ pub fn validation_for(
             size: held.size,
         },
         every,
-        weights_meta: weights_meta.clone(),
     }))
 }

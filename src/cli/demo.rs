@@ -168,8 +168,8 @@ pub fn demo(adapter: Option<&str>, args: &DemoArgs) -> Result<()> {
             "prep".to_owned(),
             serde_json::to_string(&set.prep).map_err(|e| Error::Invalid(e.to_string()))?,
         )]);
-        trainer.validation =
-            validation_for(&cfg, &data, None, &set.prep, &load, cfg.epochs, &meta)?;
+        trainer.validation = validation_for(&cfg, &data, None, &set.prep, &load, cfg.epochs)?;
+        trainer.weights_meta = meta.clone();
         let opts = RunOptions {
             out_dir: run.clone(),
             sample_every: cfg.epochs,

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::data::{load_for, validation_for};
 use super::parallel;
-use mr2ct::cyclegan::train::{RunEnd, RunOptions, Snapshots, Trainer};
+use mr2ct::cyclegan::train::{RunEnd, RunOptions, Trainer};
 use mr2ct::cyclegan::{GanLoss, ModelKind, Objective, TrainConfig};
 use mr2ct::io::weights::Precision;
 use mr2ct::{Error, Gpu, Result};
@@ -298,7 +298,6 @@ fn train_rank(
         &data.prep,
         &load,
         args.val_every,
-        &weights_meta,
     )?;
     let mut trainer = if args.resume && checkpoint.exists() {
         let mut t = Trainer::resume(&gpu, &args.out)?;
@@ -334,10 +333,8 @@ fn train_rank(
         eprintln!("\ninterrupt: stopping after this step and writing a checkpoint (Ctrl-C again to abort)");
     });
     trainer.validation = validation;
-    trainer.snapshots = (args.keep_weights_every > 0).then(|| Snapshots {
-        every: args.keep_weights_every,
-        meta: weights_meta.clone(),
-    });
+    trainer.keep_weights_every = args.keep_weights_every;
+    trainer.weights_meta = weights_meta;
     let opts = RunOptions {
         out_dir: args.out.clone(),
         sample_every: args.sample_every,
@@ -367,7 +364,7 @@ fn train_rank(
         return Ok(super::Outcome::Clean);
     }
     parallel::report_exchange(&trainer, ranks, t.elapsed().as_secs_f64());
-    let mut meta = weights_meta;
+    let mut meta = trainer.weights_meta.clone();
     meta.insert("epochs_trained".to_owned(), trainer.epoch.to_string());
     let weights = args.out.join("weights.safetensors");
     trainer.save_weights(

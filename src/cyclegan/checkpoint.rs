@@ -143,15 +143,13 @@ impl Trainer {
         weights::save(path, &tensors, &meta, precision)
     }
 
-    /// weights_epochNNNN.safetensors after an epoch that [`super::train::Snapshots`] asks for.
+    /// weights_epochNNNN.safetensors after an epoch that `keep_weights_every` asks for.
     pub(super) fn save_snapshot(&self, dir: &Path) -> Result<()> {
-        let Some(s) = &self.snapshots else {
-            return Ok(());
-        };
-        if s.every == 0 || !self.epoch.is_multiple_of(s.every) {
+        let every = self.keep_weights_every;
+        if every == 0 || !self.epoch.is_multiple_of(every) {
             return Ok(());
         }
-        let mut meta = s.meta.clone();
+        let mut meta = self.weights_meta.clone();
         meta.insert("epochs_trained".into(), self.epoch.to_string());
         self.save_weights(
             &dir.join(format!("weights_epoch{:04}.safetensors", self.epoch)),

@@ -18,14 +18,6 @@ use crate::engine::gpu::Gpu;
 use crate::engine::nn::init::Rng;
 use crate::engine::tensor::Tensor;
 
-/// The weights kept after every `every` epochs as weights_epochNNNN.safetensors (f32, with
-/// `meta`, e.g. the preprocessing record): what `mr2ct export --average` averages.
-#[derive(Clone, Debug, Default)]
-pub struct Snapshots {
-    pub every: usize,
-    pub meta: std::collections::HashMap<String, String>,
-}
-
 /// What the loop writes and how often.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -90,8 +82,12 @@ pub struct Trainer {
     pub validation: Option<Validation>,
     /// The lowest validation MAE so far (its weights are best.safetensors).
     pub best_val_mae: Option<f64>,
-    /// Weights kept along the run, if asked for.
-    pub snapshots: Option<Snapshots>,
+    /// Keep the weights after every this many epochs as weights_epochNNNN.safetensors (what
+    /// `mr2ct export --average` averages); 0: never.
+    pub keep_weights_every: usize,
+    /// Metadata of every weights file the run writes beside its networks (what translate
+    /// needs: the preprocessing record; the adapter).
+    pub weights_meta: std::collections::HashMap<String, String>,
     /// Every step's losses, for the per-step loss curve.
     pub step_log: Vec<StepLosses>,
 }
@@ -129,7 +125,8 @@ impl Trainer {
             gpu: gpu.clone(),
             validation: None,
             best_val_mae: None,
-            snapshots: None,
+            keep_weights_every: 0,
+            weights_meta: Default::default(),
             step_log: Vec::new(),
         })
     }

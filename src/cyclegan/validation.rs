@@ -45,8 +45,6 @@ pub struct Validation {
     pub held_out: HeldOut,
     /// Validate after every this many epochs (and after the last).
     pub every: usize,
-    /// Metadata of best.safetensors (what translate needs: the preprocessing record).
-    pub weights_meta: std::collections::HashMap<String, String>,
 }
 
 /// The weights of the epoch with the lowest validation MAE so far.
@@ -68,7 +66,7 @@ impl Trainer {
         }
         if self.best_val_mae.is_none_or(|best| scores.mae < best) {
             self.best_val_mae = Some(scores.mae);
-            let mut meta = v.weights_meta.clone();
+            let mut meta = self.weights_meta.clone();
             meta.insert("epochs_trained".into(), self.epoch.to_string());
             meta.insert("val_MAE_HU".into(), format!("{:.3}", scores.mae));
             self.save_weights(
