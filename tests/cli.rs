@@ -1,34 +1,8 @@
 //! The command line as a user drives it: exit codes, one-line errors, the files a run writes.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-fn mr2ct(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mr2ct"))
-        .args(args)
-        .output()
-        .expect("run mr2ct");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mr2ct-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-/// The last line of stderr: the error line the CLI promises.
-fn error_line(stderr: &str) -> String {
-    stderr
-        .lines()
-        .rfind(|l| !l.contains("XDG_RUNTIME_DIR"))
-        .unwrap_or("")
-        .to_owned()
-}
+use common::cli::{error_line, mr2ct, small_phantom, tmp};
 
 #[test]
 fn devices_lists_an_adapter() {
@@ -190,20 +164,7 @@ fn n4_and_a_synthrad_tree_through_train_and_eval() {
     let data = tmp("sr-data");
     let run = tmp("sr-run");
     let ev = tmp("sr-eval");
-    let (ok, _, err) = mr2ct(&[
-        "phantom",
-        "--kind",
-        "ellipse",
-        "--matrix",
-        "64",
-        "--subjects",
-        "2",
-        "--layout",
-        "synthrad2023",
-        "--out",
-        data.to_str().unwrap(),
-    ]);
-    assert!(ok, "{err}");
+    small_phantom(&data, 2, 0, &["--layout", "synthrad2023"]);
     let (ok, _, err) = mr2ct(&[
         "train",
         "--data",
@@ -271,22 +232,8 @@ fn validation_uses_named_then_val_then_test_and_refuses_training_subjects() {
     let data = tmp("val-data");
     let other = tmp("val-other");
     let runs = tmp("val-runs");
-    for (dir, subjects, seed) in [(&data, "3", "4"), (&other, "2", "5")] {
-        let (ok, _, err) = mr2ct(&[
-            "phantom",
-            "--kind",
-            "ellipse",
-            "--matrix",
-            "64",
-            "--subjects",
-            subjects,
-            "--seed",
-            seed,
-            "--out",
-            dir.to_str().unwrap(),
-        ]);
-        assert!(ok, "{err}");
-    }
+    small_phantom(&data, 3, 4, &[]);
+    small_phantom(&other, 2, 5, &[]);
     let train = |name: &str, extra: &[&str]| {
         let run = runs.join(name);
         let mut args = vec![

@@ -1,34 +1,12 @@
 //! `mr2ct train --keep-weights-every` and `mr2ct export --average`: the kept weights are the
 //! run's weights after those epochs, and their average is the tensor-by-tensor mean.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::Path;
+
+use common::cli::{error_line, mr2ct, small_phantom, tmp};
 use mr2ct::io::weights;
-
-fn mr2ct(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mr2ct"))
-        .args(args)
-        .output()
-        .expect("run mr2ct");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mr2ct-avg-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn last_line(stderr: &str) -> &str {
-    stderr
-        .lines()
-        .rfind(|l| !l.contains("XDG_RUNTIME_DIR"))
-        .unwrap_or("")
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -37,20 +15,7 @@ fn s(p: &Path) -> &str {
 #[test]
 fn kept_weights_average_to_their_tensor_mean_and_batchnorm_models_are_refused() {
     let data = tmp("data");
-    let (ok, err) = mr2ct(&[
-        "phantom",
-        "--kind",
-        "ellipse",
-        "--matrix",
-        "64",
-        "--subjects",
-        "2",
-        "--seed",
-        "3",
-        "--out",
-        s(&data),
-    ]);
-    assert!(ok, "{err}");
+    small_phantom(&data, 2, 3, &[]);
     let train = |run: &Path, extra: &[&str]| {
         let mut args = vec![
             "train",
@@ -87,7 +52,7 @@ fn kept_weights_average_to_their_tensor_mean_and_batchnorm_models_are_refused() 
     ]
     .concat();
     let run = tmp("unet");
-    let (ok, err) = train(&run, &unet_args);
+    let (ok, _, err) = train(&run, &unet_args);
     assert!(ok, "{err}");
     let kept = |e: usize| run.join(format!("weights_epoch{e:04}.safetensors"));
     // The last kept weights are the run's final weights.
@@ -98,7 +63,7 @@ fn kept_weights_average_to_their_tensor_mean_and_batchnorm_models_are_refused() 
     assert!(last.metadata.contains_key("prep"));
 
     let mean = run.join("mean.safetensors");
-    let (ok, err) = mr2ct(&[
+    let (ok, _, err) = mr2ct(&[
         "export",
         "--average",
         s(&kept(1)),
@@ -134,7 +99,7 @@ fn kept_weights_average_to_their_tensor_mean_and_batchnorm_models_are_refused() 
     assert!(got.metadata["epochs_trained"].starts_with("mean of 3 weights"));
     assert!(!got.metadata.contains_key("val_MAE_HU"));
     // The average translates like any weights file.
-    let (ok, err) = mr2ct(&[
+    let (ok, _, err) = mr2ct(&[
         "translate",
         "--weights",
         s(&mean),
@@ -165,10 +130,10 @@ fn kept_weights_average_to_their_tensor_mean_and_batchnorm_models_are_refused() 
         "--epochs",
         "1",
     ];
-    let (ok, err) = train(&other, &wider);
+    let (ok, _, err) = train(&other, &wider);
     assert!(ok, "{err}");
     let stranger = other.join("weights_epoch0001.safetensors");
-    let (ok, err) = mr2ct(&[
+    let (ok, _, err) = mr2ct(&[
         "export",
         "--average",
         s(&kept(1)),
@@ -178,19 +143,19 @@ fn kept_weights_average_to_their_tensor_mean_and_batchnorm_models_are_refused() 
     ]);
     assert!(!ok);
     assert!(
-        last_line(&err).contains(s(&stranger)) && last_line(&err).contains("other parameters"),
+        error_line(&err).contains(s(&stranger)) && error_line(&err).contains("other parameters"),
         "{err}"
     );
     // The paper model's BatchNorm running statistics cannot be averaged.
     let paper = tmp("paper");
-    let (ok, err) = train(
+    let (ok, _, err) = train(
         &paper,
         &[
             "--model", "paper", "--ngf", "4", "--ndf", "4", "--epochs", "2",
         ],
     );
     assert!(ok, "{err}");
-    let (ok, err) = mr2ct(&[
+    let (ok, _, err) = mr2ct(&[
         "export",
         "--average",
         s(&paper.join("weights_epoch0001.safetensors")),
@@ -199,7 +164,7 @@ fn kept_weights_average_to_their_tensor_mean_and_batchnorm_models_are_refused() 
         s(&paper.join("x.safetensors")),
     ]);
     assert!(!ok);
-    assert!(last_line(&err).contains("running statistics"), "{err}");
+    assert!(error_line(&err).contains("running statistics"), "{err}");
     assert!(!paper.join("x.safetensors").exists());
     for d in [data, run, other, paper] {
         let _ = std::fs::remove_dir_all(d);

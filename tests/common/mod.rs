@@ -2,6 +2,8 @@
 //! finite-difference checker.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
