@@ -16,15 +16,19 @@
 #       summary table is printed last.
 #
 # --train-until S also trains the shipped U-Net recipe (weights/README.md) on the anatomical
-# phantom beside the tests, for as many epochs as fit until S seconds after the run began: a
+# phantom after the tests, for as many epochs as fit until S seconds after the run began: a
 # short calibration run measures images/s, the real run gets that many epochs with its
 # learning-rate decay over the second half, and is interrupted at S if it has not finished.
 # Its weights (last and best-validated, f16, split into 15 MiB parts so they can come back
 # from the device) and losses.csv go under OUT.
 #
+# GPU_CHECK_SUBJECTS and GPU_CHECK_SEED choose the training phantom (default 20 subjects of seed
+# 7, the card's). A larger phantom of another seed trains on more subjects without touching
+# the card's held-out ones (seed 7's phantom-017..020), which are then scored here with eval.
+#
 # --quick shrinks the bench and the PyTorch peer to one kernel row at batch 1, for checking the
 # script itself on lavapipe; GPU_CHECK_TESTS (an extended regex) picks test executables by name
-# and GPU_CHECK_SUBJECTS the phantom's size, for the same purpose.
+# and GPU_CHECK_BATCH and GPU_CHECK_CALIBRATION_STEPS shrink the training, for the same purpose.
 #
 # The test executables find their data through paths compiled in at build time
 # (env!("CARGO_MANIFEST_DIR"), env!("CARGO_BIN_EXE_mr2ct")). Rather than teach every test an
@@ -39,7 +43,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
@@ -255,14 +259,20 @@ run_all() {
         timed "torch peer (cuda)" "$out/torch.log" bash -c 'cd "$1" && shift && "$@"' _ "$MANIFEST_DIR" \
         "$python" benches/peers/torch_cyclegan.py --device cuda --json "$out/torch.json" "${torch_args[@]}"
 
-    [ -z "$train_until" ] || train_start "$mr2ct" "$out/train" "$((T_START + train_until))"
+    # Tests before training: run beside it they slowed its calibration threefold (benches/NOTES.md,
+    # "H200"). At most 8 test threads (one wgpu device each): with 16 the NVIDIA driver hung
+    # some executables' tests, with 1, 4 and 8 it never did.
+    local threads="${GPU_CHECK_TEST_THREADS:-8}"
     for exe in "$WORK"/tests/*; do
         name="$(basename "$exe")"
         [[ "$name" =~ ${GPU_CHECK_TESTS:-.} ]] || continue
-        # Niced, so the training run's one recording thread keeps its core.
-        timed "test $name" "$out/tests/$name.log" nice -n 10 bash -c 'cd "$1" && "$2"' _ "$MANIFEST_DIR" "$exe"
+        GPU_CHECK_STEP_TIMEOUT=${GPU_CHECK_TEST_TIMEOUT:-120} timed "test $name" "$out/tests/$name.log" \
+            bash -c 'cd "$1" && "$2" --test-threads "$3"' _ "$MANIFEST_DIR" "$exe" "$threads"
     done
-    [ -z "$train_until" ] || train_finish "$mr2ct" "$out/train"
+    if [ -n "$train_until" ]; then
+        train_start "$mr2ct" "$out/train" "$((T_START + train_until))"
+        train_finish "$mr2ct" "$out/train"
+    fi
 
     {
         echo "gpu_check summary (commit $COMMIT, built $BUILT; Vulkan ICD ${VK_DRIVER_FILES:-none named: first driver found}; logs in $out)"
@@ -282,7 +292,7 @@ train_start() { # mr2ct dir until (epoch seconds)
     mkdir -p "$dir"
     local data="$WORK/phantom-s7" val="$WORK/phantom-val" batch="${GPU_CHECK_BATCH:-8}"
     local t0
-    { "$mr2ct" phantom --subjects "${GPU_CHECK_SUBJECTS:-20}" --seed 7 --out "$data" &&
+    { "$mr2ct" phantom --subjects "${GPU_CHECK_SUBJECTS:-20}" --seed "${GPU_CHECK_SEED:-7}" --out "$data" &&
         "$mr2ct" phantom --subjects 3 --test-fraction 0.67 --seed 8 --out "$val"; } >"$dir/phantom.log" 2>&1 ||
         { record "train" 1 0 "phantom failed (see $dir/phantom.log)"; return 0; }
     # The same bytes as the phantoms made elsewhere (the held-out evaluation runs there).
@@ -292,7 +302,7 @@ train_start() { # mr2ct dir until (epoch seconds)
     # A log gets no progress line before an epoch ends, so the lines are timestamped as they
     # come: from "adapter:" (data loaded) to "stopped as asked" is model set-up, shader
     # compilation and the steps, which makes the rate a little low (the plan errs short).
-    local steps="${GPU_CHECK_CALIBRATION_STEPS:-40}"
+    local steps="${GPU_CHECK_CALIBRATION_STEPS:-150}"
     t0=$(date +%s.%N)
     "$mr2ct" train "${recipe[@]}" --out "$WORK/calibration" --epochs 1000 --val-every 0 \
         --sample-every 1000 --checkpoint-every 1000 --stop-after-steps "$steps" 2>&1 |
