@@ -254,6 +254,14 @@ run_all() {
     fi
     GPU_CHECK_STEP_TIMEOUT=${GPU_CHECK_BENCH_TIMEOUT:-900} \
         timed "mr2ct bench" "$out/mr2ct-bench.log" "$mr2ct" bench --json "$out/mr2ct-bench.json" "${bench_args[@]}"
+    if [ "$quick" = 0 ]; then
+        # The weight gradients again with the CPU adapter's split target, the A/B of
+        # fill_workgroups (benches/NOTES.md, "H200").
+        MR2CT_FILL_WORKGROUPS=64 GPU_CHECK_STEP_TIMEOUT=${GPU_CHECK_BENCH_TIMEOUT:-900} \
+            timed "mr2ct bench (fill 64)" "$out/mr2ct-bench-fill64.log" "$mr2ct" bench \
+            --json "$out/mr2ct-bench-fill64.json" --suite all --kernels-only --batches 1,16 \
+            --iters 5 --warmup 2 --filter backward_weight
+    fi
     local python="${PYTHON:-python3}"
     GPU_CHECK_STEP_TIMEOUT=${GPU_CHECK_BENCH_TIMEOUT:-900} \
         timed "torch peer (cuda)" "$out/torch.log" bash -c 'cd "$1" && shift && "$@"' _ "$MANIFEST_DIR" \

@@ -982,3 +982,51 @@ fn subgroup_and_plain_kernels_match_the_host_reference() {
     }
     g.set_subgroups(true);
 }
+
+/// The weight gradient split the way a GPU splits it (`fill_workgroups` 1024 there, 64 on a
+/// CPU adapter; 4096 here, so even small shapes split as far as the per-split pixel floor
+/// allows): thin layers over larger images, the shapes an H200 starved on with a CPU's
+/// splits, against the f64 host reference through the subgroup and the plain kernels. The
+/// kernels are deterministic, so a different summation order (different bits) shows the
+/// split count really changed.
+#[test]
+fn a_gpu_sized_split_of_the_weight_gradient_matches_the_host_reference() {
+    let g = gpu();
+    let cases = [
+        // Sizes where 64 workgroups stop short of the per-split floor (256 output pixels)
+        // and 4096 reach it: 232, 232 and 512 output rows.
+        Case::new(4, 1, 32, 64, 64, 7, 1, 0, 0),
+        Case::new(4, 32, 1, 64, 64, 7, 1, 0, 0),
+        Case::new(8, 3, 16, 128, 128, 4, 2, 1, 0),
+    ];
+    let paths: &[bool] = if g.adapter.subgroups {
+        &[true, false]
+    } else {
+        &[false]
+    };
+    let default_fill = g.fill_workgroups();
+    for &sub in paths {
+        g.set_subgroups(sub);
+        for (i, c) in cases.iter().enumerate() {
+            let (x, w, b, gy) = inputs(Op::Conv, c, 8000 + i as u64);
+            let want = conv_weight_grad_host(c, &to_f64(&x), &to_f64(&gy));
+            let mut got = Vec::new();
+            for fill in [64, 4096] {
+                g.set_fill_workgroups(fill);
+                let r = run_gpu(Op::Conv, c, &x, &w, Some(&b), &gy);
+                let e = rel_l2_f64(&to_f64(&r.gw), &want);
+                assert!(
+                    e < 1e-5,
+                    "subgroups {sub} fill {fill} {c:?}: weight gradient vs host {e:.2e}"
+                );
+                got.push(r.gw);
+            }
+            assert!(
+                got[0] != got[1],
+                "subgroups {sub} {c:?}: 64 and 4096 workgroups summed in the same order"
+            );
+        }
+    }
+    g.set_fill_workgroups(default_fill);
+    g.set_subgroups(true);
+}

@@ -270,6 +270,8 @@ pub fn sct_train_cases(batches: &[usize]) -> Vec<TrainConfig> {
 #[derive(Clone, Debug)]
 pub struct BenchReport {
     pub adapter: crate::engine::gpu::AdapterSummary,
+    /// The Gpu's `fill_workgroups` (it sets the weight gradient's splits).
+    pub fill_workgroups: usize,
     pub kernels: Vec<KernelRow>,
     pub train: Vec<TrainRow>,
     pub warmup: usize,
@@ -473,6 +475,7 @@ pub async fn run_async(
     }
     Ok(BenchReport {
         adapter: gpu.adapter.clone(),
+        fill_workgroups: gpu.fill_workgroups(),
         kernels,
         train,
         warmup,

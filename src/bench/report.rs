@@ -173,7 +173,7 @@ impl BenchReport {
             .collect();
         json!({
             "tool": "mr2ct",
-            "adapter": {"name": a.name, "backend": a.backend, "driver": a.driver, "driver_info": a.driver_info, "device_type": a.device_type, "timestamp_query": a.timestamp_query, "subgroups": a.subgroups},
+            "adapter": {"name": a.name, "backend": a.backend, "driver": a.driver, "driver_info": a.driver_info, "device_type": a.device_type, "timestamp_query": a.timestamp_query, "subgroups": a.subgroups, "fill_workgroups": self.fill_workgroups},
             "timing": self.timing_note(),
             "warmup": self.warmup,
             "iters": self.iters,
@@ -195,8 +195,8 @@ impl BenchReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "adapter: {} ({}, {} {}, {})",
-            a.name, a.backend, a.driver, a.driver_info, a.device_type
+            "adapter: {} ({}, {} {}, {}; weight gradients split to fill {} workgroups)",
+            a.name, a.backend, a.driver, a.driver_info, a.device_type, self.fill_workgroups
         );
         let _ = writeln!(
             s,

@@ -113,7 +113,15 @@ pub struct Gpu {
     timestamps: RefCell<Option<Timestamps>>,
     /// A storage-binding size below the adapter's, set by [`Gpu::cap_storage_binding`].
     binding_cap: Cell<u64>,
+    /// Workgroups a dispatch needs to keep this adapter busy ([`Gpu::fill_workgroups`]).
+    fill_workgroups: Cell<usize>,
 }
+
+/// [`Gpu::fill_workgroups`] of a CPU adapter: a few per core of a many-core host.
+const FILL_WORKGROUPS_CPU: usize = 64;
+/// ... and of a GPU: 8 per multiprocessor of a 132-multiprocessor H200 (benches/NOTES.md,
+/// "H200": with 64, thin layers' weight gradients left most of it idle).
+const FILL_WORKGROUPS_GPU: usize = 1024;
 
 impl Gpu {
     /// Opens the preferred adapter, or the one named by `selector` (an index from
@@ -231,6 +239,18 @@ impl Gpu {
             subgroups: Cell::new(
                 summary.subgroups && std::env::var_os("MR2CT_SUBGROUPS").is_none_or(|v| v != "0"),
             ),
+            // MR2CT_FILL_WORKGROUPS=N overrides the adapter's default (to compare on one GPU).
+            fill_workgroups: Cell::new(
+                std::env::var("MR2CT_FILL_WORKGROUPS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&n| n > 0)
+                    .unwrap_or(if summary.device_type == "Cpu" {
+                        FILL_WORKGROUPS_CPU
+                    } else {
+                        FILL_WORKGROUPS_GPU
+                    }),
+            ),
             adapter: summary,
             timestamps: RefCell::new(None),
             binding_cap: Cell::new(u64::MAX),
@@ -243,14 +263,31 @@ impl Gpu {
         self.binding_cap.set(bytes);
     }
 
+    /// The largest storage binding this Gpu allows (the adapter's, or the cap set above).
+    pub fn max_binding(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.binding_cap.get())
+    }
+
+    /// How many workgroups a dispatch should have to keep the adapter busy: an op that can
+    /// split its work (the weight gradient's reduction) splits it until it has this many.
+    /// 64 on a CPU adapter, 1024 on a GPU; `MR2CT_FILL_WORKGROUPS` overrides it.
+    pub fn fill_workgroups(&self) -> usize {
+        self.fill_workgroups.get()
+    }
+
+    /// Sets [`Gpu::fill_workgroups`]: to rehearse a GPU's splits on a CPU adapter, or to
+    /// compare.
+    pub fn set_fill_workgroups(&self, n: usize) {
+        self.fill_workgroups.set(n.max(1));
+    }
+
     /// A buffer of at least `bytes` bytes from the pool. Its contents are undefined.
     pub fn alloc(&self, bytes: u64) -> Result<PooledBuffer> {
         let bytes = bytes.max(4);
         let class = size_class(bytes);
-        let max_binding = self
-            .limits
-            .max_storage_buffer_binding_size
-            .min(self.binding_cap.get());
+        let max_binding = self.max_binding();
         if bytes > max_binding {
             return Err(Error::Limit {
                 what: "a storage buffer binding".into(),

@@ -13,7 +13,7 @@
 //! (one workgroup per channel, tree reduction). No atomics anywhere: results repeat bit for bit.
 
 use crate::engine::error::{Error, Result};
-use crate::engine::gpu::{grid_1d, Kernel};
+use crate::engine::gpu::{grid_1d, Gpu, Kernel};
 use crate::engine::shaders::{CONV2D, CONV2D_ONE_CHANNEL, CONV2D_SUBGROUP};
 use crate::engine::tensor::Tensor;
 use crate::engine::uniforms::uniform_blocks;
@@ -69,10 +69,11 @@ uniform_blocks! {
 const WG: usize = 64;
 /// Pixels per invocation of the forward and input-gradient kernels (override `TP`).
 const TP: usize = 4;
-/// The weight gradient aims for at least this many workgroups (splitting its reduction)...
-const WEIGHT_GRAD_MIN_GROUPS: usize = 64;
-/// ...but gives each split at least this many output pixels.
+/// The weight gradient splits its reduction until it has the adapter's
+/// [`Gpu::fill_workgroups`], but gives each split at least this many output pixels...
 const WEIGHT_GRAD_MIN_PIXELS: usize = 256;
+/// ...and its partial sums at most this many bytes (or the adapter's largest binding).
+const WEIGHT_GRAD_MAX_PARTIAL_BYTES: u64 = 256 << 20;
 
 /// Pixels per lane of the one-channel kernels (fixed in conv2d_one_channel.wgsl).
 const ONE_CHANNEL_TP: usize = 8;
@@ -87,7 +88,7 @@ const SUBGROUP_TC: usize = 16;
 /// None when the pixel axis would exceed the adapter's per-dimension limit or the channels do
 /// not fill a 16-wide tile; the plain kernels serve those.
 fn subgroup_grid(
-    gpu: &crate::engine::gpu::Gpu,
+    gpu: &Gpu,
     pixels: usize,
     tiles: usize,
     channels: usize,
@@ -429,13 +430,20 @@ pub(crate) fn backward_input(
     Ok(gx)
 }
 
-/// How the weight gradient splits its reduction over output rows: until the grid has
-/// `WEIGHT_GRAD_MIN_GROUPS` workgroups, each split keeping at least `WEIGHT_GRAD_MIN_PIXELS`
-/// output pixels. The split count depends on the shape only, so the summation order is fixed.
-fn weight_grad_splits(g: &Geom, groups: usize) -> (usize, usize) {
+/// How the weight gradient splits its reduction over output rows: until the grid has the
+/// adapter's `fill_workgroups`, each split keeping at least `WEIGHT_GRAD_MIN_PIXELS` output
+/// pixels and all of them fitting `WEIGHT_GRAD_MAX_PARTIAL_BYTES`. The split count depends on
+/// the shape and the adapter only, so the summation order is fixed.
+fn weight_grad_splits(gpu: &Gpu, g: &Geom, groups: usize) -> (usize, usize) {
     let rows = g.n * g.oh;
-    let max_splits = rows.div_ceil(WEIGHT_GRAD_MIN_PIXELS.div_ceil(g.ow)).max(1);
-    let want = WEIGHT_GRAD_MIN_GROUPS
+    let weight_bytes = (g.cout * g.cin * g.k * g.k * 4) as u64;
+    let by_memory = (WEIGHT_GRAD_MAX_PARTIAL_BYTES.min(gpu.max_binding()) / weight_bytes.max(1))
+        .max(1) as usize;
+    let max_splits = rows
+        .div_ceil(WEIGHT_GRAD_MIN_PIXELS.div_ceil(g.ow))
+        .clamp(1, by_memory);
+    let want = gpu
+        .fill_workgroups()
         .div_ceil(groups.max(1))
         .clamp(1, max_splits);
     let rows_per_split = rows.div_ceil(want);
@@ -461,7 +469,8 @@ pub(crate) fn backward_weight(
         None
     };
     let (part, splits) = if let Some((wg, mut grid)) = sub {
-        let (rows_per_split, splits) = weight_grad_splits(g, grid[0] as usize * grid[1] as usize);
+        let (rows_per_split, splits) =
+            weight_grad_splits(gpu, g, grid[0] as usize * grid[1] as usize);
         params.rows_per_split = rows_per_split as u32;
         params.splits = splits as u32;
         grid[2] = splits as u32;
@@ -479,7 +488,7 @@ pub(crate) fn backward_weight(
         let tco = channel_tile(g.cout);
         let tci = channel_tile(g.cin);
         let tiles = g.k * g.k * g.cout.div_ceil(tco) * g.cin.div_ceil(tci);
-        let (rows_per_split, splits) = weight_grad_splits(g, tiles.div_ceil(WG));
+        let (rows_per_split, splits) = weight_grad_splits(gpu, g, tiles.div_ceil(WG));
         params.rows_per_split = rows_per_split as u32;
         params.splits = splits as u32;
         let part = Tensor::uninit(gpu, &[splits * g.cout, g.cin, g.k, g.k])?;
