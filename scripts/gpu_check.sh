@@ -25,6 +25,8 @@
 # GPU_CHECK_SUBJECTS and GPU_CHECK_SEED choose the training phantom (default 20 subjects of seed
 # 7, the card's). A larger phantom of another seed trains on more subjects without touching
 # the card's held-out ones (seed 7's phantom-017..020), which are then scored here with eval.
+# GPU_CHECK_RECIPE replaces the training options other than data, batch (GPU_CHECK_BATCH,
+# default 8) and schedule (default "--model unet --ngf 32 --lambda-gan 0 --context 1 --seed 3").
 #
 # --quick shrinks the bench and the PyTorch peer to one kernel row at batch 1, for checking the
 # script itself on lavapipe; GPU_CHECK_TESTS (an extended regex) picks test executables by name
@@ -43,7 +45,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
@@ -305,7 +307,10 @@ train_start() { # mr2ct dir until (epoch seconds)
         { record "train" 1 0 "phantom failed (see $dir/phantom.log)"; return 0; }
     # The same bytes as the phantoms made elsewhere (the held-out evaluation runs there).
     (cd "$data" && find . -type f | sort | awk 'NR <= 4 || NR % 400 == 0' | xargs sha256sum) >"$dir/phantom.sha256"
-    local recipe=(--data "$data" --model unet --ngf 32 --lambda-gan 0 --batch-size "$batch" --context 1 --seed 3)
+    # GPU_CHECK_RECIPE: the training options besides data, batch and schedule (word-split).
+    local options
+    read -r -a options <<<"${GPU_CHECK_RECIPE:---model unet --ngf 32 --lambda-gan 0 --context 1 --seed 3}"
+    local recipe=(--data "$data" --batch-size "$batch" "${options[@]}")
     # Calibration: images/s of this recipe on this adapter, and the start-up before the first step.
     # A log gets no progress line before an epoch ends, so the lines are timestamped as they
     # come: from "adapter:" (data loaded) to "stopped as asked" is model set-up, shader
