@@ -300,6 +300,10 @@ train_start() { # mr2ct dir until (epoch seconds)
     local mr2ct="$1" dir="$2"
     TRAIN_UNTIL="$3"
     mkdir -p "$dir"
+    if [ $((TRAIN_UNTIL - $(date +%s))) -lt 60 ]; then
+        record "train" "-" 0 "not run: less than a minute left before --train-until"
+        return 0
+    fi
     local data="$WORK/phantom-s7" val="$WORK/phantom-val" batch="${GPU_CHECK_BATCH:-8}"
     local t0
     { "$mr2ct" phantom --subjects "${GPU_CHECK_SUBJECTS:-20}" --seed "${GPU_CHECK_SEED:-7}" --out "$data" &&
