@@ -33,6 +33,12 @@ pub struct TrainArgs {
     /// Continue the run in --out from its checkpoint (same losses as an uninterrupted run).
     #[arg(long)]
     resume: bool,
+    /// Start from these weights instead of random ones (fine-tuning, e.g. the shipped
+    /// weights/unet.safetensors on your own registered MR/CT): the networks the file holds
+    /// are loaded, each with every tensor at its shape, the others (a discriminator the file
+    /// lacks) start fresh. The model options must give the file's architecture.
+    #[arg(long, conflicts_with = "resume")]
+    init_weights: Option<PathBuf>,
     /// Start over in an --out that already holds a run.
     #[arg(long)]
     force: bool,
@@ -291,6 +297,9 @@ fn train_rank(
         serde_json::to_string(&data.prep).map_err(|e| Error::Invalid(e.to_string()))?,
     );
     weights_meta.insert("adapter".to_owned(), gpu.adapter.name.clone());
+    if let Some(init) = init_weights_record(args) {
+        weights_meta.insert("init_weights".to_owned(), init);
+    }
     let validation = validation_for(
         &cfg,
         &args.data,
@@ -315,7 +324,31 @@ fn train_rank(
         }
         t
     } else {
-        Trainer::new(&gpu, cfg.clone())?
+        let t = Trainer::new(&gpu, cfg.clone())?;
+        if let Some(path) = &args.init_weights {
+            let loaded = mr2ct::io::weights::load(path)?;
+            let done = t.gan.load_networks(path, &loaded.tensors)?;
+            if root {
+                let fresh: Vec<_> = t
+                    .gan
+                    .networks()
+                    .into_iter()
+                    .map(|(p, _)| p)
+                    .filter(|p| !done.contains(p))
+                    .collect();
+                eprintln!(
+                    "starting from {}: {} loaded{}",
+                    path.display(),
+                    done.join(", "),
+                    if fresh.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} initialized at random", fresh.join(", "))
+                    }
+                );
+            }
+        }
+        t
     };
     trainer.gan.collective = ranks.collective.clone();
     std::fs::create_dir_all(&args.out)
@@ -398,6 +431,19 @@ fn train_rank(
 }
 
 /// data_report.json (what was used and every file skipped, with its reason) and config.json.
+/// The weights a run started from: --init-weights, or on --resume (which cannot be given it)
+/// what the run's config.json recorded.
+fn init_weights_record(args: &TrainArgs) -> Option<String> {
+    match &args.init_weights {
+        Some(p) => Some(p.display().to_string()),
+        None if args.resume => std::fs::read(args.out.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("init_weights")?.as_str().map(str::to_owned)),
+        None => None,
+    }
+}
+
 fn write_run_records(
     args: &TrainArgs,
     trainer: &Trainer,
@@ -411,7 +457,10 @@ fn write_run_records(
             .map_err(|e| Error::Invalid(e.to_string()))?
             .as_bytes(),
     )?;
-    let record = serde_json::json!({ "train": trainer.config(), "prep": &data.prep, "data": args.data, "adapter": gpu.adapter.name, "ranks": ranks.collective.size() });
+    let mut record = serde_json::json!({ "train": trainer.config(), "prep": &data.prep, "data": args.data, "adapter": gpu.adapter.name, "ranks": ranks.collective.size() });
+    if let Some(init) = init_weights_record(args) {
+        record["init_weights"] = serde_json::json!(init);
+    }
     mr2ct::io::write_atomic(
         &args.out.join("config.json"),
         serde_json::to_string_pretty(&record)

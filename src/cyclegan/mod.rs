@@ -165,6 +165,32 @@ impl CycleGan {
         v
     }
 
+    /// Loads the networks that the weights file `path` holds (a generator from a shipped
+    /// file, say) and leaves the others as initialized (a discriminator the file lacks);
+    /// returns the prefixes loaded. A network is in the file when any of its tensors is, and
+    /// then every tensor must be there with its shape; a file holding none of them is an error.
+    pub fn load_networks(
+        &self,
+        path: &std::path::Path,
+        loaded: &crate::io::weights::HostTensors,
+    ) -> Result<Vec<&'static str>> {
+        let mut done = Vec::new();
+        for (prefix, net) in self.networks() {
+            let named = net.named_tensors(prefix);
+            if named.iter().any(|n| loaded.contains_key(&n.name)) {
+                crate::io::weights::upload(path, loaded, &named)?;
+                done.push(prefix);
+            }
+        }
+        if done.is_empty() {
+            return Err(Error::file(
+                path,
+                "holds none of this model's networks (weights of another model family?)",
+            ));
+        }
+        Ok(done)
+    }
+
     /// Every named tensor of the networks ("G_AB.enc1.weight", ...).
     pub fn named(&self) -> Vec<Named> {
         self.networks()

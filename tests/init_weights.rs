@@ -1,0 +1,191 @@
+//! `mr2ct train --init-weights`: a run starts from the networks a weights file holds (the
+//! others at random), refuses a file of another architecture naming it, and records where
+//! its weights came from.
+
+mod common;
+
+use std::path::Path;
+
+use common::cli::{error_line, mr2ct, small_phantom, tmp};
+use mr2ct::io::weights;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The G_AB tensors of a weights file, by name.
+fn generator(path: &Path) -> Vec<(String, Vec<f32>)> {
+    let loaded = weights::load(path).unwrap();
+    loaded
+        .tensors
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("G_AB."))
+        .map(|(k, (_, v))| (k, v))
+        .collect()
+}
+
+#[test]
+fn a_run_starts_from_the_networks_a_weights_file_holds() {
+    let data = tmp("init-data");
+    small_phantom(&data, 2, 5, &[]);
+    let train = |run: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            s(&data),
+            "--out",
+            s(run),
+            "--objective",
+            "paired",
+            "--model",
+            "unet",
+            "--unet-downs",
+            "5",
+            "--size",
+            "64",
+            "--spacing",
+            "4",
+            "--crop",
+            "0",
+            "--batch-size",
+            "8",
+            "--epochs",
+            "1",
+            "--val-every",
+            "0",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        mr2ct(&args)
+    };
+    // A trained start: L1 only, so its file holds G_AB alone.
+    let start = tmp("init-start");
+    let (ok, _, err) = train(&start, &["--ngf", "4", "--lambda-gan", "0", "--seed", "1"]);
+    assert!(ok, "{err}");
+    let start_w = start.join("weights.safetensors");
+    let want = generator(&start_w);
+    assert!(!want.is_empty());
+
+    // With a zero learning rate Adam moves nothing (lr * m / (sqrt(v) + eps) = 0), so the
+    // run's generator is the file's, value for value, whatever its own seed (the same run
+    // without --init-weights ends elsewhere: checked below). The PatchGAN term adds a
+    // discriminator the file lacks: it starts at random and trains.
+    let tuned = tmp("init-tuned");
+    let (ok, _, err) = train(
+        &tuned,
+        &[
+            "--ngf",
+            "4",
+            "--lambda-gan",
+            "1",
+            "--ndf",
+            "4",
+            "--seed",
+            "2",
+            "--learning-rate-g",
+            "0",
+            "--init-weights",
+            s(&start_w),
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("G_AB loaded, D_B initialized at random"),
+        "the log should say what was loaded: {err}"
+    );
+    let got = generator(&tuned.join("weights.safetensors"));
+    assert_eq!(got, want, "the generator should be the file's");
+    let fresh = tmp("init-fresh");
+    let (ok, _, err) = train(
+        &fresh,
+        &[
+            "--ngf",
+            "4",
+            "--lambda-gan",
+            "0",
+            "--seed",
+            "2",
+            "--learning-rate-g",
+            "0",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_ne!(
+        generator(&fresh.join("weights.safetensors")),
+        want,
+        "without --init-weights the run starts from its own random weights"
+    );
+
+    // The start is recorded in config.json and in the weights' metadata.
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tuned.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["init_weights"], s(&start_w));
+    let meta = weights::load(&tuned.join("weights.safetensors"))
+        .unwrap()
+        .metadata;
+    assert_eq!(
+        meta.get("init_weights").map(String::as_str),
+        Some(s(&start_w))
+    );
+
+    // Another width: refused before training, naming the file and the tensor.
+    let wide = tmp("init-wide");
+    let (ok, _, err) = train(
+        &wide,
+        &[
+            "--ngf",
+            "8",
+            "--lambda-gan",
+            "0",
+            "--init-weights",
+            s(&start_w),
+        ],
+    );
+    assert!(!ok, "a file of another width should be refused");
+    let line = error_line(&err);
+    assert!(
+        line.contains(s(&start_w)) && line.contains("has shape"),
+        "one line naming the file and the mismatch: {line}"
+    );
+    assert!(!wide.join("weights.safetensors").exists());
+
+    // Another model family: none of its networks is in the file.
+    let resnet = tmp("init-resnet");
+    let (ok, _, err) = mr2ct(&[
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&resnet),
+        "--model",
+        "paper",
+        "--ngf",
+        "4",
+        "--ndf",
+        "4",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--init-weights",
+        s(&start_w),
+    ]);
+    assert!(!ok);
+    let line = error_line(&err);
+    assert!(
+        line.contains(s(&start_w)) && line.contains("none of this model's networks"),
+        "{line}"
+    );
+
+    // --resume continues from the checkpoint, never from another file.
+    let (ok, _, err) = train(
+        &tuned,
+        &["--ngf", "4", "--resume", "--init-weights", s(&start_w)],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("--init-weights") && err.contains("--resume"),
+        "{err}"
+    );
+}
