@@ -5,36 +5,27 @@ mod common;
 
 use std::path::Path;
 
-use common::cli::{error_line, mr2ct, small_phantom, tmp};
+use common::cli::{arg as s, error_line, mr2ct, small_phantom, tmp, train as run_train};
 use mr2ct::io::weights;
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 #[test]
 fn kept_weights_average_to_their_tensor_mean_and_batchnorm_models_are_refused() {
     let data = tmp("data");
     small_phantom(&data, 2, 3, &[]);
     let train = |run: &Path, extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--data",
-            s(&data),
-            "--out",
-            s(run),
+        let common = [
             "--objective",
             "paired",
             "--batch-size",
             "8",
             "--keep-weights-every",
             "1",
-            "--val-every",
-            "0",
-            "--quiet",
         ];
-        args.extend_from_slice(extra);
-        mr2ct(&args)
+        run_train(
+            &data,
+            run,
+            &[&common[..], &["--val-every", "0"], extra].concat(),
+        )
     };
     let unet = [
         "--model",

@@ -6,12 +6,8 @@ mod common;
 
 use std::path::Path;
 
-use common::cli::{error_line, mr2ct, small_phantom, tmp};
+use common::cli::{arg as s, error_line, small_phantom, tmp, train as run_train};
 use mr2ct::io::weights;
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// The G_AB tensors of a weights file, by name.
 fn generator(path: &Path) -> Vec<(String, Vec<f32>)> {
@@ -28,36 +24,28 @@ fn generator(path: &Path) -> Vec<(String, Vec<f32>)> {
 fn a_run_starts_from_the_networks_a_weights_file_holds() {
     let data = tmp("init-data");
     small_phantom(&data, 2, 5, &[]);
-    let train = |run: &Path, extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--data",
-            s(&data),
-            "--out",
-            s(run),
-            "--objective",
-            "paired",
-            "--model",
-            "unet",
-            "--unet-downs",
-            "5",
-            "--size",
-            "64",
-            "--spacing",
-            "4",
-            "--crop",
-            "0",
-            "--batch-size",
-            "8",
-            "--epochs",
-            "1",
-            "--val-every",
-            "0",
-            "--quiet",
-        ];
-        args.extend_from_slice(extra);
-        mr2ct(&args)
-    };
+    // A small paired U-Net at 4 mm, one epoch.
+    let unet = [
+        "--objective",
+        "paired",
+        "--model",
+        "unet",
+        "--unet-downs",
+        "5",
+        "--size",
+        "64",
+        "--spacing",
+        "4",
+        "--crop",
+        "0",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+        "--val-every",
+        "0",
+    ];
+    let train = |run: &Path, extra: &[&str]| run_train(&data, run, &[&unet[..], extra].concat());
     // A trained start: L1 only, so its file holds G_AB alone.
     let start = tmp("init-start");
     let (ok, _, err) = train(&start, &["--ngf", "4", "--lambda-gan", "0", "--seed", "1"]);
@@ -150,27 +138,25 @@ fn a_run_starts_from_the_networks_a_weights_file_holds() {
     assert!(!wide.join("weights.safetensors").exists());
 
     // Another model family: none of its networks is in the file.
-    let resnet = tmp("init-resnet");
-    let (ok, _, err) = mr2ct(&[
-        "train",
-        "--data",
-        s(&data),
-        "--out",
-        s(&resnet),
-        "--model",
-        "paper",
-        "--ngf",
-        "4",
-        "--ndf",
-        "4",
-        "--batch-size",
-        "8",
-        "--epochs",
-        "1",
-        "--quiet",
-        "--init-weights",
-        s(&start_w),
-    ]);
+    let paper = tmp("init-paper");
+    let (ok, _, err) = run_train(
+        &data,
+        &paper,
+        &[
+            "--model",
+            "paper",
+            "--ngf",
+            "4",
+            "--ndf",
+            "4",
+            "--batch-size",
+            "8",
+            "--epochs",
+            "1",
+            "--init-weights",
+            s(&start_w),
+        ],
+    );
     assert!(!ok);
     let line = error_line(&err);
     assert!(

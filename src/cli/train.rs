@@ -297,8 +297,9 @@ fn train_rank(
         serde_json::to_string(&data.prep).map_err(|e| Error::Invalid(e.to_string()))?,
     );
     weights_meta.insert("adapter".to_owned(), gpu.adapter.name.clone());
-    if let Some(init) = init_weights_record(args) {
-        weights_meta.insert("init_weights".to_owned(), init);
+    let init_weights = init_weights_record(args);
+    if let Some(init) = &init_weights {
+        weights_meta.insert("init_weights".to_owned(), init.clone());
     }
     let validation = validation_for(
         &cfg,
@@ -354,7 +355,7 @@ fn train_rank(
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Error::file(&args.out, format!("cannot create: {e}")))?;
     if root {
-        write_run_records(args, &trainer, &data, &gpu, ranks)?;
+        write_run_records(args, &trainer, &data, &gpu, ranks, init_weights.as_deref())?;
     }
     // Ctrl-C: finish the current step, write a checkpoint, exit; a second Ctrl-C kills.
     let stop = Arc::new(AtomicBool::new(false));
@@ -450,6 +451,7 @@ fn write_run_records(
     data: &super::data::Loaded,
     gpu: &Gpu,
     ranks: &parallel::Ranks,
+    init_weights: Option<&str>,
 ) -> Result<()> {
     mr2ct::io::write_atomic(
         &args.out.join("data_report.json"),
@@ -458,7 +460,7 @@ fn write_run_records(
             .as_bytes(),
     )?;
     let mut record = serde_json::json!({ "train": trainer.config(), "prep": &data.prep, "data": args.data, "adapter": gpu.adapter.name, "ranks": ranks.collective.size() });
-    if let Some(init) = init_weights_record(args) {
+    if let Some(init) = init_weights {
         record["init_weights"] = serde_json::json!(init);
     }
     mr2ct::io::write_atomic(

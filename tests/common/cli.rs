@@ -16,6 +16,18 @@ pub fn mr2ct(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `mr2ct train --data DATA --out RUN --quiet EXTRA...`.
+pub fn train(data: &Path, run: &Path, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec!["train", "--data", arg(data), "--out", arg(run), "--quiet"];
+    args.extend_from_slice(extra);
+    mr2ct(&args)
+}
+
+/// A path as a command-line argument.
+pub fn arg(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temporary path")
+}
+
 /// A fresh path under the temporary directory, unique to this test binary.
 pub fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("mr2ct-cli-{}-{name}", std::process::id()));
