@@ -151,6 +151,22 @@ fn bad_input_gives_one_line_naming_the_problem() {
         "{err}"
     );
 
+    // eval scores either a generator's output or sCT series on disk, not both, and the
+    // generator's options mean nothing for the second.
+    for (extra, want) in [
+        (
+            &["--weights", "w.safetensors", "--sct", "s"][..],
+            "cannot be used with",
+        ),
+        (&["--sct", "s", "--mirror"][..], "cannot be used with"),
+        (&[][..], "--weights"),
+    ] {
+        let mut args = vec!["eval", "--mri", "m", "--ct", "c", "--out", "o"];
+        args.extend_from_slice(extra);
+        let (ok, _, err) = mr2ct(&args);
+        assert!(!ok && err.contains(want), "{args:?}: {err}");
+    }
+
     let (ok, _, err) = mr2ct(&["--adapter", "no-such-gpu", "smoke", "--steps", "1"]);
     assert!(!ok);
     assert!(error_line(&err).contains("no adapter matches"), "{err}");

@@ -1,9 +1,9 @@
 //! `mr2ct demo`: the whole pipeline on built-in data in one directory: a head phantom, the
 //! shipped weights scored on its held-out subjects, a short fine-tuning run, translation of the
-//! held-out MRI to DICOM sCT, and the fine-tuned model scored again.
+//! held-out MRI to DICOM sCT, and those DICOM series scored against the real CT.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use super::data::{load_for, validation_for};
@@ -11,7 +11,7 @@ use mr2ct::cyclegan::train::{RunOptions, Trainer};
 use mr2ct::cyclegan::TrainConfig;
 use mr2ct::data::phantom::{write_phantom, PhantomOptions};
 use mr2ct::io::weights::Precision;
-use mr2ct::sct::eval::{EvalOptions, EvalReport};
+use mr2ct::sct::eval::EvalOptions;
 use mr2ct::sct::translate::TranslateOptions;
 use mr2ct::{Error, Gpu, Result};
 
@@ -87,37 +87,47 @@ pub fn demo(adapter: Option<&str>, args: &DemoArgs) -> Result<()> {
             ..phantom
         },
     )?;
-    let score = |weights: &Path, dir: &str| -> Result<EvalReport> {
-        mr2ct::sct::eval::evaluate(
-            &gpu,
-            weights,
-            &data.join("test/mr"),
-            &data.join("test/ct"),
-            &args.out.join(dir),
-            &EvalOptions::default(),
-        )
+    let options = EvalOptions::default();
+    let floor = || {
+        if anatomical {
+            super::phantom::print_floor(
+                &ph.test,
+                2026,
+                &PhantomOptions {
+                    test_fraction: 0.34,
+                    ..PhantomOptions::anatomical()
+                },
+                args.subjects,
+            );
+        }
     };
+    // With fine-tuning the shipped weights are scored first, in memory, for the comparison;
+    // without it, step 5 scores them from the DICOM series step 4 writes.
     let shipped_report = match &start {
-        Some(_) => {
-            let r = score(&args.weights, "shipped-eval")?;
+        Some(_) if args.epochs > 0 => {
+            let r = mr2ct::sct::eval::evaluate(
+                &gpu,
+                &args.weights,
+                &data.join("test/mr"),
+                &data.join("test/ct"),
+                &args.out.join("shipped-eval"),
+                &options,
+            )?;
             println!(
                 "[2/5] the shipped weights {} on the {} held-out subject(s):",
                 args.weights.display(),
                 ph.test.len()
             );
             print!("{r}");
-            if anatomical {
-                super::phantom::print_floor(
-                    &ph.test,
-                    2026,
-                    &PhantomOptions {
-                        test_fraction: 0.34,
-                        ..PhantomOptions::anatomical()
-                    },
-                    args.subjects,
-                );
-            }
+            floor();
             Some(r)
+        }
+        Some(_) => {
+            println!(
+                "[2/5] the shipped weights {} are scored in step 5 (no fine-tuning)",
+                args.weights.display()
+            );
+            None
         }
         None => {
             println!("[2/5] no shipped weights at {}", args.weights.display());
@@ -209,11 +219,20 @@ pub fn demo(adapter: Option<&str>, args: &DemoArgs) -> Result<()> {
         series.push(out);
     }
     println!(
-        "[5/5] evaluating {} against the real CT",
+        "[5/5] scoring the sCT series of {} against the real CT",
         translated.display()
     );
-    let r = score(&translated, "eval")?;
+    let r = mr2ct::sct::eval::evaluate_series(
+        &args.out.join("sct"),
+        &data.join("test/mr"),
+        &data.join("test/ct"),
+        &args.out.join("eval"),
+        &options,
+    )?;
     print!("{r}");
+    if shipped_report.is_none() {
+        floor();
+    }
     println!("\ndone in {:.0} s. Outputs:", t0.elapsed().as_secs_f64());
     if let Some(s) = &shipped_report {
         println!(

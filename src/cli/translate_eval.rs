@@ -78,9 +78,16 @@ pub fn translate(adapter: Option<&str>, args: &TranslateArgs) -> Result<Outcome>
 
 #[derive(clap::Args)]
 pub struct EvalArgs {
-    /// Weights file written by `mr2ct train`.
-    #[arg(long)]
-    weights: PathBuf,
+    /// Weights file written by `mr2ct train`: its generator translates each MRI and the result
+    /// is scored (one of --weights and --sct).
+    #[arg(long, required_unless_present = "sct", conflicts_with = "sct")]
+    weights: Option<PathBuf>,
+    /// Score synthetic CTs already written instead (translate's DICOM, NIfTI or .mha output,
+    /// or another tool's), laid out like --mri: SCT/<subject> per subject folder, or one
+    /// series for one subject; each on its MRI's matrix. Needs no adapter; the generator
+    /// options below (--tile, --mirror, --tile-overlap, --n4) are refused with it.
+    #[arg(long, conflicts_with_all = ["tile", "mirror", "tile_overlap", "n4"])]
+    sct: Option<PathBuf>,
     /// MRI: a folder of subject folders (matched by name with --ct), one series / NIfTI, or a
     /// SynthRAD 2023/2025 tree (patient folders of mr, ct and mask .nii.gz or .mha: the pairs
     /// are scored over their own mask, as SynthRAD does).
@@ -114,7 +121,6 @@ pub struct EvalArgs {
 }
 
 pub fn eval(adapter: Option<&str>, args: &EvalArgs) -> Result<Outcome> {
-    let gpu = Gpu::new(adapter)?;
     let opts = EvalOptions {
         batch_size: args.batch_size,
         force: args.force,
@@ -138,7 +144,20 @@ pub fn eval(adapter: Option<&str>, args: &EvalArgs) -> Result<Outcome> {
             ))
         }
     };
-    let r = mr2ct::sct::eval::evaluate(&gpu, &args.weights, &args.mri, &ct, &args.out, &opts)?;
+    let r = match (&args.weights, &args.sct) {
+        (Some(w), _) => {
+            let gpu = Gpu::new(adapter)?;
+            mr2ct::sct::eval::evaluate(&gpu, w, &args.mri, &ct, &args.out, &opts)?
+        }
+        (None, Some(sct)) => {
+            mr2ct::sct::eval::evaluate_series(sct, &args.mri, &ct, &args.out, &opts)?
+        }
+        (None, None) => {
+            return Err(mr2ct::Error::Invalid(
+                "eval needs --weights or --sct".into(),
+            ))
+        }
+    };
     print!("{r}");
     for k in &r.skipped {
         eprintln!("mr2ct: skipped input {k}");

@@ -36,8 +36,9 @@ use crate::engine::error::{Error, Result};
 
 pub use dicom_out::{encode_series, EncodedSeries};
 pub use eval::{
-    body_mask, evaluate, evaluate_with, pair_subjects, score_volume, EvalOptions, EvalReport,
-    MaskRule, Scores, SsimMode, Stat, SubjectMetrics, SubjectPair,
+    body_mask, evaluate, evaluate_series, evaluate_subjects, evaluate_with, pair_subjects,
+    score_volume, EvalOptions, EvalReport, MaskRule, Scores, SsimMode, Stat, SubjectMetrics,
+    SubjectPair, Synthetic,
 };
 pub use model::{reflect, SctModel, SyntheticCt};
 pub use nifti_out::{nifti_affine, nifti_bytes, write_nifti};

@@ -42,6 +42,7 @@ mod pairing;
 mod panel;
 mod report;
 mod scoring;
+mod series;
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -56,6 +57,7 @@ use crate::engine::gpu::Gpu;
 
 pub use pairing::{pair_subjects, synthrad_pairs, SubjectPair};
 pub use scoring::{body_mask, score_volume};
+pub use series::evaluate_series;
 
 use panel::write_subject_panel;
 use report::write_metrics_json;
@@ -165,7 +167,30 @@ pub struct SubjectMetrics {
     /// MAE and voxel count per real-CT class of [`crate::metrics::CT_CLASSES`].
     pub mae_by_class_hu: [(f64, usize); 3],
     pub panel: Option<PathBuf>,
+    /// The sCT series scored, when it was read from disk ([`evaluate_series`]); None when the
+    /// generator made it in memory.
+    pub sct: Option<PathBuf>,
     pub warnings: Vec<String>,
+}
+
+/// One subject's synthetic CT from a source of [`evaluate_subjects`]: HU in the MRI's matrix
+/// (slice after slice), where it was read from if anywhere, the files that read skipped, and
+/// what the scores should be read with.
+#[derive(Clone, Debug, Default)]
+pub struct Synthetic {
+    pub hu: Vec<f32>,
+    pub path: Option<PathBuf>,
+    pub skipped: Vec<Skipped>,
+    pub warnings: Vec<String>,
+}
+
+impl From<Vec<f32>> for Synthetic {
+    fn from(hu: Vec<f32>) -> Self {
+        Synthetic {
+            hu,
+            ..Default::default()
+        }
+    }
 }
 
 /// Mean and sample standard deviation.
@@ -245,6 +270,19 @@ pub fn evaluate(
     })
 }
 
+/// The largest distance in mm between the positions of corresponding slices of two volumes
+/// (0 when neither records positions).
+fn worst_position_difference(a: &Volume, b: &Volume) -> f64 {
+    a.slices
+        .iter()
+        .zip(&b.slices)
+        .filter_map(|(x, y)| {
+            let (p, q) = (x.geometry.image_position?, y.geometry.image_position?);
+            Some((0..3).map(|d| (p[d] - q[d]).powi(2)).sum::<f64>().sqrt())
+        })
+        .fold(0.0, f64::max)
+}
+
 fn check_out(out: &Path, force: bool) -> Result<()> {
     let m = out.join("metrics.json");
     if m.exists() && !force {
@@ -265,6 +303,21 @@ pub fn evaluate_with(
     opts: &EvalOptions,
     source: &str,
     mut synth: impl FnMut(&Volume, &Volume) -> Result<Vec<f32>>,
+) -> Result<EvalReport> {
+    evaluate_subjects(mri, ct, out, opts, source, |_, mr, ct| {
+        synth(mr, ct).map(Synthetic::from)
+    })
+}
+
+/// [`evaluate_with`] for a source that needs the subject's name (`synth(name, mri, ct)`) or
+/// has more to say than the values ([`Synthetic`]).
+pub fn evaluate_subjects(
+    mri: &Path,
+    ct: &Path,
+    out: &Path,
+    opts: &EvalOptions,
+    source: &str,
+    mut synth: impl FnMut(&str, &Volume, &Volume) -> Result<Synthetic>,
 ) -> Result<EvalReport> {
     let started = Instant::now();
     check_out(out, opts.force)?;
@@ -333,22 +386,21 @@ pub fn evaluate_with(
                 dims[2]
             )));
         }
-        let worst = mr
-            .slices
-            .iter()
-            .zip(&ctv.slices)
-            .filter_map(|(a, b)| {
-                let (p, q) = (a.geometry.image_position?, b.geometry.image_position?);
-                Some((0..3).map(|d| (p[d] - q[d]).powi(2)).sum::<f64>().sqrt())
-            })
-            .fold(0.0, f64::max);
+        let worst = worst_position_difference(&mr, &ctv);
         if worst > 0.5 {
             warnings.push(format!(
                 "MR and CT slice positions differ by up to {worst:.2} mm: are they aligned?"
             ));
         }
         let ct_hu: Vec<f32> = ctv.values().collect();
-        let sct = synth(&mr, &ctv)?;
+        let Synthetic {
+            hu: sct,
+            path: sct_path,
+            skipped: sct_skipped,
+            warnings: sct_warnings,
+        } = synth(&name, &mr, &ctv)?;
+        skipped.extend(sct_skipped);
+        warnings.extend(sct_warnings);
         if sct.len() != ct_hu.len() {
             return Err(Error::shape(
                 "evaluate",
@@ -448,6 +500,7 @@ pub fn evaluate_with(
             slice_step_hu,
             mae_by_class_hu,
             panel,
+            sct: sct_path,
             warnings,
         });
     }

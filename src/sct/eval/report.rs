@@ -138,6 +138,7 @@ pub(super) fn write_metrics_json(
                 "cols": s.cols,
                 "mri": s.mri.display().to_string(),
                 "ct": s.ct.display().to_string(),
+                "sct": s.sct.as_ref().map(|p| p.display().to_string()),
                 "panel": s.panel.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()),
                 "warnings": s.warnings,
             }),
