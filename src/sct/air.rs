@@ -217,7 +217,7 @@ mod tests {
         (0..rows * cols)
             .map(|i| {
                 let (r, c) = ((i / cols) as f64 + 0.5, (i % cols) as f64 + 0.5);
-                if (r - cr).hypot(c - cc) <= radius {
+                if libm::hypot(r - cr, c - cc) <= radius {
                     level
                 } else {
                     0.0

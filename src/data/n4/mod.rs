@@ -228,7 +228,7 @@ pub fn n4_correct(
                 let i = (z * dims[1] + y) * dims[2] + x;
                 if mask[i] {
                     points.push([z, y, x]);
-                    log_v.push((values[i] as f64).ln());
+                    log_v.push(libm::log(values[i] as f64));
                     flat.push((a * shrunk[1] + b) * shrunk[2] + c);
                 }
             }
@@ -293,7 +293,7 @@ pub fn n4_correct(
     let corrected = values
         .iter()
         .zip(&log_field)
-        .map(|(&v, f)| (v as f64 * (-f).exp()) as f32)
+        .map(|(&v, f)| (v as f64 * libm::exp(-f)) as f32)
         .collect();
     Ok(N4Result {
         corrected,
@@ -306,7 +306,7 @@ pub fn n4_correct(
             shrunk,
             iterations,
             convergence,
-            field_range: (fmin.exp(), fmax.exp()),
+            field_range: (libm::exp(fmin), libm::exp(fmax)),
             seconds: started.elapsed().as_secs_f64(),
         },
     })
@@ -315,7 +315,7 @@ pub fn n4_correct(
 /// ITK's convergence measure: the coefficient of variation of exp(a - b).
 fn cv_of_exp_difference(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len() as f64;
-    let e: Vec<f64> = a.iter().zip(b).map(|(x, y)| (x - y).exp()).collect();
+    let e: Vec<f64> = a.iter().zip(b).map(|(x, y)| libm::exp(x - y)).collect();
     let mean = e.iter().sum::<f64>() / n;
     let var = e.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
     var.sqrt() / mean

@@ -31,7 +31,7 @@ fn fft(a: &mut [C], inverse: bool) {
         let ang = sign * 2.0 * std::f64::consts::PI / len as f64;
         for start in (0..n).step_by(len) {
             for k in 0..len / 2 {
-                let (s, c) = (ang * k as f64).sin_cos();
+                let (s, c) = libm::sincos(ang * k as f64);
                 let (ur, ui) = a[start + k];
                 let (vr, vi) = a[start + k + len / 2];
                 let (tr, ti) = (vr * c - vi * s, vr * s + vi * c);
@@ -99,7 +99,7 @@ pub fn sharpen(v: &[f64], p: Sharpening) -> Vec<f64> {
     let mut ff: Vec<C> = vec![(0.0, 0.0); n];
     ff[0].0 = scale;
     for k in 1..=n / 2 {
-        let g = scale * (-((k * k) as f64) * exp_factor).exp();
+        let g = scale * libm::exp(-((k * k) as f64) * exp_factor);
         ff[k].0 = g;
         ff[n - k].0 = g;
     }

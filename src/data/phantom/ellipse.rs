@@ -121,8 +121,8 @@ impl Anatomy {
         ];
         Anatomy {
             centre: [uni(rng, -5.0, 5.0), uni(rng, -5.0, 5.0)],
-            cos_r: rot.cos(),
-            sin_r: rot.sin(),
+            cos_r: libm::cos(rot),
+            sin_r: libm::sin(rot),
             a,
             b,
             c_up: uni(rng, 100.0, 114.0),
@@ -149,13 +149,13 @@ impl Anatomy {
         let p = [px, py, z];
         let r = (px * px + py * py + z * z).sqrt().max(1e-9);
         let (ux, uy, uz) = (px / r, py / r, z / r);
-        let theta = uy.atan2(ux);
+        let theta = libm::atan2(uy, ux);
         let pert = 1.0
             + self
                 .harmonics
                 .iter()
                 .enumerate()
-                .map(|(k, (amp, ph))| amp * ((k as f64 + 2.0) * theta + ph + 0.01 * z).cos())
+                .map(|(k, (amp, ph))| amp * libm::cos((k as f64 + 2.0) * theta + ph + 0.01 * z))
                 .sum::<f64>();
         let cz = if z >= 0.0 { self.c_up } else { self.c_low };
         let rdir = 1.0
@@ -202,7 +202,7 @@ impl Anatomy {
         // Gyri: the cortex thickens and thins with a pattern over angle and height; where the
         // pattern peaks, a CSF-filled sulcus cuts into it from the surface.
         let (f1, f2, ph) = self.gyri;
-        let wave = (f1 * theta + f2 * z + ph).sin() * (0.7 * f1 * theta - f2 * z).cos();
+        let wave = libm::sin(f1 * theta + f2 * z + ph) * libm::cos(0.7 * f1 * theta - f2 * z);
         let depth = d - edge;
         if wave > 0.75 && depth < 2.5 * self.gm * (wave - 0.5) * 2.0 {
             return Tissue::Csf;
@@ -287,13 +287,14 @@ pub(super) fn subject(seed: u64, index: usize, opts: &PhantomOptions) -> Phantom
                     .clamp(-1024.0, 3071.0);
                 ct_hu[i] = hu as f32;
                 let (xn, yn, zn) = (x / 100.0, y / 100.0, z / 100.0);
-                let bias = (beta[0] * xn
-                    + beta[1] * yn
-                    + beta[2] * zn
-                    + beta[3] * xn * yn
-                    + beta[4] * (xn * xn - yn * yn)
-                    + beta[5] * zn * zn)
-                    .exp();
+                let bias = libm::exp(
+                    beta[0] * xn
+                        + beta[1] * yn
+                        + beta[2] * zn
+                        + beta[3] * xn * yn
+                        + beta[4] * (xn * xn - yn * yn)
+                        + beta[5] * zn * zn,
+                );
                 mr_bias[i] = bias as f32;
                 let s = smr / 4.0 * bias;
                 let (n1, n2) = (mr_sigma * noise.normal(), mr_sigma * noise.normal());

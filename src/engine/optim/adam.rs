@@ -105,8 +105,8 @@ impl Adam {
             let Some(g) = grads.get(p) else { continue };
             self.param_steps[i] += 1;
             let t = self.param_steps[i] as f64;
-            let bias_correction1 = 1.0 - b1.powf(t);
-            let bias_correction2 = 1.0 - b2.powf(t);
+            let bias_correction1 = 1.0 - libm::pow(b1, t);
+            let bias_correction2 = 1.0 - libm::pow(b2, t);
             let n = p.numel();
             let params = AdamParams {
                 n: n as u32,

@@ -19,7 +19,7 @@ pub fn spin_echo_signal(r: Relaxation, tr_ms: f64, te_ms: f64) -> f64 {
     if r.pd <= 0.0 || r.t1_ms <= 0.0 || r.t2_ms <= 0.0 {
         return 0.0;
     }
-    r.pd * (1.0 - (-tr_ms / r.t1_ms).exp()) * (-te_ms / r.t2_ms).exp()
+    r.pd * (1.0 - libm::exp(-tr_ms / r.t1_ms)) * libm::exp(-te_ms / r.t2_ms)
 }
 
 /// Reference 1.5 T values of a tissue. CSF, grey and white matter, fat, muscle/skin and

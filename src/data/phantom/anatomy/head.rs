@@ -60,7 +60,7 @@ impl Outline {
 
     fn phases(&self, z: f64) -> [(f64, f64); 3] {
         self.harmonics.map(|(_, ph, wz)| {
-            let (s, c) = (ph + wz * z).sin_cos();
+            let (s, c) = libm::sincos(ph + wz * z);
             (c, s)
         })
     }
@@ -93,8 +93,8 @@ impl Outline {
                 (0..24).any(|ia| {
                     let a = ia as f64 * TAU / 24.0;
                     let p = [
-                        e.c[0] + e.r[0] * ring * a.cos(),
-                        e.c[1] + e.r[1] * ring * a.sin(),
+                        e.c[0] + e.r[0] * ring * libm::cos(a),
+                        e.c[1] + e.r[1] * ring * libm::sin(a),
                         z,
                     ];
                     self.depth(p, &ph).0 < min_depth
@@ -170,7 +170,7 @@ impl Floor {
     /// Thickness of the skull base below (x, y).
     fn thickness(&self, x: f64, y: f64) -> f64 {
         let d = segment_distance(x.abs(), y, self.petrous[0], self.petrous[1]);
-        self.base_mm + self.petrous_mm * (-d * d / 72.0).exp()
+        self.base_mm + self.petrous_mm * libm::exp(-d * d / 72.0)
     }
 }
 
@@ -244,7 +244,7 @@ pub(super) struct Section<'a> {
 
 impl Head {
     fn with_yaw(mut self, yaw: f64) -> Head {
-        (self.cos_yaw, self.sin_yaw) = (yaw.cos(), yaw.sin());
+        (self.cos_yaw, self.sin_yaw) = (libm::cos(yaw), libm::sin(yaw));
         self
     }
 
@@ -303,7 +303,8 @@ impl Section<'_> {
         // Temporalis: over the temporal squama, lateral only.
         let (tm, ty, tz) = h.temporalis;
         let lateral = smoothstep(0.75, 0.95, c.abs());
-        let muscle = tm * lateral * (-((py - ty) / 30.0).powi(2) - ((z - tz) / 22.0).powi(2)).exp();
+        let muscle =
+            tm * lateral * libm::exp(-((py - ty) / 30.0).powi(2) - ((z - tz) / 22.0).powi(2));
         if d < soft + muscle {
             return Tissue::Muscle;
         }
@@ -314,7 +315,7 @@ impl Section<'_> {
         }
         let outer = soft + muscle;
         // Thinner skull over the temporal squama (lateral), thicker front and back.
-        let wave = 1.0 + h.skull_wave.0 * (2.0 * (c * s) + h.skull_wave.1).sin();
+        let wave = 1.0 + h.skull_wave.0 * libm::sin(2.0 * (c * s) + h.skull_wave.1);
         let frontback = 0.45 + 0.55 * s * s;
         let t_outer = h.tables[0] * (0.8 + 0.2 * frontback);
         let t_diploe = h.tables[1] * frontback * wave;

@@ -43,8 +43,9 @@ impl Imaging {
     fn bias(&self, x: f64, y: f64, z: f64) -> f64 {
         let (x, y, z) = (x / 100.0, y / 100.0, z / 100.0);
         let b = &self.bias;
-        (b[0] * x + b[1] * y + b[2] * z + b[3] * x * y + b[4] * (x * x - y * y) + b[5] * z * z)
-            .exp()
+        libm::exp(
+            b[0] * x + b[1] * y + b[2] * z + b[3] * x * y + b[4] * (x * x - y * y) + b[5] * z * z,
+        )
     }
 
     /// Renders slice `k` at height `z` into its label, CT and MR planes.

@@ -147,9 +147,9 @@ impl CavityCut {
                 phase,
             } => {
                 let w = std::f64::consts::TAU / period_mm;
-                let f = (w * x + phase[0]).cos()
-                    * (w * y + phase[1]).cos()
-                    * (w * self.z + phase[2]).cos();
+                let f = libm::cos(w * x + phase[0])
+                    * libm::cos(w * y + phase[1])
+                    * libm::cos(w * self.z + phase[2]);
                 if in_inner && f > threshold {
                     Tissue::MastoidAir
                 } else {
@@ -183,7 +183,7 @@ impl SulcalField {
         };
         let (mut f, mut g) = (0.0, [0.0; 3]);
         for (k, ph) in &self.waves {
-            let (s, c) = (k[0] * q[0] + k[1] * q[1] + k[2] * q[2] + ph).sin_cos();
+            let (s, c) = libm::sincos(k[0] * q[0] + k[1] * q[1] + k[2] * q[2] + ph);
             f += c;
             for a in 0..3 {
                 g[a] -= k[a] * s;

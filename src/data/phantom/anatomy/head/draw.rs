@@ -19,7 +19,7 @@ fn waves(rng: &mut Rng, n: usize, wavelength: (f64, f64)) -> Vec<([f64; 3], f64)
             let sz = (1.0 - cz * cz).sqrt();
             let k = TAU / uni(rng, wavelength.0, wavelength.1);
             (
-                [k * sz * phi.cos(), k * sz * phi.sin(), k * cz],
+                [k * sz * libm::cos(phi), k * sz * libm::sin(phi), k * cz],
                 uni(rng, 0.0, TAU),
             )
         })
@@ -36,7 +36,7 @@ fn folia_waves(rng: &mut Rng) -> Vec<([f64; 3], f64)> {
             let sz = (1.0 - cz * cz).sqrt();
             let k = TAU / uni(rng, 10.0, 16.0);
             (
-                [k * sz * phi.cos(), k * sz * phi.sin(), k * cz],
+                [k * sz * libm::cos(phi), k * sz * libm::sin(phi), k * cz],
                 uni(rng, 0.0, TAU),
             )
         })
