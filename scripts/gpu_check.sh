@@ -7,7 +7,7 @@
 #       into DIR (bundle.tar.xz, debs/, manifest.env). The repository's working tree travels to
 #       the GPU machine beside DIR, so the bundle holds executables only; DIR and the tree
 #       together must fit the 64 MiB a device call carries, and prepare checks that.
-#   scripts/gpu_check.sh run DIR OUT [--quick] [--train-until S]
+#   scripts/gpu_check.sh run DIR OUT [--quick] [--train-until S [--train-only]]
 #       On the GPU machine (x86-64 Linux, NVIDIA driver, PyTorch with CUDA, no network, no cargo),
 #       from the repository's copy there: unpacks the bundle and the loader packages into a
 #       private root, points the Vulkan loader at the NVIDIA ICD (or, without one, at whatever
@@ -27,6 +27,13 @@
 # the card's held-out ones (seed 7's phantom-017..020), which are then scored here with eval.
 # GPU_CHECK_RECIPE replaces the training options other than data, batch (GPU_CHECK_BATCH,
 # default 8) and schedule (default "--model unet --ngf 32 --lambda-gan 0 --context 1 --seed 3").
+#
+# --train-only skips the bench, the PyTorch peer and the tests (a session whose adapter was
+# already checked) and gives all the time to training. A later GPU session can continue the
+# shipped weights instead of starting afresh, e.g.
+#   GPU_CHECK_RECIPE="--model unet --ngf 32 --lambda-gan 0 --context 1 --seed 4 \
+#     --init-weights weights/unet.safetensors --learning-rate-g 1e-4" \
+#   bash scripts/gpu_check.sh run gpu-bundle /tmp/gc --train-until 540 --train-only
 #
 # --quick shrinks the bench and the PyTorch peer to one kernel row at batch 1, for checking the
 # script itself on lavapipe; GPU_CHECK_TESTS (an extended regex) picks test executables by name
@@ -245,6 +252,7 @@ run_all() {
     local mr2ct="$WORK/bin/mr2ct" name
     timed "mr2ct devices" "$out/devices.txt" "$mr2ct" devices
 
+    [ "$train_only" = 0 ] || { run_training "$mr2ct" "$out"; return 0; }
     # The bench first, while the GPU has nothing else to do.
     local bench_args torch_args
     if [ "$quick" = 1 ]; then
@@ -279,6 +287,11 @@ run_all() {
         GPU_CHECK_STEP_TIMEOUT=${GPU_CHECK_TEST_TIMEOUT:-120} timed "test $name" "$out/tests/$name.log" \
             bash -c 'cd "$1" && "$2" --test-threads "$3"' _ "$MANIFEST_DIR" "$exe" "$threads"
     done
+    run_training "$mr2ct" "$out"
+}
+
+run_training() { # mr2ct out: the training of --train-until, then the summary
+    local mr2ct="$1" out="$2"
     if [ -n "$train_until" ]; then
         train_start "$mr2ct" "$out/train" "$((T_START + train_until))"
         train_finish "$mr2ct" "$out/train"
@@ -396,11 +409,13 @@ train_finish() { # mr2ct dir
 cmd="$1"
 shift
 quick=0
+train_only=0
 train_until=""
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) quick=1 ;;
+    --train-only) train_only=1 ;;
     --train-until)
         [ $# -ge 2 ] && [[ "$2" =~ ^[0-9]+$ ]] || die "--train-until needs a number of seconds"
         train_until="$2"
@@ -411,6 +426,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+[ "$train_only" = 0 ] || [ -n "$train_until" ] || die "--train-only needs --train-until S"
 T_START=$(date +%s)
 DEADLINE=""
 [ -z "$train_until" ] || DEADLINE=$((T_START + train_until))
