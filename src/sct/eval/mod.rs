@@ -56,42 +56,12 @@ use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
 
 pub use pairing::{pair_subjects, synthrad_pairs, SubjectPair};
-pub use scoring::{body_mask, score_volume};
+pub use report::Stat;
+pub use scoring::{body_mask, score_volume, MaskRule};
 pub use series::evaluate_series;
 
 use panel::write_subject_panel;
 use report::write_metrics_json;
-
-/// Which CT voxels are body.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct MaskRule {
-    pub threshold_hu: f32,
-    pub fill_holes: bool,
-    pub largest_component: bool,
-}
-
-impl Default for MaskRule {
-    fn default() -> Self {
-        MaskRule {
-            threshold_hu: -500.0,
-            fill_holes: true,
-            largest_component: true,
-        }
-    }
-}
-
-impl MaskRule {
-    pub fn describe(&self) -> String {
-        let mut s = format!("real CT > {} HU", self.threshold_hu);
-        if self.fill_holes {
-            s.push_str(", holes filled per slice (4-connected background from the slice border)");
-        }
-        if self.largest_component {
-            s.push_str(", largest 3-D connected component (6-connectivity)");
-        }
-        s
-    }
-}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct EvalOptions {
@@ -190,32 +160,6 @@ impl From<Vec<f32>> for Synthetic {
             hu,
             ..Default::default()
         }
-    }
-}
-
-/// Mean and sample standard deviation.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct Stat {
-    pub mean: f64,
-    pub sd: f64,
-}
-
-impl Stat {
-    pub fn of(values: &[f64]) -> Stat {
-        let n = values.len();
-        if n == 0 {
-            return Stat {
-                mean: f64::NAN,
-                sd: f64::NAN,
-            };
-        }
-        let mean = values.iter().sum::<f64>() / n as f64;
-        let sd = if n > 1 {
-            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
-        } else {
-            0.0
-        };
-        Stat { mean, sd }
     }
 }
 

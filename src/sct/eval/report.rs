@@ -5,8 +5,36 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{EvalOptions, EvalReport, Stat};
+use serde::Serialize;
+
+use super::{EvalOptions, EvalReport};
 use crate::engine::error::{Error, Result};
+
+/// Mean and sample standard deviation.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Stat {
+    pub mean: f64,
+    pub sd: f64,
+}
+
+impl Stat {
+    pub fn of(values: &[f64]) -> Stat {
+        let n = values.len();
+        if n == 0 {
+            return Stat {
+                mean: f64::NAN,
+                sd: f64::NAN,
+            };
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let sd = if n > 1 {
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
+        Stat { mean, sd }
+    }
+}
 
 pub(super) fn fmt_num(v: f64, digits: usize) -> String {
     if v.is_finite() {

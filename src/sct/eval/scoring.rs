@@ -1,10 +1,43 @@
 //! The body mask of a real CT and the scores of a synthetic CT over it (definitions in the
 //! module docs of `eval`).
 
-use super::{MaskRule, Scores, SsimMode};
+use serde::Serialize;
+
+use super::{Scores, SsimMode};
 use crate::engine::error::Result;
 use crate::metrics::{self, Vol};
 use crate::sct::mask::{fill_holes, label_components};
+
+/// Which CT voxels are body.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MaskRule {
+    pub threshold_hu: f32,
+    pub fill_holes: bool,
+    pub largest_component: bool,
+}
+
+impl Default for MaskRule {
+    fn default() -> Self {
+        MaskRule {
+            threshold_hu: -500.0,
+            fill_holes: true,
+            largest_component: true,
+        }
+    }
+}
+
+impl MaskRule {
+    pub fn describe(&self) -> String {
+        let mut s = format!("real CT > {} HU", self.threshold_hu);
+        if self.fill_holes {
+            s.push_str(", holes filled per slice (4-connected background from the slice border)");
+        }
+        if self.largest_component {
+            s.push_str(", largest 3-D connected component (6-connectivity)");
+        }
+        s
+    }
+}
 
 /// Body mask of a CT volume in HU, [depth, height, width] (module docs).
 pub fn body_mask(ct_hu: &[f32], dims: [usize; 3], rule: &MaskRule) -> Vec<bool> {
