@@ -2,19 +2,15 @@
 //! forms; the translate manifest is not an input, any other stray file is named; a missing or
 //! misshapen sCT is refused naming its path.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use mr2ct::data::{load_volume, write_phantom, LoadOptions, Modality, PhantomOptions};
 use mr2ct::sct::{body_mask, evaluate_series, write_nifti, EvalOptions, MaskRule, MANIFEST};
 
 fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "mr2ct-sct-series-{tag}-{}-{}",
-        std::process::id(),
-        mr2ct::sct::new_uid()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tempdir(&format!("sct-series-{tag}"))
 }
 
 /// Three 8-slice subjects of `size` x `size`, two in test/; returns test/ and their names.

@@ -52,6 +52,18 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) -> f64 {
     e
 }
 
+/// A fresh directory under the temporary directory, unique to this process and call:
+/// `mr2ct-<what>-<pid>-<uid>`.
+pub fn tempdir(what: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "mr2ct-{what}-{}-{}",
+        std::process::id(),
+        mr2ct::sct::new_uid()
+    ));
+    std::fs::create_dir_all(&d).expect("create a temporary directory");
+    d
+}
+
 pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
