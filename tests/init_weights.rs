@@ -116,6 +116,58 @@ fn a_run_starts_from_the_networks_a_weights_file_holds() {
         Some(s(&start_w))
     );
 
+    // A refinement head added onto the file's U-Net starts at random, the U-Net is the
+    // file's; its weights then hold a head, which a model without one refuses to drop.
+    let refined = tmp("init-refined");
+    let (ok, _, err) = train(
+        &refined,
+        &[
+            "--ngf",
+            "4",
+            "--lambda-gan",
+            "0",
+            "--refine",
+            "3",
+            "--learning-rate-g",
+            "0",
+            "--init-weights",
+            s(&start_w),
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("G_AB loaded, G_AB's refinement head initialized at random"),
+        "{err}"
+    );
+    let (head, body): (Vec<_>, Vec<_>) = generator(&refined.join("weights.safetensors"))
+        .into_iter()
+        .partition(|(k, _)| k.starts_with("G_AB.refine."));
+    assert_eq!(body, want, "the U-Net under the head should be the file's");
+    assert_eq!(head.len(), 6, "three convolutions, weight and bias each");
+    assert!(head
+        .iter()
+        .filter(|(k, _)| k.ends_with("weight"))
+        .all(|(_, v)| v.iter().any(|x| *x != 0.0)));
+    let refined_w = refined.join("weights.safetensors");
+    let dropped = tmp("init-drop-head");
+    let (ok, _, err) = train(
+        &dropped,
+        &[
+            "--ngf",
+            "4",
+            "--lambda-gan",
+            "0",
+            "--init-weights",
+            s(&refined_w),
+        ],
+    );
+    assert!(!ok, "a head the model lacks must not be dropped in silence");
+    let line = error_line(&err);
+    assert!(
+        line.contains(s(&refined_w)) && line.contains("refinement head"),
+        "{line}"
+    );
+
     // Another width: refused before training, naming the file and the tensor.
     let wide = tmp("init-wide");
     let (ok, _, err) = train(

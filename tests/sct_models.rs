@@ -1,7 +1,7 @@
 //! The sCT models against PyTorch (tests/fixtures/make_sct_model_fixtures.py builds the same
 //! networks in the layer order of pytorch-CycleGAN-and-pix2pix, so the parameter keys must
 //! match too): the U-Net generator at two sizes and depths (one with 3 context slices, not
-//! square), the ResNet generator with 3 input slices, and a conditional PatchGAN on 2 channels.
+//! square), a U-Net with the refinement head behind it, the ResNet generator with 3 input slices, and a conditional PatchGAN on 2 channels.
 //! Forward, input gradient and every parameter gradient, from the shared deterministic
 //! weights. Tolerances as tests/models.rs: relative L2 <= 1e-4 for the output and the input
 //! gradient, <= 1e-3 for the parameter gradients (deep products in f32 against f64).
@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use mr2ct::engine::autograd::backward_with;
 use mr2ct::engine::nn::{init_deterministic, Module, Pass};
-use mr2ct::models::{PatchDiscriminator, ResnetGenerator, UnetGenerator};
+use mr2ct::models::{PatchDiscriminator, Refined, ResnetGenerator, UnetGenerator};
 
 fn check(net: &dyn Module, case: &str) {
     let f = Fixture::load("sct_models");
@@ -74,6 +74,16 @@ fn check(net: &dyn Module, case: &str) {
 fn unet_matches_pytorch_at_two_depths() {
     check(&UnetGenerator::new(&gpu(), 1, 4, 5, 0.0).unwrap(), "unet_a");
     check(&UnetGenerator::new(&gpu(), 3, 4, 6, 0.0).unwrap(), "unet_b");
+}
+
+#[test]
+fn unet_with_refinement_head_matches_pytorch() {
+    let gpu = gpu();
+    let body = UnetGenerator::new(&gpu, 3, 4, 5, 0.0).unwrap();
+    check(
+        &Refined::new(&gpu, Box::new(body), 3, 4).unwrap(),
+        "unet_refine",
+    );
 }
 
 #[test]

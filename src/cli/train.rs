@@ -80,6 +80,11 @@ pub struct TrainArgs {
     /// (pix2pix uses 0.5; translate never drops) [default: 0].
     #[arg(long)]
     unet_dropout: Option<f32>,
+    /// ResNet or U-Net: a refinement head of this width behind the generator, three 3x3
+    /// convolutions at full resolution on the sCT and the MR, added to the sCT (0: none)
+    /// [default: 0].
+    #[arg(long)]
+    refine: Option<usize>,
     /// Score the held-out pairs (--val-data, else the data's val/ or test/ split) every N epochs: MAE, PSNR and SSIM go
     /// into losses.csv and the plot, and the best MAE's weights into best.safetensors
     /// (paired objective; 0: never) [default: 1].
@@ -244,7 +249,8 @@ fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
         lambda_l1,
         lambda_gan,
         unet_downs,
-        unet_dropout
+        unet_dropout,
+        refine
     );
     set!(
         generator_iterations,
@@ -328,7 +334,7 @@ fn train_rank(
         let t = Trainer::new(&gpu, cfg.clone())?;
         if let Some(path) = &args.init_weights {
             let loaded = mr2ct::io::weights::load(path)?;
-            let done = t.gan.load_networks(path, &loaded.tensors)?;
+            let (done, fresh_heads) = t.gan.load_networks(path, &loaded.tensors)?;
             if root {
                 let fresh: Vec<_> = t
                     .gan
@@ -337,10 +343,15 @@ fn train_rank(
                     .map(|(p, _)| p)
                     .filter(|p| !done.contains(p))
                     .collect();
+                let heads: Vec<String> = fresh_heads
+                    .iter()
+                    .map(|p| format!(", {p}'s refinement head initialized at random"))
+                    .collect();
                 eprintln!(
-                    "starting from {}: {} loaded{}",
+                    "starting from {}: {} loaded{}{}",
                     path.display(),
                     done.join(", "),
+                    heads.concat(),
                     if fresh.is_empty() {
                         String::new()
                     } else {

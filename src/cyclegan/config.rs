@@ -68,6 +68,9 @@ pub struct TrainConfig {
     /// Dropout probability at the end of the U-Net's inner 8ngf up-blocks in training passes
     /// (pix2pix's `use_dropout`, 0.5 there; 0 = none). Inference never drops.
     pub unet_dropout: f32,
+    /// Width of a full-resolution refinement head behind the ResNet or U-Net generator
+    /// (src/models/refine.rs; 0 = none).
+    pub refine: usize,
     pub lambda_aba: f32,
     pub lambda_bab: f32,
     pub learning_rate_g: f32,
@@ -113,6 +116,7 @@ impl Default for TrainConfig {
             n_blocks: 6,
             unet_downs: 7,
             unet_dropout: 0.0,
+            refine: 0,
             lambda_aba: 10.0,
             lambda_bab: 10.0,
             learning_rate_g: 2e-4,
@@ -160,6 +164,7 @@ impl TrainConfig {
             n_blocks: self.n_blocks,
             unet_downs: self.unet_downs,
             unet_dropout: self.unet_dropout,
+            refine: self.refine,
         }
     }
 
@@ -264,6 +269,15 @@ impl TrainConfig {
             errs.push(format!(
                 "unet_dropout must be in [0, 1), got {}",
                 self.unet_dropout
+            ));
+        }
+        if self.refine > 0 && self.model == ModelKind::Paper {
+            errs.push("refine: the paper's model has no refinement head".into());
+        }
+        if self.refine > 256 {
+            errs.push(format!(
+                "refine must be at most 256 channels, got {}",
+                self.refine
             ));
         }
         if self.ngf == 0 || self.ndf == 0 {

@@ -167,17 +167,36 @@ impl CycleGan {
 
     /// Loads the networks that the weights file `path` holds (a generator from a shipped
     /// file, say) and leaves the others as initialized (a discriminator the file lacks);
-    /// returns the prefixes loaded. A network is in the file when any of its tensors is, and
-    /// then every tensor must be there with its shape; a file holding none of them is an error.
+    /// returns the prefixes loaded and, of those, the ones whose refinement head the file
+    /// lacked. A network is in the file when any of its tensors is, and then every tensor
+    /// must be there with its shape, but for a whole refinement head; a file holding none of
+    /// them is an error.
     pub fn load_networks(
         &self,
         path: &std::path::Path,
         loaded: &crate::io::weights::HostTensors,
-    ) -> Result<Vec<&'static str>> {
-        let mut done = Vec::new();
+    ) -> Result<(Vec<&'static str>, Vec<&'static str>)> {
+        let (mut done, mut fresh_heads) = (Vec::new(), Vec::new());
         for (prefix, net) in self.networks() {
-            let named = net.named_tensors(prefix);
+            let mut named = net.named_tensors(prefix);
             if named.iter().any(|n| loaded.contains_key(&n.name)) {
+                // A refinement head added onto weights trained without one starts from its
+                // own initialization; every other tensor must be in the file.
+                let head = format!("{prefix}.refine.");
+                let has_head = named
+                    .iter()
+                    .any(|n| n.name.starts_with(&head) && loaded.contains_key(&n.name));
+                let model_has_head = named.iter().any(|n| n.name.starts_with(&head));
+                if !has_head && model_has_head {
+                    named.retain(|n| !n.name.starts_with(&head));
+                    fresh_heads.push(prefix);
+                }
+                if !model_has_head && loaded.keys().any(|k| k.starts_with(&head)) {
+                    return Err(Error::file(
+                        path,
+                        format!("holds a refinement head for {prefix} that this model lacks (train with the file's --refine width)"),
+                    ));
+                }
                 crate::io::weights::upload(path, loaded, &named)?;
                 done.push(prefix);
             }
@@ -188,7 +207,7 @@ impl CycleGan {
                 "holds none of this model's networks (weights of another model family?)",
             ));
         }
-        Ok(done)
+        Ok((done, fresh_heads))
     }
 
     /// Every named tensor of the networks ("G_AB.enc1.weight", ...).

@@ -254,6 +254,10 @@ fn model_summary(t: &Trainer) -> String {
         ModelKind::Paper => "the paper's generator".to_string(),
         ModelKind::Resnet => format!("ResNet generator, {} residual block(s)", cfg.n_blocks),
         ModelKind::Unet => format!("U-Net generator, {} levels", cfg.unet_downs),
+    } + &if cfg.refine > 0 {
+        format!(" and a refinement head of width {}", cfg.refine)
+    } else {
+        String::new()
     };
     let critics = match &t.gan.critics {
         Critics::Cycle { .. } => "G_BA and two discriminators",

@@ -5,6 +5,7 @@
 
 pub mod discriminator;
 pub mod generator;
+pub mod refine;
 pub mod resnet;
 pub mod tiles;
 pub mod unet;
@@ -19,6 +20,7 @@ use crate::engine::nn::Module;
 
 pub use discriminator::PaperDiscriminator;
 pub use generator::PaperGenerator;
+pub use refine::Refined;
 pub use resnet::{PatchDiscriminator, ResnetGenerator};
 pub use unet::UnetGenerator;
 
@@ -50,12 +52,32 @@ pub struct Architecture {
     pub unet_downs: usize,
     /// Dropout in the U-Net's inner up-blocks during training (0: none).
     pub unet_dropout: f32,
+    /// Width of the full-resolution refinement head behind the generator (0: none).
+    pub refine: usize,
 }
 
 /// A network as the trainer sees it.
 pub type Network = Box<dyn Module>;
 
 pub fn generator(gpu: &Rc<Gpu>, arch: &Architecture) -> Result<Network> {
+    let body = generator_body(gpu, arch)?;
+    if arch.refine == 0 {
+        return Ok(body);
+    }
+    if arch.kind == ModelKind::Paper {
+        return Err(crate::engine::error::Error::Invalid(
+            "the paper's model has no refinement head (refine must be 0)".into(),
+        ));
+    }
+    Ok(Box::new(Refined::new(
+        gpu,
+        body,
+        arch.in_channels,
+        arch.refine,
+    )?))
+}
+
+fn generator_body(gpu: &Rc<Gpu>, arch: &Architecture) -> Result<Network> {
     Ok(match arch.kind {
         ModelKind::Paper => Box::new(PaperGenerator::new(gpu, arch.ngf)?),
         ModelKind::Resnet => Box::new(ResnetGenerator::new(

@@ -541,7 +541,7 @@ pub fn reflect(i: isize, n: usize) -> usize {
 }
 
 fn describe(cfg: &TrainConfig) -> String {
-    match cfg.model {
+    let base = match cfg.model {
         ModelKind::Paper => format!("paper model, {0}x{0}, ngf {1}", cfg.size, cfg.ngf),
         ModelKind::Resnet => format!(
             "resnet model, {0}x{0}, ngf {1}, {2} blocks",
@@ -551,5 +551,10 @@ fn describe(cfg: &TrainConfig) -> String {
             "unet model, {0}x{0}, ngf {1}, {2} levels",
             cfg.size, cfg.ngf, cfg.unet_downs
         ),
+    };
+    if cfg.refine > 0 {
+        format!("{base}, refinement head of width {}", cfg.refine)
+    } else {
+        base
     }
 }
