@@ -148,6 +148,32 @@ fn a_run_starts_from_the_networks_a_weights_file_holds() {
         .iter()
         .filter(|(k, _)| k.ends_with("weight"))
         .all(|(_, v)| v.iter().any(|x| *x != 0.0)));
+    // --refine-only trains the head and leaves the U-Net in front of it as the file's.
+    let head_only = tmp("init-refine-only");
+    let (ok, _, err) = train(
+        &head_only,
+        &[
+            "--ngf",
+            "4",
+            "--lambda-gan",
+            "0",
+            "--refine",
+            "3",
+            "--refine-only",
+            "--learning-rate-g",
+            "1e-3",
+            "--init-weights",
+            s(&start_w),
+        ],
+    );
+    assert!(ok, "{err}");
+    let (trained_head, body): (Vec<_>, Vec<_>) = generator(&head_only.join("weights.safetensors"))
+        .into_iter()
+        .partition(|(k, _)| k.starts_with("G_AB.refine."));
+    assert_eq!(body, want, "--refine-only must not move the U-Net");
+    for ((k, before), (_, after)) in head.iter().zip(&trained_head) {
+        assert_ne!(before, after, "{k} should have trained");
+    }
     let refined_w = refined.join("weights.safetensors");
     let dropped = tmp("init-drop-head");
     let (ok, _, err) = train(

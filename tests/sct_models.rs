@@ -81,7 +81,7 @@ fn unet_with_refinement_head_matches_pytorch() {
     let gpu = gpu();
     let body = UnetGenerator::new(&gpu, 3, 4, 5, 0.0).unwrap();
     check(
-        &Refined::new(&gpu, Box::new(body), 3, 4).unwrap(),
+        &Refined::new(&gpu, Box::new(body), 3, 4, false).unwrap(),
         "unet_refine",
     );
 }

@@ -85,6 +85,10 @@ pub struct TrainArgs {
     /// [default: 0].
     #[arg(long)]
     refine: Option<usize>,
+    /// Train only the refinement head (--refine); the generator in front of it keeps the
+    /// weights of --init-weights and takes no gradients.
+    #[arg(long)]
+    refine_only: bool,
     /// Score the held-out pairs (--val-data, else the data's val/ or test/ split) every N epochs: MAE, PSNR and SSIM go
     /// into losses.csv and the plot, and the best MAE's weights into best.safetensors
     /// (paired objective; 0: never) [default: 1].
@@ -267,6 +271,9 @@ fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
     }
     if args.sync_bn {
         cfg.sync_bn = true;
+    }
+    if args.refine_only {
+        cfg.refine_only = true;
     }
     cfg.validate().map_err(Error::Invalid)?;
     Ok(cfg)

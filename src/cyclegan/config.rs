@@ -71,6 +71,9 @@ pub struct TrainConfig {
     /// Width of a full-resolution refinement head behind the ResNet or U-Net generator
     /// (src/models/refine.rs; 0 = none).
     pub refine: usize,
+    /// Train only the refinement head; the generator in front of it keeps its weights (those
+    /// of `--init-weights`) and takes no gradients, so its backward pass is skipped.
+    pub refine_only: bool,
     pub lambda_aba: f32,
     pub lambda_bab: f32,
     pub learning_rate_g: f32,
@@ -117,6 +120,7 @@ impl Default for TrainConfig {
             unet_downs: 7,
             unet_dropout: 0.0,
             refine: 0,
+            refine_only: false,
             lambda_aba: 10.0,
             lambda_bab: 10.0,
             learning_rate_g: 2e-4,
@@ -165,6 +169,7 @@ impl TrainConfig {
             unet_downs: self.unet_downs,
             unet_dropout: self.unet_dropout,
             refine: self.refine,
+            refine_only: self.refine_only,
         }
     }
 
@@ -273,6 +278,9 @@ impl TrainConfig {
         }
         if self.refine > 0 && self.model == ModelKind::Paper {
             errs.push("refine: the paper's model has no refinement head".into());
+        }
+        if self.refine_only && self.refine == 0 {
+            errs.push("refine_only needs a refinement head (refine > 0)".into());
         }
         if self.refine > 256 {
             errs.push(format!(

@@ -54,6 +54,8 @@ pub struct Architecture {
     pub unet_dropout: f32,
     /// Width of the full-resolution refinement head behind the generator (0: none).
     pub refine: usize,
+    /// Train the refinement head only: the generator in front of it takes no gradients.
+    pub refine_only: bool,
 }
 
 /// A network as the trainer sees it.
@@ -74,6 +76,7 @@ pub fn generator(gpu: &Rc<Gpu>, arch: &Architecture) -> Result<Network> {
         body,
         arch.in_channels,
         arch.refine,
+        arch.refine_only,
     )?))
 }
 

@@ -13,7 +13,7 @@
 
 use crate::engine::error::{Error, Result};
 use crate::engine::gpu::Gpu;
-use crate::engine::nn::{join, Conv2d, ConvSpec, Module, Named, Pass, Relu, Sequential};
+use crate::engine::nn::{join, Conv2d, ConvSpec, Module, Named, Pass, Relu, Sequential, Weights};
 use crate::engine::ops::concat::concat_channels;
 use crate::engine::ops::elementwise::add;
 use crate::engine::tensor::Tensor;
@@ -25,12 +25,21 @@ const SAME_3X3: ConvSpec = ConvSpec::k(3).stride(1).pad(1);
 pub struct Refined {
     body: Box<dyn Module>,
     head: Sequential,
+    /// The body takes no gradients (its weights are detached in every pass), so training
+    /// moves the head alone and skips the body's backward pass.
+    body_frozen: bool,
 }
 
 impl Refined {
     /// `cin` input channels of the body (the head sees them beside the body's one output
-    /// channel), `width` channels inside the head.
-    pub fn new(gpu: &Rc<Gpu>, body: Box<dyn Module>, cin: usize, width: usize) -> Result<Self> {
+    /// channel), `width` channels inside the head; `body_frozen`: train the head alone.
+    pub fn new(
+        gpu: &Rc<Gpu>,
+        body: Box<dyn Module>,
+        cin: usize,
+        width: usize,
+        body_frozen: bool,
+    ) -> Result<Self> {
         if width == 0 || cin == 0 {
             return Err(Error::Invalid(format!(
                 "refinement head needs a width and input channels of at least 1; got width {width}, {cin} channels"
@@ -42,13 +51,25 @@ impl Refined {
             .push(Conv2d::new(gpu, width, width, SAME_3X3)?)
             .push(Relu)
             .push(Conv2d::new(gpu, width, 1, SAME_3X3)?);
-        Ok(Refined { body, head })
+        Ok(Refined {
+            body,
+            head,
+            body_frozen,
+        })
     }
 }
 
 impl Module for Refined {
     fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
-        let y = self.body.forward(x, pass)?;
+        let body_pass = if self.body_frozen {
+            Pass {
+                weights: Weights::Frozen,
+                ..pass
+            }
+        } else {
+            pass
+        };
+        let y = self.body.forward(x, body_pass)?;
         let correction = self.head.forward(&concat_channels(&[x, &y])?, pass)?;
         add(&y, &correction)
     }
