@@ -30,8 +30,8 @@
 #
 # --train-only skips the bench, the PyTorch peer and the tests (a session whose adapter was
 # already checked) and gives all the time to training. A later GPU session can continue the
-# shipped weights instead of starting afresh, e.g.
-#   GPU_CHECK_RECIPE="--model unet --ngf 32 --lambda-gan 0 --context 1 --seed 4 \
+# shipped weights (U-Net and refinement head together) instead of starting afresh, e.g.
+#   GPU_CHECK_RECIPE="--model unet --ngf 32 --lambda-gan 0 --context 1 --refine 16 --seed 4 \
 #     --init-weights weights/unet.safetensors --learning-rate-g 1e-4" \
 #   bash scripts/gpu_check.sh run gpu-bundle /tmp/gc --train-until 540 --train-only
 #
