@@ -20,6 +20,15 @@ fn generator(path: &Path) -> Vec<(String, Vec<f32>)> {
         .collect()
 }
 
+type Tensors = Vec<(String, Vec<f32>)>;
+
+/// A weights file's G_AB tensors split into the refinement head's and the rest.
+fn head_and_body(path: &Path) -> (Tensors, Tensors) {
+    generator(path)
+        .into_iter()
+        .partition(|(k, _)| k.starts_with("G_AB.refine."))
+}
+
 #[test]
 fn a_run_starts_from_the_networks_a_weights_file_holds() {
     let data = tmp("init-data");
@@ -139,9 +148,7 @@ fn a_run_starts_from_the_networks_a_weights_file_holds() {
         err.contains("G_AB loaded, G_AB's refinement head initialized at random"),
         "{err}"
     );
-    let (head, body): (Vec<_>, Vec<_>) = generator(&refined.join("weights.safetensors"))
-        .into_iter()
-        .partition(|(k, _)| k.starts_with("G_AB.refine."));
+    let (head, body) = head_and_body(&refined.join("weights.safetensors"));
     assert_eq!(body, want, "the U-Net under the head should be the file's");
     assert_eq!(head.len(), 6, "three convolutions, weight and bias each");
     assert!(head
@@ -167,53 +174,30 @@ fn a_run_starts_from_the_networks_a_weights_file_holds() {
         ],
     );
     assert!(ok, "{err}");
-    let (trained_head, body): (Vec<_>, Vec<_>) = generator(&head_only.join("weights.safetensors"))
-        .into_iter()
-        .partition(|(k, _)| k.starts_with("G_AB.refine."));
+    let (trained_head, body) = head_and_body(&head_only.join("weights.safetensors"));
     assert_eq!(body, want, "--refine-only must not move the U-Net");
     for ((k, before), (_, after)) in head.iter().zip(&trained_head) {
         assert_ne!(before, after, "{k} should have trained");
     }
-    let refined_w = refined.join("weights.safetensors");
-    let dropped = tmp("init-drop-head");
-    let (ok, _, err) = train(
-        &dropped,
-        &[
-            "--ngf",
-            "4",
-            "--lambda-gan",
-            "0",
-            "--init-weights",
-            s(&refined_w),
-        ],
-    );
-    assert!(!ok, "a head the model lacks must not be dropped in silence");
-    let line = error_line(&err);
-    assert!(
-        line.contains(s(&refined_w)) && line.contains("refinement head"),
-        "{line}"
-    );
-
-    // Another width: refused before training, naming the file and the tensor.
-    let wide = tmp("init-wide");
-    let (ok, _, err) = train(
-        &wide,
-        &[
-            "--ngf",
-            "8",
-            "--lambda-gan",
-            "0",
-            "--init-weights",
-            s(&start_w),
-        ],
-    );
-    assert!(!ok, "a file of another width should be refused");
-    let line = error_line(&err);
-    assert!(
-        line.contains(s(&start_w)) && line.contains("has shape"),
-        "one line naming the file and the mismatch: {line}"
-    );
-    assert!(!wide.join("weights.safetensors").exists());
+    // A run refused before training: one line naming the file and the problem, no weights.
+    let refused = |ngf: &str, file: &Path, problem: &str| {
+        let run = tmp("init-refused");
+        let (ok, _, err) = train(
+            &run,
+            &["--ngf", ngf, "--lambda-gan", "0", "--init-weights", s(file)],
+        );
+        assert!(!ok, "{} should be refused ({problem})", file.display());
+        let line = error_line(&err);
+        assert!(
+            line.contains(s(file)) && line.contains(problem),
+            "one line naming the file and the problem: {line}"
+        );
+        assert!(!run.join("weights.safetensors").exists());
+    };
+    // A head the model lacks is not dropped in silence.
+    refused("4", &refined.join("weights.safetensors"), "refinement head");
+    // Another width: refused naming the tensor's shape.
+    refused("8", &start_w, "has shape");
 
     // Another model family: none of its networks is in the file.
     let paper = tmp("init-paper");

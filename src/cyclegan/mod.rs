@@ -183,11 +183,11 @@ impl CycleGan {
                 // A refinement head added onto weights trained without one starts from its
                 // own initialization; every other tensor must be in the file.
                 let head = format!("{prefix}.refine.");
-                let has_head = named
+                let file_has_head = named
                     .iter()
                     .any(|n| n.name.starts_with(&head) && loaded.contains_key(&n.name));
                 let model_has_head = named.iter().any(|n| n.name.starts_with(&head));
-                if !has_head && model_has_head {
+                if !file_has_head && model_has_head {
                     named.retain(|n| !n.name.starts_with(&head));
                     fresh_heads.push(prefix);
                 }
